@@ -1,0 +1,92 @@
+import { Schema } from "effect"
+import { DatabaseUnavailable } from "./Errors.ts"
+
+export const WorkerAppId = Schema.String.check(
+  Schema.isUUID(undefined, { message: "must be a UUID" })
+).pipe(Schema.brand("WorkerAppId"))
+export type WorkerAppId = typeof WorkerAppId.Type
+
+export const WorkerAppName = Schema.String.check(
+  Schema.isMinLength(1, { message: "must not be empty" }),
+  Schema.isMaxLength(200, { message: "must be at most 200 characters" }),
+  Schema.makeFilter((name: string) => name.trim().length > 0 || "must not be blank")
+)
+
+/** An Instagram account id: digits only. */
+export const OwnerId = Schema.String.check(
+  Schema.isPattern(/^[0-9]{1,32}$/, { message: "must be a string of 1 to 32 digits" })
+)
+
+// RabbitMQ reserves `amq.`; `chatico.` names the service's own queues.
+export const QueueName = Schema.String.check(
+  Schema.isPattern(/^[A-Za-z0-9._:-]{1,200}$/, {
+    message: "must be 1 to 200 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'"
+  }),
+  Schema.makeFilter((name: string) =>
+    !(name.startsWith("amq.") || name.startsWith("chatico.")) || "must not start with 'amq.' or 'chatico.'"
+  ),
+  Schema.makeFilter((name: string) => !name.endsWith(".dlq") || "must not end with '.dlq' (reserved for dead letters)")
+)
+
+export const Description = Schema.NullOr(
+  Schema.String.check(Schema.isMaxLength(2000, { message: "must be at most 2000 characters" }))
+)
+
+export class WorkerApp extends Schema.Class<WorkerApp>("WorkerApp")({
+  id: WorkerAppId,
+  name: Schema.String,
+  owner_id: Schema.String,
+  queue_name: Schema.String,
+  is_active: Schema.Boolean,
+  description: Schema.NullOr(Schema.String),
+  created_at: Schema.String,
+  updated_at: Schema.String
+}) {}
+
+export const WorkerAppCreate = Schema.Struct({
+  name: WorkerAppName,
+  owner_id: OwnerId,
+  queue_name: QueueName,
+  description: Schema.optionalKey(Description),
+  is_active: Schema.optionalKey(Schema.Boolean)
+})
+export type WorkerAppCreate = typeof WorkerAppCreate.Type
+
+export const WorkerAppUpdate = Schema.Struct({
+  name: Schema.optionalKey(WorkerAppName),
+  owner_id: Schema.optionalKey(OwnerId),
+  queue_name: Schema.optionalKey(QueueName),
+  description: Schema.optionalKey(Description),
+  is_active: Schema.optionalKey(Schema.Boolean)
+})
+export type WorkerAppUpdate = typeof WorkerAppUpdate.Type
+
+export const WorkerAppList = Schema.Struct({
+  items: Schema.Array(WorkerApp),
+  total: Schema.Int
+})
+
+export const ListFilter = Schema.Struct({
+  is_active: Schema.optionalKey(Schema.Boolean),
+  owner_id: Schema.optionalKey(Schema.String),
+  limit: Schema.Int,
+  offset: Schema.Int
+})
+export type ListFilter = typeof ListFilter.Type
+
+export class WorkerAppNotFound extends Schema.TaggedError<WorkerAppNotFound>()(
+  "WorkerAppNotFound",
+  { detail: Schema.String },
+  { httpApiStatus: 404 }
+) {}
+
+export class WorkerAppConflict extends Schema.TaggedError<WorkerAppConflict>()(
+  "WorkerAppConflict",
+  { detail: Schema.String, field: Schema.String },
+  { httpApiStatus: 409 }
+) {}
+
+/** The one error of the WorkerApps service. */
+export class WorkerAppsError extends Schema.TaggedError<WorkerAppsError>()("WorkerAppsError", {
+  reason: Schema.Union([WorkerAppNotFound, WorkerAppConflict, DatabaseUnavailable])
+}) {}

@@ -1,0 +1,129 @@
+import { Schema } from "effect"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
+import { DatabaseUnavailable } from "../domain/Errors.ts"
+import {
+  OwnerId,
+  WorkerApp,
+  WorkerAppConflict,
+  WorkerAppCreate,
+  WorkerAppId,
+  WorkerAppList,
+  WorkerAppNotFound,
+  WorkerAppUpdate
+} from "../domain/WorkerApp.ts"
+import { Unauthorized, ValidationError } from "./Errors.ts"
+
+/** Bearer `SECRET_KEY` on every admin and monitoring route. */
+export class Authorization extends HttpApiMiddleware.Service<Authorization>()("chatico/http/Authorization", {
+  security: { bearer: HttpApiSecurity.bearer },
+  error: Unauthorized
+}) {}
+
+/** Turns request decoding failures into 422s that name the field at fault. */
+export class RequestValidation extends HttpApiMiddleware.Service<RequestValidation>()(
+  "chatico/http/RequestValidation",
+  { error: ValidationError }
+) {}
+
+export const MAX_PAGE_SIZE = 500
+
+const IntFromString = (name: string, minimum: number, maximum: number) =>
+  Schema.NumberFromString.check(
+    Schema.isInt({ message: `${name} must be an integer` }),
+    Schema.isBetween({ minimum, maximum }, { message: `${name} must be between ${minimum} and ${maximum}` })
+  )
+
+export const WorkerAppsListQuery = {
+  is_active: Schema.optional(Schema.Literals(["true", "false"])),
+  owner_id: Schema.optional(OwnerId),
+  limit: Schema.optional(IntFromString("limit", 1, MAX_PAGE_SIZE)),
+  offset: Schema.optional(IntFromString("offset", 0, Number.MAX_SAFE_INTEGER))
+}
+
+const idParam = { id: WorkerAppId }
+
+export class WorkerAppsGroup extends HttpApiGroup.make("workerApps")
+  .add(
+    HttpApiEndpoint.post("create", "/worker-apps", {
+      payload: WorkerAppCreate,
+      success: WorkerApp.pipe(HttpApiSchema.status(201)),
+      error: [WorkerAppConflict, DatabaseUnavailable]
+    }),
+    HttpApiEndpoint.get("list", "/worker-apps", {
+      query: WorkerAppsListQuery,
+      success: WorkerAppList,
+      error: DatabaseUnavailable
+    }),
+    HttpApiEndpoint.get("get", "/worker-apps/:id", {
+      params: idParam,
+      success: WorkerApp,
+      error: [WorkerAppNotFound, DatabaseUnavailable]
+    }),
+    HttpApiEndpoint.put("update", "/worker-apps/:id", {
+      params: idParam,
+      payload: WorkerAppUpdate,
+      success: WorkerApp,
+      error: [WorkerAppNotFound, WorkerAppConflict, DatabaseUnavailable]
+    }),
+    HttpApiEndpoint.delete("remove", "/worker-apps/:id", {
+      params: idParam,
+      success: HttpApiSchema.NoContent,
+      error: [WorkerAppNotFound, DatabaseUnavailable]
+    }),
+    HttpApiEndpoint.post("toggle", "/worker-apps/:id/toggle", {
+      params: idParam,
+      success: WorkerApp,
+      error: [WorkerAppNotFound, DatabaseUnavailable]
+    })
+  )
+  .middleware(Authorization)
+  .annotateMerge(OpenApi.annotations({
+    title: "Worker apps",
+    description: "The chat-automation apps events are delivered to, one per Instagram account. " +
+      "Every path also answers with a trailing slash."
+  }))
+{}
+
+const CheckResult = Schema.Struct({
+  ok: Schema.Boolean,
+  latency_ms: Schema.optionalKey(Schema.Number),
+  error: Schema.optionalKey(Schema.String),
+  detail: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
+})
+
+export const HealthChecks = Schema.Record(Schema.String, CheckResult)
+
+export class HealthReport extends Schema.Class<HealthReport>("HealthReport")({
+  status: Schema.Literal("ok"),
+  checks: HealthChecks
+}) {}
+
+export class HealthDegraded extends Schema.TaggedError<HealthDegraded>()(
+  "HealthDegraded",
+  { status: Schema.Literal("degraded"), failing: Schema.Array(Schema.String), checks: HealthChecks },
+  { httpApiStatus: 503 }
+) {}
+
+export class HealthGroup extends HttpApiGroup.make("health")
+  .add(
+    HttpApiEndpoint.get("health", "/monitoring/health", {
+      success: HealthReport,
+      error: HealthDegraded
+    })
+  )
+  .annotateMerge(OpenApi.annotations({
+    title: "Health",
+    description: "Liveness and dependency checks; no authentication."
+  }))
+{}
+
+export class Api extends HttpApi.make("chatico-mapper")
+  .add(WorkerAppsGroup)
+  .add(HealthGroup)
+  .middleware(RequestValidation)
+  .annotateMerge(OpenApi.annotations({
+    title: "chatico-mapper",
+    version: "0.1.0",
+    description: "Instagram webhook ingestion router: admin and monitoring API."
+  }))
+{}

@@ -1,0 +1,44 @@
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { HttpRouter } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
+import { createServer } from "node:http"
+import { AppConfig } from "../layers/Config.ts"
+import { Api } from "./Api.ts"
+import { DocsRoutes } from "./Docs.ts"
+import { HealthHttp } from "./HealthHttp.ts"
+import { AuthorizationLive, RequestValidationLive } from "./Middleware.ts"
+import { WorkerAppsHttp } from "./WorkerAppsHttp.ts"
+
+/** Node's own limits on slow or oversized clients. */
+export const HEADERS_TIMEOUT_MS = 10_000
+export const REQUEST_TIMEOUT_MS = 30_000
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000
+export const MAX_HEADER_BYTES = 16 * 1024
+export const GRACEFUL_SHUTDOWN = "8 seconds"
+
+export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
+  Layer.provide([WorkerAppsHttp, HealthHttp]),
+  Layer.provide([AuthorizationLive, RequestValidationLive])
+)
+
+export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes)
+
+const NodeServer = Layer.unwrap(Effect.gen(function*() {
+  const { port, host } = yield* AppConfig
+  return NodeHttpServer.layer(
+    () =>
+      createServer({
+        headersTimeout: HEADERS_TIMEOUT_MS,
+        requestTimeout: REQUEST_TIMEOUT_MS,
+        keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+        maxHeaderSize: MAX_HEADER_BYTES
+      }),
+    { port, host, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN }
+  )
+}))
+
+/** The HTTP server: every route answers with and without a trailing slash. */
+export const HttpServerLive = HttpRouter.serve(AllRoutes, {
+  routerConfig: { ignoreTrailingSlash: true }
+}).pipe(Layer.provideMerge(NodeServer))

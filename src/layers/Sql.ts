@@ -1,0 +1,138 @@
+import { PgClient } from "@effect/sql-pg"
+import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import { Reactivity } from "effect/reactivity"
+import { Migrator, SqlClient } from "effect/sql"
+import initialSchema from "../migrations/0001_initial_schema.ts"
+import { DatabaseUnavailable } from "../domain/Errors.ts"
+import { AppConfig } from "./Config.ts"
+
+/** Connections the service keeps to Postgres; the journal's batches share them. */
+export const POOL_MAX_CONNECTIONS = 10
+export const CONNECT_TIMEOUT = Duration.seconds(5)
+
+/** Start-up keeps trying an absent database: 0.5 s, 1 s, … capped at 15 s between attempts. */
+export const databaseStartupRetry = Schedule.min([
+  Schedule.exponential("500 millis"),
+  Schedule.spaced("15 seconds")
+]).pipe(Schedule.jittered)
+
+export const migrations = Migrator.fromRecord({
+  "0001_initial_schema": initialSchema
+})
+
+/** The parts of `DATABASE_URL` start-up needs, with the password kept out of every log line. */
+const parseDatabaseUrl = (url: Redacted.Redacted<string>) => {
+  const parsed = new URL(Redacted.value(url))
+  const database = decodeURIComponent(parsed.pathname.replace(/^\//, "")) || "postgres"
+  const maintenance = new URL(parsed.href)
+  maintenance.pathname = "/postgres"
+  return {
+    database,
+    maintenanceUrl: Redacted.make(maintenance.href),
+    display: `${parsed.hostname}:${parsed.port || "5432"}/${database}`
+  }
+}
+
+const quoteIdentifier = (name: string) => `"${name.replaceAll("\"", "\"\"")}"`
+
+/** Creates the database named in `DATABASE_URL` when it does not exist yet. */
+export const ensureDatabase = Effect.fn("Database.ensureDatabase")(function*(url: Redacted.Redacted<string>) {
+  const { database, maintenanceUrl } = parseDatabaseUrl(url)
+  if (database === "postgres") return
+  yield* Effect.scoped(Effect.gen(function*() {
+    const sql = yield* PgClient.make({ url: maintenanceUrl, maxConnections: 1, connectTimeout: CONNECT_TIMEOUT })
+    const rows = yield* sql`SELECT 1 FROM pg_database WHERE datname = ${database}`
+    if (rows.length > 0) return
+    yield* sql.unsafe(`CREATE DATABASE ${quoteIdentifier(database)}`).pipe(
+      // Another instance may have created it between the check and here.
+      Effect.catchIf((error) => error.message.includes("already exists"), () => Effect.void)
+    )
+    yield* Effect.logInfo("created database").pipe(Effect.annotateLogs({ database }))
+  }).pipe(Effect.provide(Reactivity.layer)))
+})
+
+export const runMigrations = Migrator.make({})({ loader: migrations })
+
+export interface DatabaseStatus {
+  readonly ok: boolean
+  readonly migrated: boolean
+  readonly latencyMs?: number
+  readonly error?: string
+}
+
+/**
+ * The service's Postgres: a pooled client, plus start-up work (create the
+ * database, migrate) that retries in the background so the process comes up,
+ * and says why in `/monitoring/health`, even while Postgres is away.
+ */
+export class Database extends Context.Service<Database, {
+  /** Succeeds once the schema is migrated; fails at once (never waits) before that. */
+  readonly ready: Effect.Effect<void, DatabaseUnavailable>
+  /** Waits until the schema is migrated. */
+  readonly awaitReady: Effect.Effect<void>
+  readonly check: Effect.Effect<DatabaseStatus>
+}>()("chatico/layers/Sql/Database") {
+  static readonly layerClient = Layer.unwrap(Effect.gen(function*() {
+    const config = yield* AppConfig
+    return PgClient.layer({
+      url: config.databaseUrl,
+      maxConnections: POOL_MAX_CONNECTIONS,
+      connectTimeout: CONNECT_TIMEOUT,
+      applicationName: "chatico-mapper"
+    }).pipe(Layer.provide(Reactivity.layer))
+  }))
+
+  static readonly layerNoDeps = Layer.effect(
+    Database,
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      const sql = yield* SqlClient.SqlClient
+      const migrated = yield* Deferred.make<void>()
+      const { display } = parseDatabaseUrl(config.databaseUrl)
+      let lastError: string | undefined
+
+      const start = ensureDatabase(config.databaseUrl).pipe(
+        Effect.andThen(runMigrations),
+        Effect.tap((applied) =>
+          Effect.logInfo("database ready").pipe(
+            Effect.annotateLogs({ database: display, migrationsApplied: applied.map(([id, name]) => `${id}_${name}`) })
+          )
+        ),
+        Effect.tapError((error) =>
+          Effect.sync(() => {
+            lastError = error.message
+          }).pipe(
+            Effect.andThen(Effect.logWarning("database unavailable, retrying")),
+            Effect.annotateLogs({ database: display, error: error.message })
+          )
+        ),
+        Effect.retry(databaseStartupRetry),
+        Effect.andThen(Deferred.succeed(migrated, undefined))
+      )
+      yield* Effect.forkScoped(start)
+
+      const check = Effect.gen(function*() {
+        const isMigrated = yield* Deferred.isDone(migrated)
+        const started = Date.now()
+        return yield* sql`SELECT 1`.pipe(
+          Effect.timeout(Duration.seconds(2)),
+          Effect.match({
+            onSuccess: (): DatabaseStatus =>
+              isMigrated
+                ? { ok: true, migrated: true, latencyMs: Date.now() - started }
+                : { ok: false, migrated: false, error: lastError ?? "migrating" },
+            onFailure: (error): DatabaseStatus => ({ ok: false, migrated: isMigrated, error: error.message })
+          })
+        )
+      })
+
+      const ready = Effect.flatMap(Deferred.isDone(migrated), (done) =>
+        done ? Effect.void : Effect.fail(new DatabaseUnavailable({ detail: "the database is not ready yet" }))
+      )
+
+      return Database.of({ ready, awaitReady: Deferred.await(migrated), check })
+    })
+  )
+
+  static readonly layer = this.layerNoDeps.pipe(Layer.provideMerge(this.layerClient))
+}

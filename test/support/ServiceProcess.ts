@@ -1,0 +1,59 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { createServer } from "node:net"
+import { fileURLToPath } from "node:url"
+
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url))
+
+/** A free TCP port on loopback, picked by the kernel. */
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+
+export interface ServiceProcess {
+  readonly child: ChildProcess
+  readonly port: number
+  readonly baseUrl: string
+  /** Everything the process wrote to stdout and stderr so far. */
+  readonly output: () => string
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+}
+
+/** Starts `node src/main.ts` (the same thing `npm start` runs) with the given environment. */
+export const startService = async (env: Record<string, string>, port?: number): Promise<ServiceProcess> => {
+  const listenPort = port ?? await freePort()
+  const child = spawn(process.execPath, ["src/main.ts"], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", PORT: String(listenPort), HOST: "127.0.0.1", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout.on("data", (chunk) => (output += chunk))
+  child.stderr.on("data", (chunk) => (output += chunk))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal }))
+  )
+  return { child, port: listenPort, baseUrl: `http://127.0.0.1:${listenPort}`, output: () => output, exited }
+}
+
+/** Polls `/monitoring/health` until it answers 200 (or the deadline passes). */
+export const waitHealthy = async (service: ServiceProcess, timeoutMs = 20_000) => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const response = await fetch(`${service.baseUrl}/monitoring/health`).catch(() => undefined)
+    if (response?.status === 200) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`service never became healthy; output:\n${service.output()}`)
+}
+
+export const stopService = async (service: ServiceProcess) => {
+  if (service.child.exitCode === null && service.child.signalCode === null) service.child.kill("SIGTERM")
+  return service.exited
+}
