@@ -1,6 +1,9 @@
 import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Database } from "../layers/Sql.ts"
+import { Broker } from "../services/Broker.ts"
+import { Journal } from "../streams/Journal.ts"
+import { Delivery } from "../streams/Publish.ts"
 import { Api, HealthDegraded, HealthReport } from "./Api.ts"
 
 export const HealthHttp = HttpApiBuilder.group(
@@ -8,15 +11,31 @@ export const HealthHttp = HttpApiBuilder.group(
   "health",
   Effect.fn(function*(handlers) {
     const database = yield* Database
+    const broker = yield* Broker
+    const journal = yield* Journal
+    const delivery = yield* Delivery
     return handlers.handleAll({
       health: Effect.fn("Health.check")(function*() {
-        const db = yield* database.check
+        const [db, amqp] = yield* Effect.all([database.check, broker.status], { concurrency: 2 })
         const checks = {
           database: {
             ok: db.ok,
             ...(db.latencyMs === undefined ? {} : { latency_ms: db.latencyMs }),
             ...(db.error === undefined ? {} : { error: db.error }),
             detail: { migrated: db.migrated }
+          },
+          rabbitmq: {
+            ok: amqp.connected && !amqp.blocked,
+            ...(amqp.error === undefined ? {} : { error: amqp.error }),
+            detail: { connected: amqp.connected, blocked: amqp.blocked }
+          },
+          pipeline: {
+            ok: true,
+            detail: {
+              journal_mailbox: yield* journal.depth,
+              delivery_mailbox: yield* delivery.depth,
+              in_flight: yield* delivery.inFlightCount
+            }
           }
         }
         const failing = Object.entries(checks).filter(([, check]) => !check.ok).map(([name]) => name)

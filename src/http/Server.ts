@@ -9,20 +9,22 @@ import { DocsRoutes } from "./Docs.ts"
 import { HealthHttp } from "./HealthHttp.ts"
 import { AuthorizationLive, RequestValidationLive } from "./Middleware.ts"
 import { WorkerAppsHttp } from "./WorkerAppsHttp.ts"
+import { AcceptRoutes } from "../streams/Accept.ts"
 
 /** Node's own limits on slow or oversized clients. */
 export const HEADERS_TIMEOUT_MS = 10_000
 export const REQUEST_TIMEOUT_MS = 30_000
 export const KEEP_ALIVE_TIMEOUT_MS = 65_000
 export const MAX_HEADER_BYTES = 16 * 1024
-export const GRACEFUL_SHUTDOWN = "8 seconds"
+/** In-flight requests get this long after SIGTERM; the pipeline then drains (the whole exit stays under 10 s). */
+export const GRACEFUL_SHUTDOWN = "3 seconds"
 
 export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
   Layer.provide([WorkerAppsHttp, HealthHttp]),
   Layer.provide([AuthorizationLive, RequestValidationLive])
 )
 
-export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes)
+export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes)
 
 const NodeServer = Layer.unwrap(Effect.gen(function*() {
   const { port, host } = yield* AppConfig
@@ -39,6 +41,8 @@ const NodeServer = Layer.unwrap(Effect.gen(function*() {
 }))
 
 /** The HTTP server: every route answers with and without a trailing slash. */
+// No log line per request: at webhook rates it would cost more than the work.
 export const HttpServerLive = HttpRouter.serve(AllRoutes, {
-  routerConfig: { ignoreTrailingSlash: true }
+  routerConfig: { ignoreTrailingSlash: true },
+  disableLogger: true
 }).pipe(Layer.provideMerge(NodeServer))

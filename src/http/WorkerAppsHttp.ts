@@ -1,4 +1,7 @@
 import { Effect } from "effect"
+import type { WorkerApp } from "../domain/WorkerApp.ts"
+import { Broker } from "../services/Broker.ts"
+import { Router } from "../streams/Route.ts"
 import { HttpApiBuilder } from "effect/http-api"
 import { WorkerApps } from "../services/WorkerApps.ts"
 import { Api } from "./Api.ts"
@@ -11,9 +14,27 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
   "workerApps",
   Effect.fn(function*(handlers) {
     const workerApps = yield* WorkerApps
+    const broker = yield* Broker
+    const router = yield* Router
+
+    // After a change: the app's queues exist (when the broker is up; otherwise
+    // they are declared before the first publish) and this instance routes by
+    // the new snapshot before the response goes out.
+    const applied = (app: WorkerApp) =>
+      broker.declareWorkerQueue(app.queue_name).pipe(
+        Effect.catch((error) =>
+          Effect.logWarning("worker app queue not declared yet").pipe(
+            Effect.annotateLogs({ queue: app.queue_name, error: error.detail })
+          )
+        ),
+        Effect.andThen(router.refresh),
+        Effect.as(app)
+      )
+
     return handlers.handleAll({
       create: ({ payload }) =>
         workerApps.create(payload).pipe(
+          Effect.flatMap(applied),
           Effect.catchReasons("WorkerAppsError", { WorkerAppConflict: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
       list: ({ query }) =>
@@ -29,6 +50,7 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
         ),
       update: ({ params, payload }) =>
         workerApps.update(params.id, payload).pipe(
+          Effect.flatMap(applied),
           Effect.catchReasons("WorkerAppsError", {
             WorkerAppNotFound: (e) => Effect.fail(e),
             WorkerAppConflict: (e) => Effect.fail(e),
@@ -37,10 +59,12 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
         ),
       remove: ({ params }) =>
         workerApps.remove(params.id).pipe(
+          Effect.andThen(router.refresh),
           Effect.catchReasons("WorkerAppsError", { WorkerAppNotFound: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
       toggle: ({ params }) =>
         workerApps.toggle(params.id).pipe(
+          Effect.flatMap(applied),
           Effect.catchReasons("WorkerAppsError", { WorkerAppNotFound: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         )
     })

@@ -1,13 +1,31 @@
 import { Layer } from "effect"
 import { HttpServerLive } from "../http/Server.ts"
+import { Broker } from "../services/Broker.ts"
+import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import { WorkerApps } from "../services/WorkerApps.ts"
+import { Journal } from "../streams/Journal.ts"
+import { Delivery } from "../streams/Publish.ts"
+import { RecoverLive } from "../streams/Recover.ts"
+import { Router } from "../streams/Route.ts"
 import { AppConfig } from "./Config.ts"
 import { LoggingLive } from "./Logging.ts"
 import { Database } from "./Sql.ts"
 
+/**
+ * The delivery pipeline behind the HTTP server: journal → route → publish,
+ * plus recovery. Built before the server and released after it, so shutdown
+ * stops accepting first, then drains each stage in order.
+ */
+export const PipelineLive = Layer.mergeAll(Journal.layer, RecoverLive).pipe(
+  Layer.provideMerge(Delivery.layer),
+  Layer.provideMerge(Router.layer),
+  Layer.provideMerge(Layer.mergeAll(Broker.layer, SignatureVerifier.layer))
+)
+
 /** The whole service, given its configuration (tests supply their own). */
 export const AppNoConfig = HttpServerLive.pipe(
-  Layer.provide(WorkerApps.layerNoDeps),
+  Layer.provide(PipelineLive),
+  Layer.provideMerge(WorkerApps.layerNoDeps),
   Layer.provideMerge(Database.layer),
   Layer.provide(LoggingLive)
 )

@@ -1,4 +1,4 @@
-import { Config, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import * as Runtime from "effect/Runtime"
 
 /**
@@ -36,6 +36,10 @@ export interface AppConfigShape {
   readonly maxBodyBytes: number
   readonly logLevel: "Debug" | "Info" | "Warn" | "Error"
   readonly queueType: QueueType
+  /** How long journaled events belong to the instance that wrote or claimed them before recovery may take them. */
+  readonly deliveryLease: Duration.Duration
+  /** How often the recovery sweeper looks for pending events. */
+  readonly sweepInterval: Duration.Duration
 }
 
 // Development defaults let `npm start` run on a fresh machine with no `.env`;
@@ -117,7 +121,11 @@ const load = Effect.gen(function*() {
   const queueType = yield* Config.Literals(["quorum", "classic"], "QUEUE_TYPE").pipe(
     Config.withDefault("quorum" as const)
   )
+  const deliveryLease = yield* Config.Duration("DELIVERY_LEASE").pipe(Config.withDefault(Duration.seconds(15)))
+  const sweepInterval = yield* Config.Duration("SWEEP_INTERVAL").pipe(Config.withDefault(Duration.seconds(2)))
   return {
+    deliveryLease,
+    sweepInterval,
     production,
     port,
     host,

@@ -1,4 +1,4 @@
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { HttpServer } from "effect/http"
 import { AppNoConfig } from "../../src/layers/App.ts"
 import { AppConfig, type AppConfigShape } from "../../src/layers/Config.ts"
@@ -25,6 +25,8 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   maxBodyBytes: 5 * 1024 * 1024,
   logLevel: "Warn",
   queueType: "quorum",
+  deliveryLease: Duration.seconds(2),
+  sweepInterval: Duration.millis(500),
   ...overrides
 })
 

@@ -1,0 +1,315 @@
+import amqp from "amqplib"
+import type { ChannelModel, ConfirmChannel, Options } from "amqplib"
+import { Context, Duration, Effect, Layer, Redacted, Schedule, Schema, Semaphore } from "effect"
+import { AppConfig, type QueueType } from "../layers/Config.ts"
+
+/** Confirm channels publishes are spread over. */
+export const PUBLISH_CHANNELS = 4
+/** Unconfirmed messages allowed per channel before a publish waits its turn. */
+export const MAX_UNCONFIRMED_PER_CHANNEL = 1000
+/** A publish that has no confirm after this long counts as failed (the broker may be blocked). */
+export const CONFIRM_TIMEOUT = Duration.seconds(10)
+export const HEARTBEAT_SECONDS = 15
+export const CONNECT_TIMEOUT_MS = 5_000
+/** Reconnect after 0.5 s, 1 s, … capped at 10 s, with jitter. */
+export const reconnectSchedule = Schedule.min([Schedule.exponential("500 millis"), Schedule.spaced("10 seconds")]).pipe(
+  Schedule.jittered
+)
+
+export const UNROUTABLE_QUEUE = "chatico.unroutable"
+export const deadLetterQueue = (queue: string) => `${queue}.dlq`
+
+/**
+ * Why a publish did not get a positive confirm. `unavailable`: no connection,
+ * the channel closed or no confirm in time (the event waits and is retried
+ * later, not counted as an attempt). `returned`/`nacked`: the broker refused
+ * this message (counted against the retry budget).
+ */
+export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
+  reason: Schema.Literals(["unavailable", "returned", "nacked"]),
+  detail: Schema.String
+}) {}
+
+export interface OutgoingMessage {
+  readonly queue: string
+  readonly body: Buffer
+  readonly properties: Options.Publish & { readonly messageId: string }
+}
+
+export interface BrokerStatus {
+  readonly connected: boolean
+  readonly blocked: boolean
+  readonly error?: string
+}
+
+export interface QueueCounts {
+  readonly messages: number
+  readonly consumers: number
+}
+
+interface Live {
+  readonly connection: ChannelModel
+  readonly channels: ReadonlyArray<PublishChannel>
+  /** Queues declared on this connection; cleared with it. */
+  readonly declared: Set<string>
+  topology: ConfirmChannel | undefined
+  closed: boolean
+}
+
+interface PublishChannel {
+  readonly channel: ConfirmChannel
+  readonly permits: Semaphore.Semaphore
+  /** messageIds the broker returned (mandatory, no queue): their confirm is a failure. */
+  readonly returned: Set<string>
+  /** Set while the socket buffer is full; publishes wait for `drain`. */
+  drained: Promise<void> | undefined
+}
+
+const queueArguments = (queue: string, type: QueueType, deadLetter: boolean): Options.AssertQueue => ({
+  durable: true,
+  arguments: {
+    "x-queue-type": type,
+    ...(deadLetter ? { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": deadLetterQueue(queue) } : {})
+  }
+})
+
+// amqplib takes the heartbeat from the URL; keep one the operator set.
+const withHeartbeat = (url: string) => {
+  const parsed = new URL(url)
+  if (!parsed.searchParams.has("heartbeat")) parsed.searchParams.set("heartbeat", String(HEARTBEAT_SECONDS))
+  return parsed.href
+}
+
+const describe = (error: unknown) => error instanceof Error ? error.message : String(error)
+
+/**
+ * The RabbitMQ connection: confirm channels for publishing, the topology the
+ * service declares, and reconnection with backoff. Nothing here ever fails the
+ * process: a lost broker is a state that `status` reports and publishes see as
+ * `unavailable`.
+ */
+export class Broker extends Context.Service<Broker, {
+  /** Publishes one persistent, mandatory message and waits for its own confirm. */
+  publish(message: OutgoingMessage): Effect.Effect<void, PublishError>
+  /** Declares a worker app's queue and its dead-letter queue (idempotent). */
+  declareWorkerQueue(queue: string): Effect.Effect<void, PublishError>
+  /** Message and consumer counts of a queue, by a passive declare. */
+  queueCounts(queue: string): Effect.Effect<QueueCounts | undefined, PublishError>
+  readonly status: Effect.Effect<BrokerStatus>
+  readonly isConnected: Effect.Effect<boolean>
+}>()("chatico/services/Broker") {
+  static readonly layer = Layer.effect(
+    Broker,
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      let live: Live | undefined
+      let blocked = false
+      let lastError: string | undefined = "connecting"
+
+      const declareOn = (current: Live, queue: string, deadLetter: boolean) =>
+        Effect.tryPromise({
+          try: async () => {
+            if (current.declared.has(queue)) return
+            const channel = current.topology ?? await openTopologyChannel(current)
+            if (deadLetter) {
+              await channel.assertQueue(deadLetterQueue(queue), queueArguments(deadLetterQueue(queue), config.queueType, false))
+            }
+            await channel.assertQueue(queue, queueArguments(queue, config.queueType, deadLetter))
+            current.declared.add(queue)
+          },
+          catch: (error) => new PublishError({ reason: "unavailable", detail: `declaring ${queue}: ${describe(error)}` })
+        })
+
+      // Declarations get their own channel: a refused declare (e.g. a queue that
+      // exists with other arguments) closes only that channel.
+      const openTopologyChannel = async (current: Live) => {
+        const channel = await current.connection.createConfirmChannel()
+        channel.on("error", () => {})
+        channel.on("close", () => {
+          if (current.topology === channel) current.topology = undefined
+        })
+        current.topology = channel
+        return channel
+      }
+
+      const openPublishChannel = async (connection: ChannelModel): Promise<PublishChannel> => {
+        const channel = await connection.createConfirmChannel()
+        const entry: PublishChannel = {
+          channel,
+          permits: Semaphore.makeUnsafe(MAX_UNCONFIRMED_PER_CHANNEL),
+          returned: new Set(),
+          drained: undefined
+        }
+        channel.on("error", () => {})
+        channel.on("return", (message) => {
+          const id = message.properties.messageId
+          if (typeof id === "string") entry.returned.add(id)
+        })
+        return entry
+      }
+
+      const connect = Effect.tryPromise({
+        try: async () => {
+          const connection = await amqp.connect(withHeartbeat(Redacted.value(config.rabbitmqUrl)), {
+            noDelay: true,
+            timeout: CONNECT_TIMEOUT_MS,
+            clientProperties: { connection_name: "chatico-mapper" }
+          })
+          try {
+            const channels = await Promise.all(
+              Array.from({ length: PUBLISH_CHANNELS }, () => openPublishChannel(connection))
+            )
+            const current: Live = { connection, channels, declared: new Set(), topology: undefined, closed: false }
+            await openTopologyChannel(current)
+            return current
+          } catch (error) {
+            await connection.close().catch(() => {})
+            throw error
+          }
+        },
+        catch: (error) => new PublishError({ reason: "unavailable", detail: describe(error) })
+      })
+
+      // One connection at a time: connect, declare the fixed topology, wait
+      // until it closes, then reconnect with backoff.
+      const maintain = Effect.gen(function*() {
+        const current = yield* connect
+        yield* declareOn(current, UNROUTABLE_QUEUE, false)
+        const closed = new Promise<string>((resolve) => {
+          current.connection.on("error", (error: Error) => {
+            lastError = error.message
+          })
+          current.connection.on("close", (error?: Error) => resolve(error?.message ?? "connection closed"))
+          current.connection.on("blocked", (reason: string) => {
+            blocked = true
+            lastError = `broker blocked publishing: ${reason}`
+          })
+          current.connection.on("unblocked", () => {
+            blocked = false
+          })
+        })
+        live = current
+        blocked = false
+        lastError = undefined
+        yield* Effect.logInfo("connected to RabbitMQ")
+        const reason = yield* Effect.promise(() => closed).pipe(
+          Effect.onInterrupt(() => Effect.promise(() => current.connection.close().catch(() => {})))
+        )
+        current.closed = true
+        live = undefined
+        lastError = reason
+        return yield* new PublishError({ reason: "unavailable", detail: reason })
+      }).pipe(
+        Effect.tapError((error) =>
+          Effect.logWarning("RabbitMQ unavailable, reconnecting").pipe(Effect.annotateLogs({ error: error.detail }))
+        ),
+        Effect.catchTag("PublishError", (error) =>
+          Effect.sync(() => {
+            lastError = error.detail
+            return error
+          }).pipe(Effect.flatMap(Effect.fail))
+        ),
+        Effect.retry(reconnectSchedule),
+        Effect.forever
+      )
+      yield* Effect.forkScoped(maintain)
+
+      const unavailable = (detail: string) => new PublishError({ reason: "unavailable", detail })
+
+      let next = 0
+      const publish = Effect.fnUntraced(function*(message: OutgoingMessage) {
+        const current = live
+        if (current === undefined) return yield* unavailable(lastError ?? "not connected")
+        yield* declareOn(current, message.queue, message.queue !== UNROUTABLE_QUEUE && !message.queue.endsWith(".dlq"))
+        const entry = current.channels[next++ % current.channels.length]!
+        yield* entry.permits.withPermits(1)(
+          Effect.callback<void, PublishError>((resume) => {
+            const send = () => {
+              if (current.closed) return resume(Effect.fail(unavailable("connection closed")))
+              try {
+                const ok = entry.channel.publish("", message.queue, message.body, {
+                  ...message.properties,
+                  persistent: true,
+                  mandatory: true
+                }, (error) => {
+                  const returned = entry.returned.delete(message.properties.messageId)
+                  if (error !== null && error !== undefined) {
+                    const detail = describe(error)
+                    resume(Effect.fail(
+                      new PublishError({ reason: detail.includes("closed") ? "unavailable" : "nacked", detail })
+                    ))
+                  } else if (returned) {
+                    resume(Effect.fail(new PublishError({ reason: "returned", detail: `no queue ${message.queue}` })))
+                  } else {
+                    resume(Effect.void)
+                  }
+                })
+                if (!ok && entry.drained === undefined) {
+                  entry.drained = new Promise((resolve) =>
+                    entry.channel.once("drain", () => {
+                      entry.drained = undefined
+                      resolve()
+                    })
+                  )
+                }
+              } catch (error) {
+                resume(Effect.fail(unavailable(describe(error))))
+              }
+            }
+            // A full socket buffer: wait for `drain` before writing more.
+            if (entry.drained !== undefined) entry.drained.then(send)
+            else send()
+          }).pipe(
+            Effect.timeoutOrElse({
+              duration: CONFIRM_TIMEOUT,
+              orElse: () => Effect.fail(unavailable("no publisher confirm in time"))
+            })
+          )
+        )
+      })
+
+      const declareWorkerQueue = Effect.fn("Broker.declareWorkerQueue")(function*(queue: string) {
+        const current = live
+        if (current === undefined) return yield* unavailable(lastError ?? "not connected")
+        current.declared.delete(queue)
+        yield* declareOn(current, queue, true)
+      })
+
+      const queueCounts = Effect.fn("Broker.queueCounts")(function*(queue: string) {
+        const current = live
+        if (current === undefined) return yield* unavailable(lastError ?? "not connected")
+        return yield* Effect.tryPromise({
+          try: async (): Promise<QueueCounts | undefined> => {
+            // A passive declare of a missing queue closes the channel: use a throwaway one.
+            const channel = await current.connection.createChannel()
+            channel.on("error", () => {})
+            try {
+              const reply = await channel.checkQueue(queue)
+              return { messages: reply.messageCount, consumers: reply.consumerCount }
+            } catch (error) {
+              if (describe(error).includes("NOT_FOUND")) return undefined
+              throw error
+            } finally {
+              await channel.close().catch(() => {})
+            }
+          },
+          catch: (error) => unavailable(describe(error))
+        })
+      })
+
+      const status = Effect.sync((): BrokerStatus => ({
+        connected: live !== undefined,
+        blocked,
+        ...(lastError === undefined ? {} : { error: lastError })
+      }))
+
+      return Broker.of({
+        publish,
+        declareWorkerQueue,
+        queueCounts,
+        status,
+        isConnected: Effect.sync(() => live !== undefined)
+      })
+    })
+  )
+}

@@ -1,0 +1,34 @@
+import { Context, Effect, Layer, Redacted } from "effect"
+import { createHmac, timingSafeEqual } from "node:crypto"
+import { AppConfig } from "../layers/Config.ts"
+
+const SIGNATURE = /^sha256=([0-9a-f]{64})$/
+
+/**
+ * Checks Meta's `X-Hub-Signature-256` over the exact bytes of a body, in
+ * constant time, against every configured key (rotation: any one may match).
+ */
+export class SignatureVerifier extends Context.Service<SignatureVerifier, {
+  verify(body: Uint8Array, header: string | undefined): boolean
+}>()("chatico/services/SignatureVerifier") {
+  static readonly layer = Layer.effect(
+    SignatureVerifier,
+    AppConfig.useSync((config) => {
+      const keys = config.webhookSecrets.map((secret) => Buffer.from(Redacted.value(secret), "utf8"))
+      return SignatureVerifier.of({
+        verify: (body, header) => {
+          const match = header === undefined ? null : SIGNATURE.exec(header)
+          if (match === null) return false
+          const given = Buffer.from(match[1]!, "hex")
+          // Every key is tried, so the time taken says nothing about which one matched.
+          let valid = false
+          for (const key of keys) {
+            const expected = createHmac("sha256", key).update(body).digest()
+            valid = timingSafeEqual(expected, given) || valid
+          }
+          return valid
+        }
+      })
+    })
+  )
+}

@@ -1,0 +1,211 @@
+import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Queue, Schema } from "effect"
+import { SqlClient } from "effect/sql"
+import type { WebhookEvent } from "../domain/Webhook.ts"
+import { AppConfig } from "../layers/Config.ts"
+import { Database } from "../layers/Sql.ts"
+import { Delivery } from "./Publish.ts"
+
+/** Webhook requests waiting for the journal; a full mailbox answers 503. */
+export const JOURNAL_MAILBOX = 2048
+/** Requests folded into one transaction. */
+export const JOURNAL_MAX_REQUESTS_PER_BATCH = 256
+/** Rows per INSERT statement (Postgres allows 65535 parameters; a row has 13). */
+export const JOURNAL_ROWS_PER_STATEMENT = 1000
+/** Transactions in flight at once (the pool has room for them and for the rest). */
+export const JOURNAL_WRITERS = 3
+/** How long a request may wait for its commit before it is answered 503. */
+export const JOURNAL_COMMIT_TIMEOUT = Duration.seconds(8)
+
+/** An event as the delivery stages see it: journaled, with its delivery count so far. */
+export interface JournaledEvent {
+  readonly eventId: string
+  readonly object: string
+  readonly field: string
+  readonly entryId: string
+  readonly entryTime: number | null
+  readonly mediaId: string | null
+  readonly valueRaw: string
+  readonly receivedAt: Date
+  readonly attempts: number
+}
+
+export class JournalUnavailable extends Schema.TaggedError<JournalUnavailable>()("JournalUnavailable", {
+  reason: Schema.Literals(["full", "database", "timeout", "closing"]),
+  detail: Schema.String
+}) {}
+
+export interface RecordResult {
+  readonly fresh: number
+  readonly duplicates: number
+}
+
+interface Pending {
+  readonly events: ReadonlyArray<WebhookEvent>
+  readonly receivedAt: Date
+  /** Only `instagram` events are delivered; others are journaled as `ignored`. */
+  readonly routable: boolean
+  readonly done: Deferred.Deferred<RecordResult, JournalUnavailable>
+}
+
+export const toJournaled = (event: WebhookEvent, receivedAt: Date): JournaledEvent => ({
+  eventId: event.eventId,
+  object: event.object,
+  field: event.field,
+  entryId: event.entryId,
+  entryTime: event.entryTime,
+  mediaId: event.mediaId,
+  valueRaw: event.valueRaw,
+  receivedAt,
+  attempts: 0
+})
+
+/**
+ * The transactional outbox. Requests from many concurrent webhooks are folded
+ * into one transaction of multi-row `INSERT … ON CONFLICT DO NOTHING`; each
+ * request is answered once its rows are committed, and its new events go on
+ * to delivery. A redelivered event is recorded in `webhook_duplicates` and not
+ * delivered again.
+ */
+export class Journal extends Context.Service<Journal, {
+  record(
+    events: ReadonlyArray<WebhookEvent>,
+    receivedAt: Date,
+    routable: boolean
+  ): Effect.Effect<RecordResult, JournalUnavailable>
+  /** Requests waiting in the mailbox. */
+  readonly depth: Effect.Effect<number>
+}>()("chatico/streams/Journal") {
+  static readonly layer = Layer.effect(
+    Journal,
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const database = yield* Database
+      const delivery = yield* Delivery
+      const mailbox = yield* Queue.bounded<Pending>(JOURNAL_MAILBOX)
+      let closing = false
+      // Rows written here belong to this instance for the lease; then the recovery sweeper may claim them.
+      const leaseMillis = Duration.toMillis((yield* AppConfig).deliveryLease)
+
+      const insertRows = (rows: ReadonlyArray<{ readonly event: WebhookEvent; readonly pending: Pending }>) => {
+        const leaseUntil = new Date(Date.now() + leaseMillis)
+        const values = rows.map(({ event, pending }) => ({
+            event_id: event.eventId,
+            received_at: pending.receivedAt,
+            object: event.object,
+            field: event.field,
+            entry_id: event.entryId,
+            entry_time: event.entryTime,
+            media_id: event.mediaId,
+            status: pending.routable ? "pending" : "ignored",
+            value: event.valueRaw,
+            value_raw: event.valueRaw,
+            lease_until: leaseUntil
+          }))
+        if (!Arr.isArrayNonEmpty(values)) return Effect.succeed([])
+        return sql<{ readonly event_id: string }>`
+          INSERT INTO webhook_events ${sql.insert(values)}
+          ON CONFLICT (event_id) DO NOTHING
+          RETURNING event_id
+        `
+      }
+
+      const writeBatch = Effect.fnUntraced(function*(batch: ReadonlyArray<Pending>) {
+        // One row per event id: the first occurrence in the batch is the event,
+        // any later one (the same body posted twice at once) a duplicate.
+        const seen = new Set<string>()
+        const rows: Array<{ event: WebhookEvent; pending: Pending }> = []
+        const repeats: Array<{ event: WebhookEvent; pending: Pending }> = []
+        for (const pending of batch) {
+          for (const event of pending.events) {
+            if (seen.has(event.eventId)) repeats.push({ event, pending })
+            else {
+              seen.add(event.eventId)
+              rows.push({ event, pending })
+            }
+          }
+        }
+        const inserted = new Set<string>()
+        yield* Effect.gen(function*() {
+          for (let i = 0; i < rows.length; i += JOURNAL_ROWS_PER_STATEMENT) {
+            const returned = yield* insertRows(rows.slice(i, i + JOURNAL_ROWS_PER_STATEMENT))
+            for (const row of returned) inserted.add(row.event_id)
+          }
+          const duplicates = [...rows.filter(({ event }) => !inserted.has(event.eventId)), ...repeats].map((
+            { event, pending }
+          ) => ({ event_id: event.eventId, received_at: pending.receivedAt }))
+          if (Arr.isArrayNonEmpty(duplicates)) {
+            yield* sql`INSERT INTO webhook_duplicates ${sql.insert(duplicates)}`
+          }
+        }).pipe(sql.withTransaction)
+
+        const fresh: Array<JournaledEvent> = []
+        for (const { event, pending } of rows) {
+          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt))
+        }
+        const counted = new Set<string>()
+        for (const pending of batch) {
+          let freshCount = 0
+          for (const event of pending.events) {
+            if (inserted.has(event.eventId) && !counted.has(event.eventId)) {
+              counted.add(event.eventId)
+              freshCount++
+            }
+          }
+          yield* Deferred.succeed(pending.done, { fresh: freshCount, duplicates: pending.events.length - freshCount })
+        }
+        yield* delivery.submit(fresh)
+      })
+
+      const failBatch = (batch: ReadonlyArray<Pending>, detail: string) =>
+        Effect.forEach(
+          batch,
+          (pending) => Deferred.fail(pending.done, new JournalUnavailable({ reason: "database", detail })),
+          { discard: true }
+        )
+
+      const writer = Effect.gen(function*() {
+        while (true) {
+          const batch = yield* Queue.takeBetween(mailbox, 1, JOURNAL_MAX_REQUESTS_PER_BATCH)
+          yield* writeBatch(batch).pipe(
+            Effect.catchCause((cause) =>
+              failBatch(batch, "the journal could not be written").pipe(
+                Effect.andThen(Effect.logWarning("journal batch failed", cause))
+              )
+            ),
+            Effect.withSpan("Journal.batch", { attributes: { "chatico.batch.requests": batch.length } })
+          )
+        }
+      })
+      yield* Effect.forkScoped(Effect.all(Array.from({ length: JOURNAL_WRITERS }, () => writer), { concurrency: "unbounded" }))
+
+      // On shutdown, answer what is already queued before the writers stop.
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          closing = true
+          while ((yield* Queue.size(mailbox)) > 0) yield* Effect.sleep("10 millis")
+        }).pipe(Effect.timeout("3 seconds"), Effect.ignore)
+      )
+
+      const record = (events: ReadonlyArray<WebhookEvent>, receivedAt: Date, routable: boolean) =>
+        Effect.gen(function*() {
+          if (events.length === 0) return { fresh: 0, duplicates: 0 }
+          if (closing) return yield* new JournalUnavailable({ reason: "closing", detail: "the service is shutting down" })
+          yield* database.ready.pipe(
+            Effect.mapError((error) => new JournalUnavailable({ reason: "database", detail: error.detail }))
+          )
+          const done = yield* Deferred.make<RecordResult, JournalUnavailable>()
+          if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, done })) {
+            return yield* new JournalUnavailable({ reason: "full", detail: "the journal mailbox is full" })
+          }
+          return yield* Deferred.await(done).pipe(
+            Effect.timeoutOrElse({
+              duration: JOURNAL_COMMIT_TIMEOUT,
+              orElse: () => Effect.fail(new JournalUnavailable({ reason: "timeout", detail: "the journal did not commit in time" }))
+            })
+          )
+        })
+
+      return Journal.of({ record, depth: Queue.size(mailbox) })
+    })
+  )
+}
