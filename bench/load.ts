@@ -1,0 +1,534 @@
+/**
+ * Shared pieces of the benchmark: the webhook load generator (signed bodies over keep-alive
+ * HTTP at a fixed concurrency), the RabbitMQ consumers that count deliveries, process
+ * statistics from /proc, and small formatting helpers. Plain TypeScript, no Effect.
+ */
+import { createHmac } from "node:crypto"
+import { readFileSync } from "node:fs"
+import http from "node:http"
+import { performance } from "node:perf_hooks"
+import amqp from "amqplib"
+import type { Channel, ChannelModel, ConsumeMessage } from "amqplib"
+
+// ---------------------------------------------------------------------------------------------
+// Webhook bodies
+
+export interface BodyFactoryOptions {
+  /** owner_id of every worker app, in round-robin order. */
+  readonly owners: ReadonlyArray<string>
+  /** Changes (events) per body, spread over min(changesPerBody, owners) entries. */
+  readonly changesPerBody: number
+  /** Digits that make this run's comment ids unique. */
+  readonly idPrefix: string
+  /** Media ids per owner (a small fixed set, so a Graph-API owner cache can hit). */
+  readonly mediaPerOwner?: number
+}
+
+export interface BodyFactory {
+  /** A new body with a fresh comment id per change. */
+  readonly next: () => Buffer
+  readonly eventsPerBody: number
+  readonly entriesPerBody: number
+}
+
+export const makeBodyFactory = (options: BodyFactoryOptions): BodyFactory => {
+  const owners = options.owners
+  const changes = Math.max(1, options.changesPerBody)
+  const entries = Math.max(1, Math.min(changes, owners.length))
+  const mediaPerOwner = Math.max(1, options.mediaPerOwner ?? 16)
+  // Pre-built fragments: only the owner, time, comment id and media id vary.
+  const entryHead = owners.map((owner) => `{"id":"${owner}","time":`)
+  const media = owners.map((owner, i) =>
+    Array.from({ length: mediaPerOwner }, (_, m) => `18${String(i).padStart(4, "0")}${owner.slice(-6)}${String(m).padStart(4, "0")}`)
+  )
+  const changeHead = `{"field":"comments","value":{"id":"`
+  const changeMid = `","text":"bench","from":{"id":"1","username":"u"},"media":{"id":"`
+  const changeTail = `"}}}`
+  let ownerCursor = 0
+  let seq = 0
+  let mediaCursor = 0
+  let unixCache = 0
+  let unixCacheAt = 0
+  const next = () => {
+    const now = Date.now()
+    if (now - unixCacheAt >= 250) {
+      unixCache = Math.floor(now / 1000)
+      unixCacheAt = now
+    }
+    let out = `{"object":"instagram","entry":[`
+    for (let e = 0; e < entries; e++) {
+      const ownerIndex = (ownerCursor + e) % owners.length
+      if (e > 0) out += ","
+      out += entryHead[ownerIndex]! + unixCache + `,"changes":[`
+      // changes e, e+entries, e+2*entries, … go to entry e
+      let first = true
+      for (let c = e; c < changes; c += entries) {
+        if (!first) out += ","
+        first = false
+        const ownerMedia = media[ownerIndex]!
+        const mediaId = ownerMedia[mediaCursor++ % ownerMedia.length]
+        out += changeHead + options.idPrefix + seq++ + changeMid + mediaId + changeTail
+      }
+      out += "]}"
+    }
+    out += "]}"
+    ownerCursor = (ownerCursor + entries) % owners.length
+    return Buffer.from(out)
+  }
+  return { next, eventsPerBody: changes, entriesPerBody: entries }
+}
+
+export const sign = (secret: string, body: Buffer) =>
+  "sha256=" + createHmac("sha256", secret).update(body).digest("hex")
+
+// ---------------------------------------------------------------------------------------------
+// Load generator
+
+export interface LoadOptions {
+  readonly host: string
+  readonly port: number
+  readonly path: string
+  readonly secret: string
+  readonly concurrency: number
+  readonly warmupMs: number
+  readonly durationMs: number
+  readonly factory: BodyFactory
+  /** Per-request timeout (the service promises an answer within 10 s). */
+  readonly requestTimeoutMs?: number
+}
+
+export interface LoadResult {
+  /** performance.now() when the measured window opened / closed. */
+  readonly measureStart: number
+  readonly measureEnd: number
+  /** Date.now() at measureStart (for correlating with delivery arrival times). */
+  readonly measureStartWall: number
+  readonly loadStart: number
+  readonly loadStartWall: number
+  /** Requests started in the measured window. */
+  readonly measuredRequests: number
+  readonly measuredOk: number
+  /** Non-200 outcomes in the measured window, by status code or error code. */
+  readonly measuredFailures: Map<string, number>
+  /** Non-200 outcomes in the warm-up. */
+  readonly warmupFailures: Map<string, number>
+  /** 200s over the whole run (warm-up included): every event in them must be delivered. */
+  readonly totalOk: number
+  readonly totalRequests: number
+  /** Accept latency (ms) of the measured 200s. */
+  readonly okLatencies: Float64Array
+  /** Latency (ms) of every measured response, whatever its status. */
+  readonly allLatencies: Float64Array
+  /** CPU time of the bench process itself during the measured window (µs). */
+  readonly benchCpuMicros: number
+}
+
+class Samples {
+  private buf = new Float64Array(1 << 16)
+  private n = 0
+  push(value: number) {
+    if (this.n === this.buf.length) {
+      const bigger = new Float64Array(this.buf.length * 2)
+      bigger.set(this.buf)
+      this.buf = bigger
+    }
+    this.buf[this.n++] = value
+  }
+  get length() {
+    return this.n
+  }
+  values() {
+    return this.buf.slice(0, this.n)
+  }
+}
+
+const bump = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1)
+
+type Outcome = number | string
+
+const postOnce = (agent: http.Agent, options: LoadOptions, body: Buffer, signature: string) =>
+  new Promise<Outcome>((resolve) => {
+    let settled = false
+    const done = (outcome: Outcome) => {
+      if (!settled) {
+        settled = true
+        resolve(outcome)
+      }
+    }
+    const req = http.request(
+      {
+        agent,
+        host: options.host,
+        port: options.port,
+        path: options.path,
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "content-length": body.length,
+          "x-hub-signature-256": signature
+        }
+      },
+      (res) => {
+        const status = res.statusCode ?? 0
+        res.on("error", () => done("response-error"))
+        res.on("end", () => done(status))
+        res.resume()
+      }
+    )
+    req.on("error", (err: NodeJS.ErrnoException) => done(err.code ?? err.message))
+    req.setTimeout(options.requestTimeoutMs ?? 15_000, () => req.destroy(Object.assign(new Error("timeout"), { code: "TIMEOUT" })))
+    req.end(body)
+  })
+
+export const runLoad = async (options: LoadOptions): Promise<LoadResult> => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency, maxFreeSockets: options.concurrency })
+  const loadStart = performance.now()
+  const loadStartWall = Date.now()
+  const measureStart = loadStart + options.warmupMs
+  const measureEnd = measureStart + options.durationMs
+  let measureStartWall = 0
+  let cpuAtStart: NodeJS.CpuUsage | undefined
+  let cpuAtEnd: NodeJS.CpuUsage | undefined
+  const startTimer = setTimeout(() => {
+    measureStartWall = Date.now()
+    cpuAtStart = process.cpuUsage()
+  }, options.warmupMs)
+  const endTimer = setTimeout(() => (cpuAtEnd = process.cpuUsage()), options.warmupMs + options.durationMs)
+
+  let measuredRequests = 0
+  let measuredOk = 0
+  let totalOk = 0
+  let totalRequests = 0
+  const measuredFailures = new Map<string, number>()
+  const warmupFailures = new Map<string, number>()
+  const okLatencies = new Samples()
+  const allLatencies = new Samples()
+
+  const worker = async () => {
+    for (;;) {
+      const t0 = performance.now()
+      if (t0 >= measureEnd) return
+      const body = options.factory.next()
+      const signature = sign(options.secret, body)
+      const outcome = await postOnce(agent, options, body, signature)
+      const elapsed = performance.now() - t0
+      totalRequests++
+      const measured = t0 >= measureStart
+      if (outcome === 200) {
+        totalOk++
+        if (measured) {
+          measuredOk++
+          okLatencies.push(elapsed)
+        }
+      } else {
+        bump(measured ? measuredFailures : warmupFailures, String(outcome))
+        // Don't spin when the target refuses connections outright.
+        if (typeof outcome === "string") await new Promise((r) => setTimeout(r, 5))
+      }
+      if (measured) {
+        measuredRequests++
+        allLatencies.push(elapsed)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: options.concurrency }, worker))
+  clearTimeout(startTimer)
+  clearTimeout(endTimer)
+  agent.destroy()
+  const start = cpuAtStart ?? process.cpuUsage()
+  const end = cpuAtEnd ?? process.cpuUsage()
+  return {
+    loadStart,
+    loadStartWall,
+    measureStart,
+    measureEnd,
+    measureStartWall: measureStartWall || loadStartWall + options.warmupMs,
+    measuredRequests,
+    measuredOk,
+    measuredFailures,
+    warmupFailures,
+    totalOk,
+    totalRequests,
+    okLatencies: okLatencies.values(),
+    allLatencies: allLatencies.values(),
+    benchCpuMicros: end.user + end.system - start.user - start.system
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RabbitMQ: queues and consumers
+
+export type QueueType = "quorum" | "classic"
+
+/** The queue shape the contract describes: durable, dead-lettering to `<queue>.dlq`. */
+export const declareAppQueue = async (channel: Channel, queue: string, queueType: QueueType) => {
+  await channel.assertQueue(`${queue}.dlq`, { durable: true, arguments: { "x-queue-type": queueType } })
+  await channel.assertQueue(queue, {
+    durable: true,
+    arguments: {
+      "x-queue-type": queueType,
+      "x-dead-letter-exchange": "",
+      "x-dead-letter-routing-key": `${queue}.dlq`
+    }
+  })
+}
+
+/** Message count of a queue, or undefined when it does not exist (uses a throwaway channel). */
+export const queueDepth = async (connection: ChannelModel, queue: string): Promise<number | undefined> => {
+  const channel = await connection.createChannel()
+  channel.on("error", () => {})
+  try {
+    return (await channel.checkQueue(queue)).messageCount
+  } catch {
+    return undefined
+  } finally {
+    await channel.close().catch(() => {})
+  }
+}
+
+export const deleteQueues = async (url: string, queues: ReadonlyArray<string>) => {
+  const connection = await amqp.connect(url)
+  connection.on("error", () => {})
+  let deleted = 0
+  try {
+    for (const queue of queues) {
+      const channel = await connection.createChannel()
+      channel.on("error", () => {})
+      try {
+        await channel.deleteQueue(queue)
+        deleted++
+      } catch {
+        // already gone
+      } finally {
+        await channel.close().catch(() => {})
+      }
+    }
+  } finally {
+    await connection.close().catch(() => {})
+  }
+  return deleted
+}
+
+export interface ConsumerStats {
+  readonly unique: number
+  readonly duplicates: number
+  readonly redelivered: number
+  readonly withoutMessageId: number
+  /** Messages whose x-owner-id header names another owner than the queue's app. */
+  readonly misrouted: number
+  /** performance.now() of the latest delivery (0 when none). */
+  readonly lastDelivery: number
+  /** Unique deliveries that arrived before the given performance.now() instant. */
+  readonly uniqueBefore: (instant: number) => number
+  /** End-to-end latency samples (ms): arrival minus the body's received_at (or the timestamp property). */
+  readonly e2eLatencies: () => Float64Array
+}
+
+export interface Consumers {
+  readonly stats: () => ConsumerStats
+  readonly connection: ChannelModel
+  readonly close: () => Promise<void>
+}
+
+const RECEIVED_AT = Buffer.from(`"received_at":"`)
+
+/** Delivery time of a message, from the body's received_at (ISO) or the timestamp property. */
+const sentAt = (msg: ConsumeMessage): number | undefined => {
+  const at = msg.content.indexOf(RECEIVED_AT)
+  if (at >= 0) {
+    const start = at + RECEIVED_AT.length
+    const end = msg.content.indexOf(34 /* " */, start)
+    if (end > start && end - start < 40) {
+      const parsed = Date.parse(msg.content.toString("latin1", start, end))
+      if (!Number.isNaN(parsed)) return parsed
+    }
+  }
+  const ts = msg.properties.timestamp
+  if (typeof ts === "number" && ts > 0) return ts > 1e12 ? ts : ts * 1000
+  return undefined
+}
+
+export const startConsumers = async (
+  url: string,
+  queues: ReadonlyArray<{ readonly queue: string; readonly owner: string }>,
+  options: { readonly prefetch?: number; readonly ackEvery?: number } = {}
+): Promise<Consumers> => {
+  const prefetch = options.prefetch ?? 1000
+  const ackEvery = options.ackEvery ?? 500
+  const connection = await amqp.connect(url)
+  connection.on("error", (err) => console.error(`[bench] consumer connection error: ${err.message}`))
+  const channel = await connection.createChannel()
+  channel.on("error", (err) => console.error(`[bench] consumer channel error: ${err.message}`))
+  await channel.prefetch(prefetch)
+
+  const seen = new Set<string>()
+  let duplicates = 0
+  let redelivered = 0
+  let withoutMessageId = 0
+  let misrouted = 0
+  let lastDelivery = 0
+  let unacked = 0
+  let lastUnacked: ConsumeMessage | undefined
+  // arrival time (performance.now) of each unique delivery, for windowed rates
+  const arrivals = new Samples()
+  const e2e = new Samples()
+
+  const onMessage = (owner: string) => (msg: ConsumeMessage | null) => {
+    if (msg === null) return
+    const now = performance.now()
+    lastDelivery = now
+    if (msg.fields.redelivered) redelivered++
+    const id = msg.properties.messageId
+    if (typeof id !== "string" || id.length === 0) {
+      withoutMessageId++
+      arrivals.push(now)
+    } else if (seen.has(id)) {
+      duplicates++
+    } else {
+      seen.add(id)
+      arrivals.push(now)
+      const at = sentAt(msg)
+      if (at !== undefined) e2e.push(Date.now() - at)
+    }
+    const header = msg.properties.headers?.["x-owner-id"]
+    if (header !== undefined && String(header) !== owner) misrouted++
+    lastUnacked = msg
+    if (++unacked >= ackEvery) {
+      channel.ack(msg, true)
+      unacked = 0
+      lastUnacked = undefined
+    }
+  }
+  const flush = setInterval(() => {
+    if (lastUnacked !== undefined) {
+      channel.ack(lastUnacked, true)
+      unacked = 0
+      lastUnacked = undefined
+    }
+  }, 200)
+
+  for (const { queue, owner } of queues) {
+    await channel.consume(queue, onMessage(owner), { noAck: false })
+  }
+
+  const stats = (): ConsumerStats => ({
+    unique: seen.size + withoutMessageId,
+    duplicates,
+    redelivered,
+    withoutMessageId,
+    misrouted,
+    lastDelivery,
+    uniqueBefore: (instant: number) => {
+      // arrivals are in increasing order: binary search
+      const values = arrivals.values()
+      let lo = 0
+      let hi = values.length
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1
+        if (values[mid]! < instant) lo = mid + 1
+        else hi = mid
+      }
+      return lo
+    },
+    e2eLatencies: () => e2e.values()
+  })
+
+  const close = async () => {
+    clearInterval(flush)
+    if (lastUnacked !== undefined) {
+      try {
+        channel.ack(lastUnacked, true)
+      } catch {
+        // channel already closed
+      }
+    }
+    await channel.close().catch(() => {})
+    await connection.close().catch(() => {})
+  }
+  return { stats, connection, close }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process statistics (Linux /proc)
+
+export interface ProcSampler {
+  /** Peak resident set in bytes: max of VmHWM and the sampled VmRSS. */
+  readonly peakRssBytes: () => number
+  /** utime+stime of the process in seconds (undefined once it is gone). */
+  readonly cpuSeconds: () => number | undefined
+  readonly stop: () => void
+}
+
+const readStatusKb = (pid: number, key: string): number | undefined => {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8")
+    const match = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, "m").exec(status)
+    return match ? Number(match[1]) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const clockTicks = 100 // _SC_CLK_TCK on Linux
+
+const readCpuSeconds = (pid: number): number | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // fields after the command name, which is in parentheses and may contain spaces
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // rest[0] is field 3 (state); utime is field 14, stime 15
+    return (Number(rest[11]) + Number(rest[12])) / clockTicks
+  } catch {
+    return undefined
+  }
+}
+
+export const sampleProcess = (pid: number, everyMs = 500): ProcSampler => {
+  let peakKb = 0
+  const sample = () => {
+    const rss = readStatusKb(pid, "VmRSS")
+    const hwm = readStatusKb(pid, "VmHWM")
+    peakKb = Math.max(peakKb, rss ?? 0, hwm ?? 0)
+  }
+  sample()
+  const timer = setInterval(sample, everyMs)
+  timer.unref()
+  return {
+    peakRssBytes: () => {
+      sample()
+      return peakKb * 1024
+    },
+    cpuSeconds: () => readCpuSeconds(pid),
+    stop: () => clearInterval(timer)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+/** Nearest-rank percentile of unsorted samples (sorts a copy). */
+export const percentile = (samples: Float64Array, q: number): number | undefined => {
+  if (samples.length === 0) return undefined
+  const sorted = samples.slice().sort()
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))
+  return sorted[rank]
+}
+
+export const percentiles = (samples: Float64Array, qs: ReadonlyArray<number>) => {
+  if (samples.length === 0) return qs.map(() => undefined)
+  const sorted = samples.slice().sort()
+  return qs.map((q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))])
+}
+
+export const fmt = (value: number | undefined, digits = 0) =>
+  value === undefined || !Number.isFinite(value) ? "-" : value.toFixed(digits)
+
+export const formatCounts = (counts: Map<string, number>) =>
+  counts.size === 0 ? "0" : [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}×${v}`).join(" ")
+
+export const renderTable = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))
+  const line = (cells: ReadonlyArray<string>) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ")
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n")
+}
