@@ -1,0 +1,133 @@
+import amqp from "amqplib"
+import { execFileSync } from "node:child_process"
+import { createHmac, randomUUID } from "node:crypto"
+import { type ServiceProcess, startService, stopService, waitHealthy } from "../support/ServiceProcess.ts"
+
+export const SECRET = "fault-app-secret"
+export const ADMIN_KEY = "fault-admin-key"
+const PG = "postgres://postgres@127.0.0.1:5432"
+
+/** The service's environment for a fault test: its own database, short leases so recovery is quick. */
+export const faultEnv = (database: string, overrides: Record<string, string> = {}) => ({
+  DATABASE_URL: `${PG}/${database}`,
+  RABBITMQ_URL: "amqp://guest:guest@127.0.0.1:5672",
+  INSTAGRAM_APP_SECRET: SECRET,
+  WEBHOOK_VERIFY_TOKEN: "fault-verify",
+  SECRET_KEY: ADMIN_KEY,
+  OWNER_RESOLUTION: "entry",
+  DELIVERY_LEASE: "2 seconds",
+  SWEEP_INTERVAL: "500 millis",
+  LOG_LEVEL: "info",
+  ...overrides
+})
+
+export const newName = (label: string) => `chatico_test_fault_${label}_${Math.random().toString(36).slice(2, 8)}`
+
+export const psql = (database: string, query: string) =>
+  execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-At", "-c", query], {
+    encoding: "utf8"
+  }).trim()
+
+export const dropDatabase = (database: string) => psql("postgres", `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`)
+
+export const createWorkerApp = async (service: ServiceProcess, ownerId: string, queue: string) => {
+  const response = await fetch(`${service.baseUrl}/worker-apps/`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: `app-${queue}`, owner_id: ownerId, queue_name: queue })
+  })
+  if (response.status !== 201) throw new Error(`worker app not created: ${response.status} ${await response.text()}`)
+}
+
+/** One signed comment webhook; resolves to the HTTP status (0 when the connection failed). */
+export const postComment = async (baseUrl: string, ownerId: string, commentId: string) => {
+  const body = JSON.stringify({
+    object: "instagram",
+    entry: [{ id: ownerId, time: 1, changes: [{ field: "comments", value: { id: commentId, text: "hi" } }] }]
+  })
+  const signature = `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`
+  try {
+    const response = await fetch(`${baseUrl}/webhook`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-hub-signature-256": signature },
+      body,
+      signal: AbortSignal.timeout(15_000)
+    })
+    await response.arrayBuffer()
+    return { status: response.status, retryAfter: response.headers.get("retry-after") }
+  } catch {
+    return { status: 0, retryAfter: null }
+  }
+}
+
+/** Counts what arrives on a queue, by the comment id inside each message. */
+export const collect = async (queue: string) => {
+  const connection = await amqp.connect("amqp://guest:guest@127.0.0.1:5672")
+  const channel = await connection.createChannel()
+  await channel.prefetch(500)
+  const seen = new Map<string, number>()
+  await channel.consume(queue, (message) => {
+    if (message === null) return
+    const body = JSON.parse(message.content.toString()) as { value: { id: string } }
+    seen.set(body.value.id, (seen.get(body.value.id) ?? 0) + 1)
+    channel.ack(message)
+  })
+  return {
+    seen,
+    /** Waits until every id has arrived (or the deadline passes); returns the ids still missing. */
+    waitFor: async (ids: ReadonlyArray<string>, timeoutMs = 30_000) => {
+      const deadline = Date.now() + timeoutMs
+      while (Date.now() < deadline) {
+        if (ids.every((id) => seen.has(id))) return []
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      return ids.filter((id) => !seen.has(id))
+    },
+    close: async () => {
+      await connection.close().catch(() => {})
+    }
+  }
+}
+
+export const deleteQueues = async (queues: ReadonlyArray<string>) => {
+  const connection = await amqp.connect("amqp://guest:guest@127.0.0.1:5672")
+  const channel = await connection.createChannel()
+  for (const queue of queues) {
+    await channel.deleteQueue(queue).catch(() => {})
+    await channel.deleteQueue(`${queue}.dlq`).catch(() => {})
+  }
+  await connection.close().catch(() => {})
+}
+
+/**
+ * Posts webhooks from `concurrency` loops until `stop()`; remembers which
+ * comment ids were acknowledged with 200.
+ */
+export const steadyLoad = (baseUrl: () => string, ownerId: string, concurrency = 8) => {
+  const acknowledged: Array<string> = []
+  const statuses = new Map<number, number>()
+  let running = true
+  const loop = async () => {
+    while (running) {
+      const id = `c-${randomUUID()}`
+      const { status } = await postComment(baseUrl(), ownerId, id)
+      statuses.set(status, (statuses.get(status) ?? 0) + 1)
+      if (status === 200) acknowledged.push(id)
+      if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+  const loops = Array.from({ length: concurrency }, loop)
+  return {
+    acknowledged,
+    statuses,
+    stop: async () => {
+      running = false
+      await Promise.all(loops)
+    }
+  }
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export { startService, stopService, waitHealthy }
+export type { ServiceProcess }
