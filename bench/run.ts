@@ -399,7 +399,15 @@ const runServicePhase = async (settings: Settings, runId: string, owners: Readon
     LOG_LEVEL: "warn",
     OWNER_RESOLUTION: settings.ownerResolution
   }
-  const passThrough = ["GRAPH_API_URL", "INSTAGRAM_ACCESS_TOKEN", "INSTAGRAM_APP_ID", "QUEUE_TYPE", "MAX_BODY_BYTES", "NODE_ENV"]
+  const passThrough = [
+    "GRAPH_API_URL",
+    "INSTAGRAM_ACCESS_TOKEN",
+    "INSTAGRAM_APP_ID",
+    "QUEUE_TYPE",
+    "MAX_BODY_BYTES",
+    "NODE_ENV",
+    "NODE_OPTIONS"
+  ]
   for (const [key, value] of Object.entries(process.env)) {
     if (value === undefined) continue
     if (key.startsWith("OTEL_") || key.startsWith("RATE_LIMIT") || passThrough.includes(key)) env[key] = value

@@ -7,12 +7,12 @@ import { Delivery } from "./Publish.ts"
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
 export const JOURNAL_MAILBOX = 2048
-/** Requests folded into one transaction. */
+/** Requests folded into one journal write. */
 export const JOURNAL_MAX_REQUESTS_PER_BATCH = 256
 /** Rows per INSERT statement (Postgres allows 65535 parameters; a row has 13). */
 export const JOURNAL_ROWS_PER_STATEMENT = 1000
-/** Transactions in flight at once (the pool has room for them and for the rest). */
-export const JOURNAL_WRITERS = 3
+/** Journal writes in flight at once (the pool has room for them and for the rest). */
+export const JOURNAL_WRITERS = 4
 /** How long a request may wait for its commit before it is answered 503. */
 export const JOURNAL_COMMIT_TIMEOUT = Duration.seconds(8)
 
@@ -124,19 +124,21 @@ export class Journal extends Context.Service<Journal, {
             }
           }
         }
+        // No surrounding transaction: each INSERT commits on its own, and a
+        // request is answered only after all of its statements commit. If a
+        // later one fails, the request gets 503, Meta redelivers, and the rows
+        // already committed count as duplicates: nothing lost, nothing twice.
         const inserted = new Set<string>()
-        yield* Effect.gen(function*() {
-          for (let i = 0; i < rows.length; i += JOURNAL_ROWS_PER_STATEMENT) {
-            const returned = yield* insertRows(rows.slice(i, i + JOURNAL_ROWS_PER_STATEMENT))
-            for (const row of returned) inserted.add(row.event_id)
-          }
-          const duplicates = [...rows.filter(({ event }) => !inserted.has(event.eventId)), ...repeats].map((
-            { event, pending }
-          ) => ({ event_id: event.eventId, received_at: pending.receivedAt }))
-          if (Arr.isArrayNonEmpty(duplicates)) {
-            yield* sql`INSERT INTO webhook_duplicates ${sql.insert(duplicates)}`
-          }
-        }).pipe(sql.withTransaction)
+        for (let i = 0; i < rows.length; i += JOURNAL_ROWS_PER_STATEMENT) {
+          const returned = yield* insertRows(rows.slice(i, i + JOURNAL_ROWS_PER_STATEMENT))
+          for (const row of returned) inserted.add(row.event_id)
+        }
+        const duplicates = [...rows.filter(({ event }) => !inserted.has(event.eventId)), ...repeats].map((
+          { event, pending }
+        ) => ({ event_id: event.eventId, received_at: pending.receivedAt }))
+        if (Arr.isArrayNonEmpty(duplicates)) {
+          yield* sql`INSERT INTO webhook_duplicates ${sql.insert(duplicates)}`
+        }
 
         const fresh: Array<JournaledEvent> = []
         for (const { event, pending } of rows) {

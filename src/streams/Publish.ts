@@ -51,7 +51,12 @@ export class Delivery extends Context.Service<Delivery, {
       const mailbox = yield* Queue.bounded<JournaledEvent>(DELIVERY_MAILBOX)
       const inFlight = new Set<string>()
 
-      const publishTo = (event: JournaledEvent, destination: Destination, queue: string, attempt: number) =>
+      const publishTo = (
+        event: JournaledEvent,
+        destination: Exclude<Destination, { readonly _tag: "Wait" }>,
+        queue: string,
+        attempt: number
+      ) =>
         broker.publish({
           queue,
           body: messageBody(event, destination.ownerId),
@@ -71,6 +76,9 @@ export class Delivery extends Context.Service<Delivery, {
 
       const deliver = Effect.fnUntraced(function*(event: JournaledEvent) {
         const destination = yield* router.route(event)
+        if (destination._tag === "Wait") {
+          return { _tag: "Deferred", event, attempts: event.attempts, lastError: destination.reason } satisfies Outcome
+        }
         const queue = destination._tag === "WorkerApp" ? destination.app.queue_name : UNROUTABLE_QUEUE
         const appId = destination._tag === "WorkerApp" ? destination.app.id : null
         const status = destination._tag === "WorkerApp" ? "routed" as const : "unroutable" as const

@@ -8,10 +8,15 @@ import type { JournaledEvent } from "./Journal.ts"
 export const SNAPSHOT_REFRESH_INTERVAL = Duration.seconds(30)
 export const listenRetry = Schedule.min([Schedule.exponential("500 millis"), Schedule.spaced("10 seconds")])
 
-/** Where an event goes: the worker app serving its owner, or nowhere (unroutable). */
+/**
+ * Where an event goes: the worker app serving its owner, nowhere (unroutable),
+ * or not yet: its owner cannot be known now (the Graph API is unavailable), so
+ * it stays pending and is routed later.
+ */
 export type Destination =
   | { readonly _tag: "WorkerApp"; readonly ownerId: string; readonly app: WorkerApp }
   | { readonly _tag: "Unroutable"; readonly ownerId: string }
+  | { readonly _tag: "Wait"; readonly reason: string }
 
 /**
  * Routes events from an in-memory snapshot of the active worker apps (no query
