@@ -11,6 +11,15 @@ import {
   WorkerAppNotFound,
   WorkerAppUpdate
 } from "../domain/WorkerApp.ts"
+import {
+  EventNotFound,
+  EventStatus,
+  InvalidFilter,
+  QueuesReport,
+  ReplayFilter,
+  ReplayResult,
+  WebhookLogPage
+} from "../domain/WebhookLog.ts"
 import { Unauthorized, ValidationError } from "./Errors.ts"
 
 /** Bearer `SECRET_KEY` on every admin and monitoring route. */
@@ -117,9 +126,56 @@ export class HealthGroup extends HttpApiGroup.make("health")
   }))
 {}
 
+const Timestamp = Schema.String.check(
+  Schema.makeFilter((value: string) => !Number.isNaN(Date.parse(value)) || "must be an ISO 8601 time")
+)
+
+export class MonitoringGroup extends HttpApiGroup.make("monitoring")
+  .add(
+    HttpApiEndpoint.get("metricsJson", "/monitoring/metrics", {
+      success: Schema.Record(Schema.String, Schema.Unknown)
+    }),
+    HttpApiEndpoint.get("metricsPrometheus", "/metrics", {
+      success: Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+    }),
+    HttpApiEndpoint.get("webhookLogs", "/monitoring/webhook-logs", {
+      query: {
+        status: Schema.optional(EventStatus),
+        owner_id: Schema.optional(OwnerId),
+        worker_app_id: Schema.optional(WorkerAppId),
+        since: Schema.optional(Timestamp),
+        limit: Schema.optional(IntFromString("limit", 1, MAX_PAGE_SIZE)),
+        cursor: Schema.optional(Schema.String)
+      },
+      success: WebhookLogPage,
+      error: [InvalidFilter, DatabaseUnavailable]
+    }),
+    HttpApiEndpoint.get("queues", "/monitoring/queues", {
+      success: QueuesReport,
+      error: DatabaseUnavailable
+    }),
+    HttpApiEndpoint.post("replayOne", "/monitoring/webhook-logs/:event_id/replay", {
+      params: { event_id: Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/, { message: "must be 64 hex digits" })) },
+      success: ReplayResult,
+      error: [EventNotFound, DatabaseUnavailable]
+    }),
+    HttpApiEndpoint.post("replay", "/monitoring/replay", {
+      payload: ReplayFilter,
+      success: ReplayResult,
+      error: [InvalidFilter, DatabaseUnavailable]
+    })
+  )
+  .middleware(Authorization)
+  .annotateMerge(OpenApi.annotations({
+    title: "Monitoring",
+    description: "Metrics, webhook logs, queue depths and replay."
+  }))
+{}
+
 export class Api extends HttpApi.make("chatico-mapper")
   .add(WorkerAppsGroup)
   .add(HealthGroup)
+  .add(MonitoringGroup)
   .middleware(RequestValidation)
   .annotateMerge(OpenApi.annotations({
     title: "chatico-mapper",

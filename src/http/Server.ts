@@ -7,6 +7,7 @@ import { AppConfig } from "../layers/Config.ts"
 import { Api } from "./Api.ts"
 import { DocsRoutes } from "./Docs.ts"
 import { HealthHttp } from "./HealthHttp.ts"
+import { MonitoringHttp } from "./MonitoringHttp.ts"
 import { AuthorizationLive, RequestValidationLive } from "./Middleware.ts"
 import { WorkerAppsHttp } from "./WorkerAppsHttp.ts"
 import { AcceptRoutes } from "../streams/Accept.ts"
@@ -20,7 +21,7 @@ export const MAX_HEADER_BYTES = 16 * 1024
 export const GRACEFUL_SHUTDOWN = "3 seconds"
 
 export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide([WorkerAppsHttp, HealthHttp]),
+  Layer.provide([WorkerAppsHttp, HealthHttp, MonitoringHttp]),
   Layer.provide([AuthorizationLive, RequestValidationLive])
 )
 

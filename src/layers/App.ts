@@ -6,6 +6,8 @@ import { WorkerApps } from "../services/WorkerApps.ts"
 import { Journal } from "../streams/Journal.ts"
 import { Delivery } from "../streams/Publish.ts"
 import { RecoverLive } from "../streams/Recover.ts"
+import { RetentionLive } from "../streams/Retention.ts"
+import { Operations } from "../services/Operations.ts"
 import { Router } from "../streams/Route.ts"
 import { AppConfig } from "./Config.ts"
 import { LoggingLive } from "./Logging.ts"
@@ -16,7 +18,7 @@ import { Database } from "./Sql.ts"
  * plus recovery. Built before the server and released after it, so shutdown
  * stops accepting first, then drains each stage in order.
  */
-export const PipelineLive = Layer.mergeAll(Journal.layer, RecoverLive).pipe(
+export const PipelineLive = Layer.mergeAll(Journal.layer, RecoverLive, RetentionLive, Operations.layer).pipe(
   Layer.provideMerge(Delivery.layer),
   Layer.provideMerge(Router.layer),
   Layer.provideMerge(Layer.mergeAll(Broker.layer, SignatureVerifier.layer))

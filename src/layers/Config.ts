@@ -40,6 +40,8 @@ export interface AppConfigShape {
   readonly deliveryLease: Duration.Duration
   /** How often the recovery sweeper looks for pending events. */
   readonly sweepInterval: Duration.Duration
+  /** Finished events older than this are deleted from the journal. */
+  readonly journalRetention: Duration.Duration
 }
 
 // Development defaults let `npm start` run on a fresh machine with no `.env`;
@@ -123,7 +125,9 @@ const load = Effect.gen(function*() {
   )
   const deliveryLease = yield* Config.Duration("DELIVERY_LEASE").pipe(Config.withDefault(Duration.seconds(15)))
   const sweepInterval = yield* Config.Duration("SWEEP_INTERVAL").pipe(Config.withDefault(Duration.seconds(2)))
+  const journalRetention = yield* Config.Duration("JOURNAL_RETENTION").pipe(Config.withDefault(Duration.days(7)))
   return {
+    journalRetention,
     deliveryLease,
     sweepInterval,
     production,

@@ -5,6 +5,7 @@ import { parseWebhook } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { constantTimeEqual } from "../services/ConstantTime.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
+import * as Metrics from "../services/Metrics.ts"
 import { Journal } from "./Journal.ts"
 
 /** Seconds Meta is asked to wait before redelivering after a 503. */
@@ -78,17 +79,21 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
     return HttpServerResponse.text("verification failed", { status: 403 })
   })
 
+  const refuse = (result: string, status: number, message: string, headers?: Record<string, string>) =>
+    Effect.as(Metrics.count(Metrics.webhooks, { result }), detail(status, message, headers))
+
   const receive = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
+    const started = Date.now()
     const body = yield* readBody(request, config.maxBodyBytes)
     if (body._tag === "TooLarge") {
-      return detail(413, `body exceeds ${config.maxBodyBytes} bytes`, { connection: "close" })
+      return yield* refuse("too_large", 413, `body exceeds ${config.maxBodyBytes} bytes`, { connection: "close" })
     }
-    if (body._tag === "Aborted") return detail(400, "the request body was not received completely")
+    if (body._tag === "Aborted") return yield* refuse("bad_request", 400, "the request body was not received completely")
     if (!verifier.verify(body.bytes, request.headers["x-hub-signature-256"])) {
-      return detail(401, "missing or invalid X-Hub-Signature-256")
+      return yield* refuse("unauthorized", 401, "missing or invalid X-Hub-Signature-256")
     }
     const parsed = parseWebhook(body.bytes)
-    if (Result.isFailure(parsed)) return detail(400, parsed.failure.detail)
+    if (Result.isFailure(parsed)) return yield* refuse("bad_request", 400, parsed.failure.detail)
     const { object, events } = parsed.success
     const routable = object === "instagram"
     if (!routable) {
@@ -96,16 +101,26 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
         Effect.annotateLogs({ object, events: events.length })
       )
     }
-    return yield* journal.record(events, new Date(), routable).pipe(
+    return yield* journal.record(events, new Date(started), routable).pipe(
+      Effect.tap((result) =>
+        Effect.all([
+          Metrics.count(Metrics.webhooks, { result: "accepted" }),
+          Metrics.count(Metrics.events, { outcome: routable ? "accepted" : "ignored" }, result.fresh),
+          Metrics.count(Metrics.events, { outcome: "duplicate" }, result.duplicates),
+          Metrics.observe(Metrics.acceptLatency, Metrics.seconds(started))
+        ], { discard: true })
+      ),
       Effect.map((result) =>
         HttpServerResponse.jsonUnsafe({ status: "ok", events: events.length, duplicates: result.duplicates })
       ),
       Effect.catchTag("JournalUnavailable", (error) =>
-        Effect.as(
+        Effect.andThen(
           Effect.logWarning("webhook refused: journal unavailable").pipe(
             Effect.annotateLogs({ reason: error.reason, detail: error.detail })
           ),
-          detail(503, "events could not be recorded; retry later", { "retry-after": String(RETRY_AFTER_SECONDS) })
+          refuse("unavailable", 503, "events could not be recorded; retry later", {
+            "retry-after": String(RETRY_AFTER_SECONDS)
+          })
         )
       )
     )

@@ -3,6 +3,7 @@ import { SqlClient } from "effect/sql"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
+import * as Metrics from "../services/Metrics.ts"
 import { Delivery } from "./Publish.ts"
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
@@ -155,6 +156,7 @@ export class Journal extends Context.Service<Journal, {
           }
           yield* Deferred.succeed(pending.done, { fresh: freshCount, duplicates: pending.events.length - freshCount })
         }
+        yield* Metrics.observe(Metrics.journalBatchSize, rows.length + repeats.length)
         yield* delivery.submit(fresh)
       })
 

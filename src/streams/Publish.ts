@@ -1,6 +1,7 @@
 import { Context, Effect, Layer, Queue, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
+import * as Metrics from "../services/Metrics.ts"
 import type { JournaledEvent } from "./Journal.ts"
 import { type Destination, Router } from "./Route.ts"
 
@@ -86,7 +87,10 @@ export class Delivery extends Context.Service<Delivery, {
         let lastError: string | null = null
         const attempt = Effect.suspend(() => {
           attempts++
-          return publishTo(event, destination, queue, attempts)
+          const sent = Date.now()
+          return publishTo(event, destination, queue, attempts).pipe(
+            Effect.tap(() => Metrics.observe(Metrics.confirmLatency, Metrics.seconds(sent)))
+          )
         }).pipe(
           Effect.tapError((error) => Effect.sync(() => (lastError = `${error.reason}: ${error.detail}`)))
         )
@@ -140,9 +144,31 @@ export class Delivery extends Context.Service<Delivery, {
         `
       }
 
+      const record = (outcomes: ReadonlyArray<Outcome>) => {
+        const byOutcome = new Map<string, number>()
+        const byApp = new Map<string, number>()
+        for (const outcome of outcomes) {
+          const key = outcome._tag === "Routed" ? outcome.status : "deferred"
+          byOutcome.set(key, (byOutcome.get(key) ?? 0) + 1)
+          if (outcome._tag === "Routed" && outcome.status === "routed" && outcome.appId !== null) {
+            byApp.set(outcome.appId, (byApp.get(outcome.appId) ?? 0) + 1)
+          }
+        }
+        const now = Date.now()
+        return Effect.all([
+          Metrics.countAll(Metrics.events, byOutcome, "outcome"),
+          Metrics.countAll(Metrics.routedByApp, byApp, "worker_app_id"),
+          Effect.forEach(outcomes, (outcome) =>
+            outcome._tag === "Routed"
+              ? Metrics.observe(Metrics.deliveryLatency, Math.max(0, now - outcome.event.receivedAt.getTime()) / 1000)
+              : Effect.void, { discard: true })
+        ], { discard: true })
+      }
+
       const round = Effect.gen(function*() {
         const batch = yield* Queue.takeBetween(mailbox, 1, PUBLISH_BATCH)
         const outcomes = yield* Effect.forEach(batch, deliver, { concurrency: "unbounded" })
+        yield* record(outcomes)
         yield* writeOutcomes(outcomes).pipe(
           Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }),
           // Unrecorded outcomes leave the rows pending: recovery publishes them

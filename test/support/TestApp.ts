@@ -27,6 +27,7 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   queueType: "quorum",
   deliveryLease: Duration.seconds(2),
   sweepInterval: Duration.millis(500),
+  journalRetention: Duration.days(7),
   ...overrides
 })
 

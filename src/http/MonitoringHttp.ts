@@ -1,0 +1,46 @@
+import { Effect, Metric } from "effect"
+import { HttpApiBuilder } from "effect/http-api"
+import { PrometheusMetrics } from "effect/observability"
+import * as Metrics from "../services/Metrics.ts"
+import { DEFAULT_LOG_PAGE, Operations } from "../services/Operations.ts"
+import { Journal } from "../streams/Journal.ts"
+import { Delivery } from "../streams/Publish.ts"
+import { Api } from "./Api.ts"
+
+export const MonitoringHttp = HttpApiBuilder.group(
+  Api,
+  "monitoring",
+  Effect.fn(function*(handlers) {
+    const operations = yield* Operations
+    const journal = yield* Journal
+    const delivery = yield* Delivery
+
+    // Gauges that are read, not counted: refreshed when metrics are asked for.
+    const refreshGauges = Effect.gen(function*() {
+      yield* Metrics.observe(Metrics.mailboxDepth, yield* journal.depth, { stage: "journal" })
+      yield* Metrics.observe(Metrics.mailboxDepth, yield* delivery.depth, { stage: "delivery" })
+      const pending = yield* operations.pendingCount.pipe(Effect.option)
+      if (pending._tag === "Some") yield* Metrics.observe(Metrics.pendingEvents, pending.value)
+    })
+
+    const metricsJson = Effect.gen(function*() {
+      yield* refreshGauges
+      const snapshot = yield* Metric.snapshot
+      const out: Record<string, Array<Record<string, unknown>>> = {}
+      for (const metric of snapshot) {
+        const entry = { attributes: metric.attributes ?? {}, ...metric.state }
+        ;(out[metric.id] ??= []).push(entry)
+      }
+      return out
+    })
+
+    return handlers.handleAll({
+      metricsJson: () => metricsJson,
+      metricsPrometheus: () => Effect.andThen(refreshGauges, PrometheusMetrics.format()),
+      webhookLogs: ({ query }) => operations.webhookLogs({ ...query, limit: query.limit ?? DEFAULT_LOG_PAGE }),
+      queues: () => operations.queues,
+      replayOne: ({ params }) => operations.replayOne(params.event_id),
+      replay: ({ payload }) => operations.replay(payload)
+    })
+  })
+)

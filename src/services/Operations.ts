@@ -1,0 +1,250 @@
+import { Context, Effect, Layer } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
+import { DatabaseUnavailable } from "../domain/Errors.ts"
+import { EventNotFound, type EventStatus, InvalidFilter, type ReplayFilter, WebhookLogEntry } from "../domain/WebhookLog.ts"
+import { Database } from "../layers/Sql.ts"
+import { Broker, deadLetterQueue, UNROUTABLE_QUEUE } from "./Broker.ts"
+import { WorkerApps } from "./WorkerApps.ts"
+
+/** Events one replay call re-queues at most; `more: true` says there are others. */
+export const REPLAY_MAX = 10_000
+export const DEFAULT_LOG_PAGE = 100
+
+export interface WebhookLogQuery {
+  readonly status?: EventStatus | undefined
+  readonly owner_id?: string | undefined
+  readonly worker_app_id?: string | undefined
+  readonly since?: string | undefined
+  readonly limit: number
+  readonly cursor?: string | undefined
+}
+
+interface LogRow {
+  readonly event_id: string
+  readonly received_at: Date | string
+  readonly status: EventStatus
+  readonly object: string
+  readonly field: string
+  readonly entry_id: string
+  readonly media_id: string | null
+  readonly owner_id: string | null
+  readonly worker_app_id: string | null
+  readonly attempts: number
+  readonly last_error: string | null
+  readonly delivered_at: Date | string | null
+  readonly value: unknown
+  readonly seq: string | number
+}
+
+const iso = (value: Date | string) => (value instanceof Date ? value : new Date(value)).toISOString()
+
+const toEntry = (row: LogRow) =>
+  new WebhookLogEntry({
+    event_id: row.event_id,
+    received_at: iso(row.received_at),
+    status: row.status,
+    object: row.object,
+    field: row.field,
+    entry_id: row.entry_id,
+    media_id: row.media_id,
+    owner_id: row.owner_id,
+    worker_app_id: row.worker_app_id,
+    attempts: row.attempts,
+    last_error: row.last_error,
+    delivered_at: row.delivered_at === null ? null : iso(row.delivered_at),
+    value: typeof row.value === "string" ? JSON.parse(row.value) : row.value
+  })
+
+// The cursor is the (received_at, key) of the last row of a page, opaque to callers.
+const encodeCursor = (receivedAt: Date | string, key: string) =>
+  Buffer.from(JSON.stringify([iso(receivedAt), key])).toString("base64url")
+
+const decodeCursor = (cursor: string): readonly [string, string] | undefined => {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
+    if (
+      Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === "string" && typeof parsed[1] === "string" &&
+      !Number.isNaN(Date.parse(parsed[0]))
+    ) return [parsed[0], parsed[1]]
+  } catch {
+    // Falls through to "invalid".
+  }
+  return undefined
+}
+
+const unavailable = (_: SqlError.SqlError | DatabaseUnavailable) =>
+  new DatabaseUnavailable({ detail: "the database is unavailable" })
+
+/** What operators ask of the journal and the broker: webhook logs, replay, queue depths. */
+export class Operations extends Context.Service<Operations, {
+  webhookLogs(query: WebhookLogQuery): Effect.Effect<
+    { readonly items: ReadonlyArray<WebhookLogEntry>; readonly next_cursor: string | null },
+    InvalidFilter | DatabaseUnavailable
+  >
+  replayOne(eventId: string): Effect.Effect<{ readonly queued: number; readonly more: boolean }, EventNotFound | DatabaseUnavailable>
+  replay(filter: ReplayFilter): Effect.Effect<{ readonly queued: number; readonly more: boolean }, InvalidFilter | DatabaseUnavailable>
+  readonly queues: Effect.Effect<{
+    readonly items: ReadonlyArray<{
+      readonly worker_app_id: string
+      readonly name: string
+      readonly owner_id: string
+      readonly is_active: boolean
+      readonly queue_name: string
+      readonly queue: { readonly messages: number; readonly consumers: number } | null
+      readonly dead_letter_queue: { readonly messages: number; readonly consumers: number } | null
+    }>
+    readonly unroutable: { readonly messages: number; readonly consumers: number } | null
+    readonly broker_error: string | null
+  }, DatabaseUnavailable>
+  readonly pendingCount: Effect.Effect<number, DatabaseUnavailable>
+}>()("chatico/services/Operations") {
+  static readonly layer = Layer.effect(
+    Operations,
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const database = yield* Database
+      const broker = yield* Broker
+      const workerApps = yield* WorkerApps
+      const ready = database.ready.pipe(Effect.mapError(unavailable))
+
+      const webhookLogs = Effect.fn("Operations.webhookLogs")(function*(query: WebhookLogQuery) {
+        yield* ready
+        const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+        if (query.cursor !== undefined && cursor === undefined) {
+          return yield* new InvalidFilter({ detail: "cursor is not one this service issued" })
+        }
+        const limit = query.limit
+        if (query.status === "duplicate") {
+          // Redeliveries live in their own table, joined to the event they repeat.
+          const conditions = [
+            ...(query.owner_id === undefined ? [] : [sql`e.owner_id = ${query.owner_id}`]),
+            ...(query.worker_app_id === undefined ? [] : [sql`e.worker_app_id = ${query.worker_app_id}`]),
+            ...(query.since === undefined ? [] : [sql`d.received_at >= ${new Date(query.since)}`]),
+            ...(cursor === undefined ? [] : [sql`(d.received_at, d.id) < (${new Date(cursor[0])}, ${cursor[1]}::bigint)`])
+          ]
+          const rows = yield* sql<LogRow>`
+            SELECT e.event_id, d.received_at, 'duplicate' AS status, e.object, e.field, e.entry_id, e.media_id,
+                   e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, e.value, d.id AS seq
+            FROM webhook_duplicates d JOIN webhook_events e ON e.event_id = d.event_id
+            WHERE ${sql.and(conditions)}
+            ORDER BY d.received_at DESC, d.id DESC
+            LIMIT ${limit + 1}
+          `.pipe(Effect.mapError(unavailable))
+          const page = rows.slice(0, limit)
+          const last = page[page.length - 1]
+          return {
+            items: page.map(toEntry),
+            next_cursor: rows.length > limit && last !== undefined ? encodeCursor(last.received_at, String(last.seq)) : null
+          }
+        }
+        const conditions = [
+          ...(query.status === undefined ? [] : [sql`status = ${query.status}`]),
+          ...(query.owner_id === undefined ? [] : [sql`owner_id = ${query.owner_id}`]),
+          ...(query.worker_app_id === undefined ? [] : [sql`worker_app_id = ${query.worker_app_id}`]),
+          ...(query.since === undefined ? [] : [sql`received_at >= ${new Date(query.since)}`]),
+          ...(cursor === undefined ? [] : [sql`(received_at, event_id) < (${new Date(cursor[0])}, ${cursor[1]})`])
+        ]
+        const rows = yield* sql<LogRow>`
+          SELECT event_id, received_at, status, object, field, entry_id, media_id, owner_id, worker_app_id,
+                 attempts, last_error, delivered_at, value, event_id AS seq
+          FROM webhook_events
+          WHERE ${sql.and(conditions)}
+          ORDER BY received_at DESC, event_id DESC
+          LIMIT ${limit + 1}
+        `.pipe(Effect.mapError(unavailable))
+        const page = rows.slice(0, limit)
+        const last = page[page.length - 1]
+        return {
+          items: page.map(toEntry),
+          next_cursor: rows.length > limit && last !== undefined ? encodeCursor(last.received_at, last.event_id) : null
+        }
+      })
+
+      // A replayed event goes back to `pending` with no lease, so the recovery
+      // sweeper re-delivers it through the normal pipeline (same event_id,
+      // `x-attempt` one higher). Events already pending are left alone, so a
+      // second call while the first is in progress queues nothing twice.
+      const replayWhere = (where: ReturnType<typeof sql.and>) =>
+        sql<{ readonly event_id: string; readonly matched: number | string }>`
+          WITH chosen AS (
+            SELECT event_id FROM webhook_events
+            WHERE ${where} AND status IN ('routed', 'unroutable', 'dead_lettered')
+            ORDER BY received_at
+            LIMIT ${REPLAY_MAX + 1}
+            FOR UPDATE SKIP LOCKED
+          ), limited AS (SELECT event_id FROM chosen LIMIT ${REPLAY_MAX})
+          UPDATE webhook_events AS w
+          SET status = 'pending', lease_until = NULL, delivered_at = NULL, last_error = NULL
+          FROM limited WHERE w.event_id = limited.event_id
+          RETURNING w.event_id, (SELECT count(*) FROM chosen) AS matched
+        `.pipe(
+          Effect.map((rows) => ({
+            queued: rows.length,
+            more: Number(rows[0]?.matched ?? 0) > REPLAY_MAX
+          })),
+          Effect.mapError(unavailable)
+        )
+
+      const replayOne = Effect.fn("Operations.replayOne")(function*(eventId: string) {
+        yield* ready
+        const exists = yield* sql`SELECT 1 FROM webhook_events WHERE event_id = ${eventId}`.pipe(Effect.mapError(unavailable))
+        if (exists.length === 0) return yield* new EventNotFound({ detail: `no event ${eventId}` })
+        return yield* replayWhere(sql.and([sql`event_id = ${eventId}`]))
+      })
+
+      const replay = Effect.fn("Operations.replay")(function*(filter: ReplayFilter) {
+        yield* ready
+        for (const key of ["since", "until"] as const) {
+          const value = filter[key]
+          if (value !== undefined && Number.isNaN(Date.parse(value))) {
+            return yield* new InvalidFilter({ detail: `${key} must be an ISO 8601 time` })
+          }
+        }
+        const conditions = [
+          ...(filter.status === undefined ? [] : [sql`status = ${filter.status}`]),
+          ...(filter.owner_id === undefined ? [] : [sql`owner_id = ${filter.owner_id}`]),
+          ...(filter.since === undefined ? [] : [sql`received_at >= ${new Date(filter.since)}`]),
+          ...(filter.until === undefined ? [] : [sql`received_at < ${new Date(filter.until)}`])
+        ]
+        if (conditions.length === 0) {
+          return yield* new InvalidFilter({ detail: "give at least one of status, owner_id, since, until" })
+        }
+        return yield* replayWhere(sql.and(conditions))
+      })
+
+      const counts = (queue: string) =>
+        broker.queueCounts(queue).pipe(Effect.map((c) => c ?? null), Effect.orElseSucceed(() => null))
+
+      const queues = Effect.gen(function*() {
+        const apps = yield* workerApps.all.pipe(
+          Effect.timeout("5 seconds"),
+          Effect.mapError(() => new DatabaseUnavailable({ detail: "the database is unavailable" }))
+        )
+        const status = yield* broker.status
+        const items = yield* Effect.forEach(apps, (app) =>
+          Effect.all({ queue: counts(app.queue_name), dead: counts(deadLetterQueue(app.queue_name)) }).pipe(
+            Effect.map(({ queue, dead }) => ({
+              worker_app_id: app.id,
+              name: app.name,
+              owner_id: app.owner_id,
+              is_active: app.is_active,
+              queue_name: app.queue_name,
+              queue,
+              dead_letter_queue: dead
+            }))
+          ), { concurrency: 8 })
+        return {
+          items,
+          unroutable: yield* counts(UNROUTABLE_QUEUE),
+          broker_error: status.connected ? null : status.error ?? "not connected"
+        }
+      }).pipe(Effect.withSpan("Operations.queues"))
+
+      const pendingCount = sql<{ readonly n: number | string }>`
+        SELECT count(*)::int AS n FROM webhook_events WHERE status = 'pending'
+      `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0)), Effect.mapError(unavailable))
+
+      return Operations.of({ webhookLogs, replayOne, replay, queues, pendingCount })
+    })
+  )
+}
