@@ -11,6 +11,7 @@ import { Operations } from "../services/Operations.ts"
 import { Router } from "../streams/Route.ts"
 import { AppConfig } from "./Config.ts"
 import { LoggingLive } from "./Logging.ts"
+import { ObservabilityLive } from "./Observability.ts"
 import { Database } from "./Sql.ts"
 
 /**
@@ -24,13 +25,17 @@ export const PipelineLive = Layer.mergeAll(Journal.layer, RecoverLive, Retention
   Layer.provideMerge(Layer.mergeAll(Broker.layer, SignatureVerifier.layer))
 )
 
-/** The whole service, given its configuration (tests supply their own). */
-export const AppNoConfig = HttpServerLive.pipe(
-  Layer.provide(PipelineLive),
-  Layer.provideMerge(WorkerApps.layerNoDeps),
-  Layer.provideMerge(Database.layer),
-  Layer.provide(LoggingLive)
-)
+/** The whole service, given its configuration and tracing (tests supply their own). */
+export const appWith = <E>(observability: Layer.Layer<never, E>) =>
+  HttpServerLive.pipe(
+    Layer.provide(PipelineLive),
+    Layer.provideMerge(WorkerApps.layerNoDeps),
+    Layer.provideMerge(Database.layer),
+    Layer.provide(LoggingLive),
+    Layer.provide(observability)
+  )
+
+export const AppNoConfig = appWith(ObservabilityLive)
 
 /** The whole service, configured from the environment. */
 export const AppLive = AppNoConfig.pipe(Layer.provideMerge(AppConfig.layer))

@@ -42,6 +42,22 @@ export interface AppConfigShape {
   readonly sweepInterval: Duration.Duration
   /** Finished events older than this are deleted from the journal. */
   readonly journalRetention: Duration.Duration
+  /** Graph API calls started per second at most (the token bucket's rate; lowered while Meta's usage headers pass 75 %). */
+  readonly graphCallsPerSecond: number
+  /** Graph API calls that may start back to back after a quiet spell (the token bucket's size). */
+  readonly graphBurst: number
+  /** Time limit of one Graph API call, body included. */
+  readonly graphTimeout: Duration.Duration
+  /** First pause after a throttling error without `estimated_time_to_regain_access`; doubles while throttling repeats. */
+  readonly graphThrottlePause: Duration.Duration
+  /** Failed owner lookups in a row that open the circuit breaker. */
+  readonly graphCircuitThreshold: number
+  /** How long an open circuit (or a rejected token) stops calls before one probe call is let through. */
+  readonly graphCircuitCooldown: Duration.Duration
+  /** Media owners kept in memory (least recently used dropped first); the `media_owners` table keeps them all. */
+  readonly graphCacheSize: number
+  /** How long a media with no owner or a permanent Graph API error is not asked again. */
+  readonly graphPermanentFailureTtl: Duration.Duration
 }
 
 // Development defaults let `npm start` run on a fresh machine with no `.env`;
@@ -126,7 +142,37 @@ const load = Effect.gen(function*() {
   const deliveryLease = yield* Config.Duration("DELIVERY_LEASE").pipe(Config.withDefault(Duration.seconds(15)))
   const sweepInterval = yield* Config.Duration("SWEEP_INTERVAL").pipe(Config.withDefault(Duration.seconds(2)))
   const journalRetention = yield* Config.Duration("JOURNAL_RETENTION").pipe(Config.withDefault(Duration.days(7)))
+  const graphCallsPerSecond = yield* Config.schema(Schema.Finite.check(Schema.isGreaterThan(0)), "GRAPH_API_CALLS_PER_SECOND")
+    .pipe(Config.withDefault(10))
+  const graphBurst = yield* Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "GRAPH_API_BURST").pipe(
+    Config.withDefault(10)
+  )
+  const graphTimeout = yield* Config.Duration("GRAPH_API_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
+  const graphThrottlePause = yield* Config.Duration("GRAPH_API_THROTTLE_PAUSE").pipe(
+    Config.withDefault(Duration.seconds(60))
+  )
+  const graphCircuitThreshold = yield* Config.schema(
+    Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+    "GRAPH_API_CIRCUIT_THRESHOLD"
+  ).pipe(Config.withDefault(5))
+  const graphCircuitCooldown = yield* Config.Duration("GRAPH_API_CIRCUIT_COOLDOWN").pipe(
+    Config.withDefault(Duration.seconds(30))
+  )
+  const graphCacheSize = yield* Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "GRAPH_CACHE_SIZE").pipe(
+    Config.withDefault(100_000)
+  )
+  const graphPermanentFailureTtl = yield* Config.Duration("GRAPH_PERMANENT_FAILURE_TTL").pipe(
+    Config.withDefault(Duration.hours(1))
+  )
   return {
+    graphCallsPerSecond,
+    graphBurst,
+    graphTimeout,
+    graphThrottlePause,
+    graphCircuitThreshold,
+    graphCircuitCooldown,
+    graphCacheSize,
+    graphPermanentFailureTtl,
     journalRetention,
     deliveryLease,
     sweepInterval,

@@ -3,6 +3,7 @@ import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule } from "
 import { Reactivity } from "effect/reactivity"
 import { Migrator, SqlClient } from "effect/sql"
 import initialSchema from "../migrations/0001_initial_schema.ts"
+import routingNote from "../migrations/0002_routing_note.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import { AppConfig } from "./Config.ts"
 
@@ -17,7 +18,8 @@ export const databaseStartupRetry = Schedule.min([
 ]).pipe(Schedule.jittered)
 
 export const migrations = Migrator.fromRecord({
-  "0001_initial_schema": initialSchema
+  "0001_initial_schema": initialSchema,
+  "0002_routing_note": routingNote
 })
 
 /** The parts of `DATABASE_URL` start-up needs, with the password kept out of every log line. */

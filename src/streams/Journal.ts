@@ -1,9 +1,10 @@
-import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Queue, Schema } from "effect"
+import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema, type Tracer } from "effect"
 import { SqlClient } from "effect/sql"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import * as Metrics from "../services/Metrics.ts"
+import { currentTraceparent } from "../services/TraceContext.ts"
 import { Delivery } from "./Publish.ts"
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
@@ -28,6 +29,8 @@ export interface JournaledEvent {
   readonly valueRaw: string
   readonly receivedAt: Date
   readonly attempts: number
+  /** W3C traceparent of the webhook's request span: delivery continues its trace, even after a restart. */
+  readonly traceparent: string | null
 }
 
 export class JournalUnavailable extends Schema.TaggedError<JournalUnavailable>()("JournalUnavailable", {
@@ -45,10 +48,12 @@ interface Pending {
   readonly receivedAt: Date
   /** Only `instagram` events are delivered; others are journaled as `ignored`. */
   readonly routable: boolean
+  readonly traceparent: string | null
+  readonly span: Tracer.AnySpan | undefined
   readonly done: Deferred.Deferred<RecordResult, JournalUnavailable>
 }
 
-export const toJournaled = (event: WebhookEvent, receivedAt: Date): JournaledEvent => ({
+export const toJournaled = (event: WebhookEvent, receivedAt: Date, traceparent: string | null): JournaledEvent => ({
   eventId: event.eventId,
   object: event.object,
   field: event.field,
@@ -57,7 +62,8 @@ export const toJournaled = (event: WebhookEvent, receivedAt: Date): JournaledEve
   mediaId: event.mediaId,
   valueRaw: event.valueRaw,
   receivedAt,
-  attempts: 0
+  attempts: 0,
+  traceparent
 })
 
 /**
@@ -100,6 +106,7 @@ export class Journal extends Context.Service<Journal, {
             status: pending.routable ? "pending" : "ignored",
             value: event.valueRaw,
             value_raw: event.valueRaw,
+            trace_context: pending.traceparent === null ? null : JSON.stringify({ traceparent: pending.traceparent }),
             lease_until: leaseUntil
           }))
         if (!Arr.isArrayNonEmpty(values)) return Effect.succeed([])
@@ -143,7 +150,7 @@ export class Journal extends Context.Service<Journal, {
 
         const fresh: Array<JournaledEvent> = []
         for (const { event, pending } of rows) {
-          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt))
+          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt, pending.traceparent))
         }
         const counted = new Set<string>()
         for (const pending of batch) {
@@ -176,7 +183,12 @@ export class Journal extends Context.Service<Journal, {
                 Effect.andThen(Effect.logWarning("journal batch failed", cause))
               )
             ),
-            Effect.withSpan("Journal.batch", { attributes: { "chatico.batch.requests": batch.length } })
+            Effect.withSpan("Journal.batch", {
+              root: true,
+              attributes: { "chatico.batch.requests": batch.length },
+              // One batch serves many webhooks: it links to each of their traces.
+              links: batch.flatMap((pending) => pending.span === undefined ? [] : [{ span: pending.span, attributes: {} }])
+            })
           )
         }
       })
@@ -198,7 +210,9 @@ export class Journal extends Context.Service<Journal, {
             Effect.mapError((error) => new JournalUnavailable({ reason: "database", detail: error.detail }))
           )
           const done = yield* Deferred.make<RecordResult, JournalUnavailable>()
-          if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, done })) {
+          const traceparent = yield* currentTraceparent
+          const span = traceparent === null ? undefined : Option.getOrUndefined(yield* Effect.option(Effect.currentParentSpan))
+          if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, traceparent, span, done })) {
             return yield* new JournalUnavailable({ reason: "full", detail: "the journal mailbox is full" })
           }
           return yield* Deferred.await(done).pipe(
@@ -207,7 +221,7 @@ export class Journal extends Context.Service<Journal, {
               orElse: () => Effect.fail(new JournalUnavailable({ reason: "timeout", detail: "the journal did not commit in time" }))
             })
           )
-        })
+        }).pipe(Effect.withSpan("Journal.record", { attributes: { "chatico.events": events.length } }))
 
       return Journal.of({ record, depth: Queue.size(mailbox) })
     })

@@ -2,6 +2,7 @@ import { Context, Effect, Layer, Queue, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
 import * as Metrics from "../services/Metrics.ts"
+import { currentTraceparent, spanFromTraceparent, TracingOn } from "../services/TraceContext.ts"
 import type { JournaledEvent } from "./Journal.ts"
 import { type Destination, Router } from "./Route.ts"
 
@@ -52,31 +53,66 @@ export class Delivery extends Context.Service<Delivery, {
       const mailbox = yield* Queue.bounded<JournaledEvent>(DELIVERY_MAILBOX)
       const inFlight = new Set<string>()
 
+      const tracing = yield* TracingOn
+
       const publishTo = (
         event: JournaledEvent,
         destination: Exclude<Destination, { readonly _tag: "Wait" }>,
         queue: string,
         attempt: number
-      ) =>
-        broker.publish({
-          queue,
-          body: messageBody(event, destination.ownerId),
-          properties: {
-            messageId: event.eventId,
-            contentType: "application/json",
-            deliveryMode: 2,
-            timestamp: Math.floor(Date.now() / 1000),
-            type: `${event.object}.${event.field}`,
-            headers: {
-              "x-owner-id": destination.ownerId,
-              "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
-              "x-attempt": attempt
+      ) => {
+        const publish = (traceparent: string | null) =>
+          broker.publish({
+            queue,
+            body: messageBody(event, destination.ownerId),
+            properties: {
+              messageId: event.eventId,
+              contentType: "application/json",
+              deliveryMode: 2,
+              timestamp: Math.floor(Date.now() / 1000),
+              type: `${event.object}.${event.field}`,
+              headers: {
+                "x-owner-id": destination.ownerId,
+                "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
+                "x-attempt": attempt,
+                ...(traceparent === null ? {} : { traceparent })
+              }
             }
-          }
-        })
+          })
+        if (!tracing) return publish(null)
+        // One producer span per publish, in the webhook's trace; its context
+        // goes into the message so a worker's consumer continues the trace.
+        return Effect.flatMap(currentTraceparent, publish).pipe(
+          Effect.withSpan(`publish ${queue}`, {
+            kind: "producer",
+            ...parentOf(event),
+            attributes: {
+              "messaging.system": "rabbitmq",
+              "messaging.operation.type": "send",
+              "messaging.operation.name": "publish",
+              "messaging.destination.name": queue,
+              "messaging.rabbitmq.destination.routing_key": queue,
+              "messaging.message.id": event.eventId,
+              "messaging.message.body.size": event.valueRaw.length,
+              "chatico.attempt": attempt,
+              "chatico.owner_id": destination.ownerId
+            }
+          })
+        )
+      }
+
+      const parentOf = (event: JournaledEvent) => {
+        const parent = spanFromTraceparent(event.traceparent)
+        return parent === undefined ? { root: true } : { parent }
+      }
+
+      const routeOf = (event: JournaledEvent) =>
+        tracing
+          ? router.route(event).pipe(Effect.withSpan("route", { ...parentOf(event), attributes: { "chatico.event_id": event.eventId } }))
+          : router.route(event)
 
       const deliver = Effect.fnUntraced(function*(event: JournaledEvent) {
-        const destination = yield* router.route(event)
+        const destination = yield* routeOf(event)
         if (destination._tag === "Wait") {
           return { _tag: "Deferred", event, attempts: event.attempts, lastError: destination.reason } satisfies Outcome
         }
@@ -176,7 +212,7 @@ export class Delivery extends Context.Service<Delivery, {
           Effect.catch((error) => Effect.logWarning("delivery outcomes not recorded", error.message))
         )
         for (const event of batch) inFlight.delete(event.eventId)
-      }).pipe(Effect.withSpan("Delivery.round"))
+      })
 
       const worker = round.pipe(
         Effect.forever,

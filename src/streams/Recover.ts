@@ -19,6 +19,15 @@ interface ClaimedRow {
   readonly value_raw: string
   readonly received_at: Date | string
   readonly attempts: number
+  readonly trace_context: { readonly traceparent?: unknown } | string | null
+}
+
+const traceparentOf = (context: ClaimedRow["trace_context"]) => {
+  const parsed: unknown = typeof context === "string" ? JSON.parse(context) : context
+  if (typeof parsed === "object" && parsed !== null && "traceparent" in parsed && typeof parsed.traceparent === "string") {
+    return parsed.traceparent
+  }
+  return null
 }
 
 const toEvent = (row: ClaimedRow): JournaledEvent => ({
@@ -30,7 +39,8 @@ const toEvent = (row: ClaimedRow): JournaledEvent => ({
   mediaId: row.media_id,
   valueRaw: row.value_raw,
   receivedAt: row.received_at instanceof Date ? row.received_at : new Date(row.received_at),
-  attempts: row.attempts
+  attempts: row.attempts,
+  traceparent: traceparentOf(row.trace_context)
 })
 
 /**
@@ -57,7 +67,7 @@ export const RecoverLive = Layer.effectDiscard(Effect.gen(function*() {
     )
     UPDATE webhook_events AS w SET lease_until = now() + make_interval(secs => ${leaseSeconds})
     FROM claimed WHERE w.event_id = claimed.event_id
-    RETURNING w.event_id, w.object, w.field, w.entry_id, w.entry_time, w.media_id, w.value_raw, w.received_at, w.attempts
+    RETURNING w.event_id, w.object, w.field, w.entry_id, w.entry_time, w.media_id, w.value_raw, w.received_at, w.attempts, w.trace_context
   `
 
   // Sweep until a claim comes back short of a full batch.

@@ -1,6 +1,6 @@
 import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { HttpServer } from "effect/http"
-import { AppNoConfig } from "../../src/layers/App.ts"
+import { appWith } from "../../src/layers/App.ts"
 import { AppConfig, type AppConfigShape } from "../../src/layers/Config.ts"
 import { TestDatabase } from "./TestDatabase.ts"
 
@@ -28,6 +28,14 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   deliveryLease: Duration.seconds(2),
   sweepInterval: Duration.millis(500),
   journalRetention: Duration.days(7),
+  graphCallsPerSecond: 50,
+  graphBurst: 50,
+  graphTimeout: Duration.seconds(2),
+  graphThrottlePause: Duration.seconds(1),
+  graphCircuitThreshold: 5,
+  graphCircuitCooldown: Duration.seconds(1),
+  graphCacheSize: 10_000,
+  graphPermanentFailureTtl: Duration.hours(1),
   ...overrides
 })
 
@@ -50,7 +58,12 @@ export class TestApp extends Context.Service<TestApp, {
     init?: RequestOptions
   ) => Effect.Effect<TestResponse<T>>
 }>()("test/TestApp") {
-  static readonly layer = (prefix: string, overrides: Partial<AppConfigShape> = {}) =>
+  /** `observability`: e.g. tracing into an in-memory exporter; none by default. */
+  static readonly layer = (
+    prefix: string,
+    overrides: Partial<AppConfigShape> = {},
+    observability: Layer.Layer<never> = Layer.empty
+  ) =>
     Layer.effect(
       TestApp,
       Effect.gen(function*() {
@@ -93,7 +106,7 @@ export class TestApp extends Context.Service<TestApp, {
     ).pipe(
       Layer.provide(
         Layer.unwrap(Effect.map(TestDatabase, (db) =>
-          AppNoConfig.pipe(Layer.provide(AppConfig.layerWith(testConfig(db.url, overrides))))
+          appWith(observability).pipe(Layer.provide(AppConfig.layerWith(testConfig(db.url, overrides))))
         ))
       ),
       Layer.provideMerge(TestDatabase.layer(prefix))

@@ -1,0 +1,51 @@
+import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
+import { OTLPTraceExporter as OtlpGrpcExporter } from "@opentelemetry/exporter-trace-otlp-grpc"
+import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http"
+import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto"
+import { BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { Config, Effect, Layer, Option } from "effect"
+import { TracingOn } from "../services/TraceContext.ts"
+
+export const SERVICE_NAME = "chatico-mapper"
+export const SERVICE_VERSION = "0.1.0"
+
+// The exporters read the rest of the standard OTEL_EXPORTER_OTLP_* variables
+// (endpoint, headers, timeout) themselves; the sampler comes from OTEL_TRACES_SAMPLER.
+const exporterFor = (protocol: string): SpanExporter => {
+  switch (protocol) {
+    case "grpc":
+      return new OtlpGrpcExporter()
+    case "http/json":
+      return new OtlpJsonExporter()
+    default:
+      return new OtlpProtoExporter()
+  }
+}
+
+/** Builds tracing from a span exporter: one trace per webhook, exported in batches. */
+export const tracingWith = (processor: SpanProcessor) =>
+  Layer.mergeAll(
+    NodeSdk.layer(() => ({
+      resource: { serviceName: SERVICE_NAME, serviceVersion: SERVICE_VERSION },
+      spanProcessor: processor
+    })),
+    Layer.succeed(TracingOn, true)
+  )
+
+/**
+ * OpenTelemetry tracing, configured by the standard `OTEL_*` variables; off
+ * (no layer at all) when no OTLP endpoint is set. Building it never blocks or
+ * fails start-up: the exporter connects lazily and drops spans it cannot send.
+ */
+export const ObservabilityLive = Layer.unwrap(Effect.gen(function*() {
+  const endpoint = yield* Config.String("OTEL_EXPORTER_OTLP_ENDPOINT").pipe(Config.option)
+  const tracesEndpoint = yield* Config.String("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").pipe(Config.option)
+  const disabled = yield* Config.String("OTEL_SDK_DISABLED").pipe(Config.withDefault("false"))
+  if (disabled === "true" || (Option.isNone(endpoint) && Option.isNone(tracesEndpoint))) return Layer.empty
+  const protocol = yield* Config.String("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").pipe(
+    Config.orElse(() => Config.String("OTEL_EXPORTER_OTLP_PROTOCOL")),
+    Config.withDefault("http/protobuf")
+  )
+  yield* Effect.logInfo("tracing on").pipe(Effect.annotateLogs({ protocol }))
+  return tracingWith(new BatchSpanProcessor(exporterFor(protocol)))
+}).pipe(Effect.orDie))

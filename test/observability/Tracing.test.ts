@@ -1,0 +1,191 @@
+import { assert, describe, it, layer } from "@effect/vitest"
+import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import amqp from "amqplib"
+import { Effect, Schema } from "effect"
+import { createHmac } from "node:crypto"
+import { createServer } from "node:http"
+import { tracingWith } from "../../src/layers/Observability.ts"
+import { collect, deleteQueues, dropDatabase, faultEnv, newName, psql, startService, stopService, waitHealthy } from "../faults/harness.ts"
+import { startTcpProxy } from "../support/TcpProxy.ts"
+import { APP_SECRET, TestApp } from "../support/TestApp.ts"
+
+const exporter = new InMemorySpanExporter()
+const queue = `t.trace.${Math.random().toString(36).slice(2, 8)}`
+const ownerId = "3300000001"
+
+const hex = (span: ReadableSpan) => span.spanContext()
+
+interface Received {
+  readonly traceparent: string
+  readonly eventId: string
+}
+
+const consume = (expected: number) =>
+  Effect.promise(async () => {
+    const connection = await amqp.connect("amqp://guest:guest@127.0.0.1:5672")
+    const channel = await connection.createChannel()
+    const received: Array<Received> = []
+    const deadline = Date.now() + 15_000
+    while (received.length < expected && Date.now() < deadline) {
+      const message = await channel.get(queue, { noAck: true })
+      if (message === false) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        continue
+      }
+      const header = message.properties.headers?.traceparent
+      received.push({ traceparent: typeof header === "string" ? header : "", eventId: String(message.properties.messageId) })
+    }
+    await channel.deleteQueue(queue).catch(() => {})
+    await channel.deleteQueue(`${queue}.dlq`).catch(() => {})
+    await connection.close()
+    return received
+  })
+
+layer(
+  TestApp.layer("tracing", {}, tracingWith(new SimpleSpanProcessor(exporter))),
+  { excludeTestServices: true, timeout: "60 seconds" }
+)("tracing", (it) => {
+  it.effect("one webhook with three changes is one trace: HTTP span, journal span, three publish spans", () =>
+    Effect.gen(function*() {
+      const app = yield* TestApp
+      const created = yield* app.request("/worker-apps/", {
+        method: "POST",
+        json: { name: "traced", owner_id: ownerId, queue_name: queue }
+      })
+      assert.strictEqual(created.status, 201)
+      exporter.reset()
+      const changes = [1, 2, 3].map((i) => ({ field: "comments", value: { id: `trace-c${i}`, text: "hi" } }))
+      const body = JSON.stringify({ object: "instagram", entry: [{ id: ownerId, time: 1, changes }] })
+      const signature = `sha256=${createHmac("sha256", APP_SECRET).update(body).digest("hex")}`
+      const response = yield* app.request("/webhook", {
+        method: "POST",
+        auth: false,
+        body,
+        headers: { "content-type": "application/json", "x-hub-signature-256": signature }
+      })
+      assert.strictEqual(response.status, 200)
+      const messages = yield* consume(3)
+      assert.strictEqual(messages.length, 3)
+
+      const spans = exporter.getFinishedSpans()
+      const server = spans.find((span) => span.kind === 1 && span.attributes["http.request.method"] === "POST")
+      assert.isDefined(server, spans.map((s) => s.name).join(", "))
+      const traceId = hex(server!).traceId
+      const inTrace = spans.filter((span) => hex(span).traceId === traceId)
+      assert.isTrue(inTrace.some((span) => span.name === "Journal.record"), inTrace.map((s) => s.name).join(", "))
+      const publishes = inTrace.filter((span) => span.name === `publish ${queue}`)
+      assert.strictEqual(publishes.length, 3)
+      for (const span of publishes) {
+        assert.strictEqual(span.kind, 3)
+        assert.strictEqual(span.attributes["messaging.system"], "rabbitmq")
+        assert.strictEqual(span.attributes["messaging.destination.name"], queue)
+      }
+      const publishIds = new Set(publishes.map((span) => hex(span).spanId))
+      for (const message of messages) {
+        const [, messageTrace, messageSpan] = message.traceparent.split("-")
+        assert.strictEqual(messageTrace, traceId)
+        assert.isTrue(publishIds.has(messageSpan ?? ""))
+      }
+      // The journal batch serves many webhooks: it links to this one's trace.
+      const batch = spans.find((span) => span.name === "Journal.batch" && span.links.some((l) => l.context.traceId === traceId))
+      assert.isDefined(batch)
+      // No secret, signature or message body in any attribute.
+      const attributes = JSON.stringify(spans.map((span) => span.attributes))
+      for (const secret of [APP_SECRET, signature.slice(7), "test-secret-key-0123456789", "trace-c1"]) {
+        assert.notInclude(attributes, secret)
+      }
+    }))
+})
+
+const OtlpSpan = Schema.Struct({ traceId: Schema.String, spanId: Schema.String, name: Schema.String })
+const decodeExport = Schema.decodeUnknownSync(Schema.Struct({
+  resourceSpans: Schema.optional(Schema.Array(Schema.Struct({
+    scopeSpans: Schema.optional(Schema.Array(Schema.Struct({ spans: Schema.optional(Schema.Array(OtlpSpan)) })))
+  })))
+}))
+
+/** A stand-in OTLP/HTTP JSON collector on loopback: keeps every span it is sent. */
+const startCollector = () =>
+  new Promise<{ port: number; spans: Array<{ traceId: string; spanId: string; name: string }>; close: () => void }>(
+    (resolve) => {
+      const spans: Array<{ traceId: string; spanId: string; name: string }> = []
+      const server = createServer((request, response) => {
+        const chunks: Array<Buffer> = []
+        request.on("data", (chunk: Buffer) => chunks.push(chunk))
+        request.on("end", () => {
+          const body = decodeExport(JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}"))
+          for (const resource of body.resourceSpans ?? []) {
+            for (const scope of resource.scopeSpans ?? []) spans.push(...(scope.spans ?? []))
+          }
+          response.writeHead(200, { "content-type": "application/json" }).end("{}")
+        })
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address()
+        resolve({ port: typeof address === "object" && address !== null ? address.port : 0, spans, close: () => server.close() })
+      })
+    }
+  )
+
+describe("tracing across a crash", () => {
+  it.live("after SIGKILL and recovery, the publish span belongs to the webhook's trace", () =>
+    Effect.promise(async () => {
+      const collector = await startCollector()
+      const proxy = await startTcpProxy(5672)
+      const database = newName("trace")
+      const crashQueue = `t.trace.crash.${Math.random().toString(36).slice(2, 8)}`
+      const otel = {
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.port}`,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_BSP_SCHEDULE_DELAY: "100"
+      }
+      let service = await startService(faultEnv(database, { ...otel, RABBITMQ_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}` }))
+      try {
+        await waitHealthy(service)
+        const created = await fetch(`${service.baseUrl}/worker-apps/`, {
+          method: "POST",
+          headers: { authorization: "Bearer fault-admin-key", "content-type": "application/json" },
+          body: JSON.stringify({ name: "crash", owner_id: "3300000002", queue_name: crashQueue })
+        })
+        assert.strictEqual(created.status, 201)
+        proxy.cut()
+        const body = JSON.stringify({
+          object: "instagram",
+          entry: [{ id: "3300000002", time: 1, changes: [{ field: "comments", value: { id: "crash-c1" } }] }]
+        })
+        const response = await fetch(`${service.baseUrl}/webhook`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "x-hub-signature-256": `sha256=${createHmac("sha256", "fault-app-secret").update(body).digest("hex")}`
+          },
+          body
+        })
+        assert.strictEqual(response.status, 200)
+        const traceId = psql(database, "SELECT trace_context->>'traceparent' FROM webhook_events").split("-")[1]!
+        await new Promise((resolve) => setTimeout(resolve, 1_000))
+        service.child.kill("SIGKILL")
+        await service.exited
+        const consumer = await collect(crashQueue)
+        service = await startService(faultEnv(database, otel), service.port)
+        await waitHealthy(service)
+        assert.deepStrictEqual(await consumer.waitFor(["crash-c1"]), [])
+        await consumer.close()
+        const deadline = Date.now() + 10_000
+        while (Date.now() < deadline && !collector.spans.some((s) => s.name === `publish ${crashQueue}`)) {
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+        const publish = collector.spans.find((s) => s.name === `publish ${crashQueue}`)
+        assert.isDefined(publish)
+        assert.strictEqual(publish!.traceId, traceId)
+        // The first process's HTTP span reached the collector before the kill: the trace is whole.
+        assert.isTrue(collector.spans.some((s) => s.traceId === traceId && s.name !== publish!.name))
+      } finally {
+        await stopService(service)
+        await proxy.close()
+        collector.close()
+        dropDatabase(database)
+        await deleteQueues([crashQueue])
+      }
+    }), 60_000)
+})
