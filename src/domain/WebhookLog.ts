@@ -1,5 +1,25 @@
 import { Schema } from "effect"
 
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$/
+
+/**
+ * Whether a string is an ISO 8601 time Postgres can hold too: a real calendar
+ * date in years 1 to 9999 (JavaScript alone accepts "1" or year -271821).
+ */
+export const isIsoTime = (value: string) => {
+  const match = ISO_TIME.exec(value)
+  if (match === null) return false
+  const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])]
+  if (year < 1 || month < 1 || month > 12 || day < 1) return false
+  if (day > new Date(Date.UTC(2000, month, 0)).getUTCDate() + (month === 2 && year % 4 !== 0 ? -1 : 0)) return false
+  return !Number.isNaN(Date.parse(value))
+}
+
+/** An ISO 8601 time, e.g. `2026-11-27T12:03:00Z`. */
+export const Timestamp = Schema.String.check(
+  Schema.makeFilter((value: string) => isIsoTime(value) || "must be an ISO 8601 time, e.g. 2026-11-27T12:03:00Z")
+)
+
 export const EventStatus = Schema.Literals(["pending", "routed", "unroutable", "dead_lettered", "duplicate", "ignored"])
 export type EventStatus = typeof EventStatus.Type
 
@@ -28,8 +48,8 @@ export const WebhookLogPage = Schema.Struct({
 export const ReplayFilter = Schema.Struct({
   status: Schema.optionalKey(Schema.Literals(["pending", "routed", "unroutable", "dead_lettered"])),
   owner_id: Schema.optionalKey(Schema.String),
-  since: Schema.optionalKey(Schema.String),
-  until: Schema.optionalKey(Schema.String)
+  since: Schema.optionalKey(Timestamp),
+  until: Schema.optionalKey(Timestamp)
 })
 export type ReplayFilter = typeof ReplayFilter.Type
 

@@ -18,6 +18,7 @@ import {
   QueuesReport,
   ReplayFilter,
   ReplayResult,
+  Timestamp,
   WebhookLogPage
 } from "../domain/WebhookLog.ts"
 import { Unauthorized, ValidationError } from "./Errors.ts"
@@ -126,9 +127,6 @@ export class HealthGroup extends HttpApiGroup.make("health")
   }))
 {}
 
-const Timestamp = Schema.String.check(
-  Schema.makeFilter((value: string) => !Number.isNaN(Date.parse(value)) || "must be an ISO 8601 time")
-)
 
 export class MonitoringGroup extends HttpApiGroup.make("monitoring")
   .add(

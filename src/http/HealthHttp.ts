@@ -2,7 +2,8 @@ import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Database } from "../layers/Sql.ts"
 import { Broker } from "../services/Broker.ts"
-import { Journal } from "../streams/Journal.ts"
+import { GraphApi } from "../services/GraphApi.ts"
+import { Journal, JOURNAL_MAILBOX } from "../streams/Journal.ts"
 import { Delivery } from "../streams/Publish.ts"
 import { Api, HealthDegraded, HealthReport } from "./Api.ts"
 
@@ -14,9 +15,10 @@ export const HealthHttp = HttpApiBuilder.group(
     const broker = yield* Broker
     const journal = yield* Journal
     const delivery = yield* Delivery
+    const graphApi = yield* GraphApi
     return handlers.handleAll({
       health: Effect.fn("Health.check")(function*() {
-        const [db, amqp] = yield* Effect.all([database.check, broker.status], { concurrency: 2 })
+        const [db, amqp, graph] = yield* Effect.all([database.check, broker.status, graphApi.health], { concurrency: 3 })
         const checks = {
           database: {
             ok: db.ok,
@@ -29,14 +31,22 @@ export const HealthHttp = HttpApiBuilder.group(
             ...(amqp.error === undefined ? {} : { error: amqp.error }),
             detail: { connected: amqp.connected, blocked: amqp.blocked }
           },
-          pipeline: {
-            ok: true,
-            detail: {
-              journal_mailbox: yield* journal.depth,
-              delivery_mailbox: yield* delivery.depth,
-              in_flight: yield* delivery.inFlightCount
+          graph_api: graph,
+          pipeline: yield* Effect.gen(function*() {
+            const journalDepth = yield* journal.depth
+            const deliveryDepth = yield* delivery.depth
+            // A nearly full journal mailbox means webhooks are about to be refused.
+            const ok = journalDepth < JOURNAL_MAILBOX * 0.9
+            return {
+              ok,
+              ...(ok ? {} : { error: "the journal mailbox is nearly full" }),
+              detail: {
+                journal_mailbox: journalDepth,
+                delivery_mailbox: deliveryDepth,
+                in_flight: yield* delivery.inFlightCount
+              }
             }
-          }
+          })
         }
         const failing = Object.entries(checks).filter(([, check]) => !check.ok).map(([name]) => name)
         if (failing.length > 0) return yield* new HealthDegraded({ status: "degraded", failing, checks })

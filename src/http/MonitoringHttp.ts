@@ -7,6 +7,17 @@ import { Journal } from "../streams/Journal.ts"
 import { Delivery } from "../streams/Publish.ts"
 import { Api } from "./Api.ts"
 
+// JSON has no Infinity (a histogram's last bound) nor bigint: write them as Prometheus does.
+const jsonSafe = (value: unknown): unknown => {
+  if (typeof value === "bigint") return Number(value)
+  if (typeof value === "number") return Number.isFinite(value) ? value : value > 0 ? "+Inf" : value < 0 ? "-Inf" : "NaN"
+  if (Array.isArray(value)) return value.map(jsonSafe)
+  if (typeof value === "object" && value !== null) return jsonSafeRecord(value)
+  return value
+}
+const jsonSafeRecord = (value: object): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, jsonSafe(inner)]))
+
 export const MonitoringHttp = HttpApiBuilder.group(
   Api,
   "monitoring",
@@ -28,7 +39,7 @@ export const MonitoringHttp = HttpApiBuilder.group(
       const snapshot = yield* Metric.snapshot
       const out: Record<string, Array<Record<string, unknown>>> = {}
       for (const metric of snapshot) {
-        const entry = { attributes: metric.attributes ?? {}, ...metric.state }
+        const entry = { attributes: metric.attributes ?? {}, ...jsonSafeRecord(metric.state) }
         ;(out[metric.id] ??= []).push(entry)
       }
       return out

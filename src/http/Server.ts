@@ -6,15 +6,18 @@ import { createServer } from "node:http"
 import { AppConfig } from "../layers/Config.ts"
 import { Api } from "./Api.ts"
 import { DocsRoutes } from "./Docs.ts"
+import { GuardLive } from "./Guard.ts"
 import { HealthHttp } from "./HealthHttp.ts"
 import { MonitoringHttp } from "./MonitoringHttp.ts"
 import { AuthorizationLive, RequestValidationLive } from "./Middleware.ts"
 import { WorkerAppsHttp } from "./WorkerAppsHttp.ts"
 import { AcceptRoutes } from "../streams/Accept.ts"
 
-/** Node's own limits on slow or oversized clients. */
+/** Node's own limits on slow or oversized clients (Meta sends a whole webhook in well under a second). */
 export const HEADERS_TIMEOUT_MS = 10_000
-export const REQUEST_TIMEOUT_MS = 30_000
+export const REQUEST_TIMEOUT_MS = 15_000
+/** How often Node looks for requests past those timeouts. */
+export const TIMEOUT_CHECK_INTERVAL_MS = 1_000
 export const KEEP_ALIVE_TIMEOUT_MS = 65_000
 export const MAX_HEADER_BYTES = 16 * 1024
 /** In-flight requests get this long after SIGTERM; the pipeline then drains (the whole exit stays under 10 s). */
@@ -25,7 +28,7 @@ export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json
   Layer.provide([AuthorizationLive, RequestValidationLive])
 )
 
-export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes)
+export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, GuardLive)
 
 const NodeServer = Layer.unwrap(Effect.gen(function*() {
   const { port, host } = yield* AppConfig
@@ -35,6 +38,7 @@ const NodeServer = Layer.unwrap(Effect.gen(function*() {
         headersTimeout: HEADERS_TIMEOUT_MS,
         requestTimeout: REQUEST_TIMEOUT_MS,
         keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+        connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
         maxHeaderSize: MAX_HEADER_BYTES
       }),
     { port, host, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN }

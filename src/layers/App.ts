@@ -1,6 +1,8 @@
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
+import { HttpServer } from "effect/http"
 import { HttpServerLive } from "../http/Server.ts"
 import { Broker } from "../services/Broker.ts"
+import { RateLimiter } from "../services/RateLimiter.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import { WorkerApps } from "../services/WorkerApps.ts"
 import { Journal } from "../streams/Journal.ts"
@@ -8,6 +10,7 @@ import { Delivery } from "../streams/Publish.ts"
 import { RecoverLive } from "../streams/Recover.ts"
 import { RetentionLive } from "../streams/Retention.ts"
 import { Operations } from "../services/Operations.ts"
+import { MediaOwners } from "../services/MediaOwners.ts"
 import { Router } from "../streams/Route.ts"
 import { AppConfig } from "./Config.ts"
 import { LoggingLive } from "./Logging.ts"
@@ -22,13 +25,28 @@ import { Database } from "./Sql.ts"
 export const PipelineLive = Layer.mergeAll(Journal.layer, RecoverLive, RetentionLive, Operations.layer).pipe(
   Layer.provideMerge(Delivery.layer),
   Layer.provideMerge(Router.layer),
-  Layer.provideMerge(Layer.mergeAll(Broker.layer, SignatureVerifier.layer))
+  Layer.provideMerge(MediaOwners.layer),
+  Layer.provideMerge(Layer.mergeAll(Broker.layer, SignatureVerifier.layer, RateLimiter.layer))
 )
+
+/**
+ * Built after the HTTP server, so released before it: on shutdown, webhooks
+ * are answered 503 (Meta retries them) from the first moment, while requests
+ * already in flight finish and the pipeline drains.
+ */
+const StopAcceptingFirst = Layer.effectDiscard(Effect.gen(function*() {
+  yield* HttpServer.HttpServer
+  const journal = yield* Journal
+  yield* Effect.addFinalizer(() =>
+    Effect.andThen(journal.stopAccepting, Effect.logInfo("shutting down: new webhooks are answered 503"))
+  )
+}))
 
 /** The whole service, given its configuration and tracing (tests supply their own). */
 export const appWith = <E>(observability: Layer.Layer<never, E>) =>
-  HttpServerLive.pipe(
-    Layer.provide(PipelineLive),
+  StopAcceptingFirst.pipe(
+    Layer.provideMerge(HttpServerLive),
+    Layer.provideMerge(PipelineLive),
     Layer.provideMerge(WorkerApps.layerNoDeps),
     Layer.provideMerge(Database.layer),
     Layer.provide(LoggingLive),

@@ -58,6 +58,12 @@ export interface AppConfigShape {
   readonly graphCacheSize: number
   /** How long a media with no owner or a permanent Graph API error is not asked again. */
   readonly graphPermanentFailureTtl: Duration.Duration
+  /** Requests per second one client may make to `/webhook` (bursts of twice that); 0 = no limit. */
+  readonly rateLimitWebhook: number
+  /** Requests per second one client may make to the admin and monitoring API; 0 = no limit. */
+  readonly rateLimitAdmin: number
+  /** Largest JSON body the admin API reads. */
+  readonly maxAdminBodyBytes: number
 }
 
 // Development defaults let `npm start` run on a fresh machine with no `.env`;
@@ -164,7 +170,13 @@ const load = Effect.gen(function*() {
   const graphPermanentFailureTtl = yield* Config.Duration("GRAPH_PERMANENT_FAILURE_TTL").pipe(
     Config.withDefault(Duration.hours(1))
   )
+  const rateLimitWebhook = yield* Config.Int("RATE_LIMIT_WEBHOOK").pipe(Config.withDefault(10_000))
+  const rateLimitAdmin = yield* Config.Int("RATE_LIMIT_ADMIN").pipe(Config.withDefault(50))
+  const maxAdminBodyBytes = yield* Config.Int("MAX_ADMIN_BODY_BYTES").pipe(Config.withDefault(64 * 1024))
   return {
+    rateLimitWebhook,
+    rateLimitAdmin,
+    maxAdminBodyBytes,
     graphCallsPerSecond,
     graphBurst,
     graphTimeout,

@@ -3,6 +3,7 @@ import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule } from "
 import { Reactivity } from "effect/reactivity"
 import { Migrator, SqlClient } from "effect/sql"
 import initialSchema from "../migrations/0001_initial_schema.ts"
+import valueTextFallback from "../migrations/0003_value_text_fallback.ts"
 import routingNote from "../migrations/0002_routing_note.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import { AppConfig } from "./Config.ts"
@@ -19,7 +20,8 @@ export const databaseStartupRetry = Schedule.min([
 
 export const migrations = Migrator.fromRecord({
   "0001_initial_schema": initialSchema,
-  "0002_routing_note": routingNote
+  "0002_routing_note": routingNote,
+  "0003_value_text_fallback": valueTextFallback
 })
 
 /** The parts of `DATABASE_URL` start-up needs, with the password kept out of every log line. */

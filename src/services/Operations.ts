@@ -1,7 +1,14 @@
 import { Context, Effect, Layer } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
-import { EventNotFound, type EventStatus, InvalidFilter, type ReplayFilter, WebhookLogEntry } from "../domain/WebhookLog.ts"
+import {
+  EventNotFound,
+  type EventStatus,
+  InvalidFilter,
+  isIsoTime,
+  type ReplayFilter,
+  WebhookLogEntry
+} from "../domain/WebhookLog.ts"
 import { Database } from "../layers/Sql.ts"
 import { Broker, deadLetterQueue, UNROUTABLE_QUEUE } from "./Broker.ts"
 import { WorkerApps } from "./WorkerApps.ts"
@@ -64,7 +71,7 @@ const decodeCursor = (cursor: string): readonly [string, string] | undefined => 
     const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
     if (
       Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === "string" && typeof parsed[1] === "string" &&
-      !Number.isNaN(Date.parse(parsed[0]))
+      isIsoTime(parsed[0])
     ) return [parsed[0], parsed[1]]
   } catch {
     // Falls through to "invalid".
@@ -115,6 +122,10 @@ export class Operations extends Context.Service<Operations, {
         }
         const limit = query.limit
         if (query.status === "duplicate") {
+          // A duplicates page's cursor key is the row's sequence number.
+          if (cursor !== undefined && !/^\d{1,18}$/.test(cursor[1])) {
+            return yield* new InvalidFilter({ detail: "cursor is not one this service issued" })
+          }
           // Redeliveries live in their own table, joined to the event they repeat.
           const conditions = [
             ...(query.owner_id === undefined ? [] : [sql`e.owner_id = ${query.owner_id}`]),
@@ -194,12 +205,6 @@ export class Operations extends Context.Service<Operations, {
 
       const replay = Effect.fn("Operations.replay")(function*(filter: ReplayFilter) {
         yield* ready
-        for (const key of ["since", "until"] as const) {
-          const value = filter[key]
-          if (value !== undefined && Number.isNaN(Date.parse(value))) {
-            return yield* new InvalidFilter({ detail: `${key} must be an ISO 8601 time` })
-          }
-        }
         const conditions = [
           ...(filter.status === undefined ? [] : [sql`status = ${filter.status}`]),
           ...(filter.owner_id === undefined ? [] : [sql`owner_id = ${filter.owner_id}`]),

@@ -1,5 +1,5 @@
-import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema, type Tracer } from "effect"
-import { SqlClient } from "effect/sql"
+import { Array as Arr, Cause, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema, type Tracer } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
@@ -13,6 +13,9 @@ export const JOURNAL_MAILBOX = 2048
 export const JOURNAL_MAX_REQUESTS_PER_BATCH = 256
 /** Rows per INSERT statement (Postgres allows 65535 parameters; a row has 13). */
 export const JOURNAL_ROWS_PER_STATEMENT = 1000
+/** SQL failures that say the database is away rather than that a row is bad. */
+const connectionFaults = new Set(["ConnectionError", "AuthenticationError", "AuthorizationError"])
+
 /** Journal writes in flight at once (the pool has room for them and for the rest). */
 export const JOURNAL_WRITERS = 4
 /** How long a request may wait for its commit before it is answered 503. */
@@ -81,6 +84,8 @@ export class Journal extends Context.Service<Journal, {
   ): Effect.Effect<RecordResult, JournalUnavailable>
   /** Requests waiting in the mailbox. */
   readonly depth: Effect.Effect<number>
+  /** From now on new webhooks are answered 503 (shutdown); what is queued is still written. */
+  readonly stopAccepting: Effect.Effect<void>
 }>()("chatico/streams/Journal") {
   static readonly layer = Layer.effect(
     Journal,
@@ -93,7 +98,10 @@ export class Journal extends Context.Service<Journal, {
       // Rows written here belong to this instance for the lease; then the recovery sweeper may claim them.
       const leaseMillis = Duration.toMillis((yield* AppConfig).deliveryLease)
 
-      const insertRows = (rows: ReadonlyArray<{ readonly event: WebhookEvent; readonly pending: Pending }>) => {
+      const insertRows = (
+        rows: ReadonlyArray<{ readonly event: WebhookEvent; readonly pending: Pending }>,
+        textOnly: boolean
+      ) => {
         const leaseUntil = new Date(Date.now() + leaseMillis)
         const values = rows.map(({ event, pending }) => ({
             event_id: event.eventId,
@@ -104,7 +112,7 @@ export class Journal extends Context.Service<Journal, {
             entry_time: event.entryTime,
             media_id: event.mediaId,
             status: pending.routable ? "pending" : "ignored",
-            value: event.valueRaw,
+            value: textOnly ? null : event.valueRaw,
             value_raw: event.valueRaw,
             trace_context: pending.traceparent === null ? null : JSON.stringify({ traceparent: pending.traceparent }),
             lease_until: leaseUntil
@@ -117,7 +125,7 @@ export class Journal extends Context.Service<Journal, {
         `
       }
 
-      const writeBatch = Effect.fnUntraced(function*(batch: ReadonlyArray<Pending>) {
+      const writeBatch = Effect.fnUntraced(function*(batch: ReadonlyArray<Pending>, textOnly: boolean) {
         // One row per event id: the first occurrence in the batch is the event,
         // any later one (the same body posted twice at once) a duplicate.
         const seen = new Set<string>()
@@ -138,7 +146,7 @@ export class Journal extends Context.Service<Journal, {
         // already committed count as duplicates: nothing lost, nothing twice.
         const inserted = new Set<string>()
         for (let i = 0; i < rows.length; i += JOURNAL_ROWS_PER_STATEMENT) {
-          const returned = yield* insertRows(rows.slice(i, i + JOURNAL_ROWS_PER_STATEMENT))
+          const returned = yield* insertRows(rows.slice(i, i + JOURNAL_ROWS_PER_STATEMENT), textOnly)
           for (const row of returned) inserted.add(row.event_id)
         }
         const duplicates = [...rows.filter(({ event }) => !inserted.has(event.eventId)), ...repeats].map((
@@ -174,15 +182,42 @@ export class Journal extends Context.Service<Journal, {
           { discard: true }
         )
 
+      const isConnectionFault = (cause: Cause.Cause<SqlError.SqlError>) =>
+        Cause.findErrorOption(cause).pipe(
+          Option.exists((error) => connectionFaults.has(error.reason._tag))
+        )
+
+      // One request alone; if Postgres refuses its value as jsonb, again with the text only.
+      const writeOne = (pending: Pending) =>
+        writeBatch([pending], false).pipe(
+          Effect.catchCause((cause) => isConnectionFault(cause) ? Effect.failCause(cause) : writeBatch([pending], true)),
+          Effect.catchCause((cause) =>
+            failBatch([pending], "the journal could not be written").pipe(
+              Effect.andThen(Effect.logWarning("journal write failed", cause))
+            )
+          )
+        )
+
+      // A batch that fails for any reason but the connection is retried one
+      // request at a time, so one bad body cannot fail its neighbours.
+      const write = (batch: ReadonlyArray<Pending>) =>
+        writeBatch(batch, false).pipe(
+          Effect.catchCause((cause) =>
+            isConnectionFault(cause)
+              ? failBatch(batch, "the database is unavailable").pipe(
+                Effect.andThen(Effect.logWarning("journal batch failed: database unavailable", cause))
+              )
+              : Effect.forEach(batch, writeOne, { discard: true })
+          )
+        )
+
       const writer = Effect.gen(function*() {
         while (true) {
           const batch = yield* Queue.takeBetween(mailbox, 1, JOURNAL_MAX_REQUESTS_PER_BATCH)
-          yield* writeBatch(batch).pipe(
-            Effect.catchCause((cause) =>
-              failBatch(batch, "the journal could not be written").pipe(
-                Effect.andThen(Effect.logWarning("journal batch failed", cause))
-              )
-            ),
+          yield* write(batch).pipe(
+            // The batch's statements are not traced one by one: a span per
+            // statement (with its SQL text) would cost more than the insert.
+            Effect.withTracerEnabled(false),
             Effect.withSpan("Journal.batch", {
               root: true,
               attributes: { "chatico.batch.requests": batch.length },
@@ -223,7 +258,13 @@ export class Journal extends Context.Service<Journal, {
           )
         }).pipe(Effect.withSpan("Journal.record", { attributes: { "chatico.events": events.length } }))
 
-      return Journal.of({ record, depth: Queue.size(mailbox) })
+      return Journal.of({
+        record,
+        depth: Queue.size(mailbox),
+        stopAccepting: Effect.sync(() => {
+          closing = true
+        })
+      })
     })
   )
 }

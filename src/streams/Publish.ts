@@ -1,5 +1,6 @@
-import { Context, Effect, Layer, Queue, Schedule } from "effect"
+import { Context, Duration, Effect, Layer, Queue, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
+import { AppConfig } from "../layers/Config.ts"
 import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { currentTraceparent, spanFromTraceparent, TracingOn } from "../services/TraceContext.ts"
@@ -11,6 +12,8 @@ export const DELIVERY_MAILBOX = 20_000
 /** Events taken and published together; their outcomes are written in one UPDATE. */
 export const PUBLISH_BATCH = 500
 export const PUBLISH_WORKERS = 2
+/** Finished event ids remembered (for one lease) so a racing recovery sweep skips them. */
+export const MAX_RECENTLY_FINISHED = 100_000
 /** Publishes the broker refused (returned, nacked) before the event is dead-lettered. */
 export const PUBLISH_RETRY_BUDGET = 5
 export const publishRetrySchedule = Schedule.exponential("100 millis", 2).pipe(Schedule.jittered)
@@ -52,6 +55,23 @@ export class Delivery extends Context.Service<Delivery, {
       const router = yield* Router
       const mailbox = yield* Queue.bounded<JournaledEvent>(DELIVERY_MAILBOX)
       const inFlight = new Set<string>()
+      // Events this instance just finished, by when: a sweep that claimed one
+      // a moment before its outcome was written must not publish it again.
+      // A replayed event comes back with more attempts than were recorded, so it passes.
+      const finished = new Map<string, { readonly at: number; readonly attempts: number }>()
+      const finishedWindow = Duration.toMillis((yield* AppConfig).deliveryLease)
+      const markFinished = (eventId: string, attempts: number, now: number) => {
+        finished.delete(eventId)
+        finished.set(eventId, { at: now, attempts })
+        for (const [id, done] of finished) {
+          if (done.at > now - finishedWindow && finished.size <= MAX_RECENTLY_FINISHED) break
+          finished.delete(id)
+        }
+      }
+      const recentlyFinished = (event: JournaledEvent, now: number) => {
+        const done = finished.get(event.eventId)
+        return done !== undefined && done.at > now - finishedWindow && event.attempts < done.attempts
+      }
 
       const tracing = yield* TracingOn
 
@@ -60,8 +80,8 @@ export class Delivery extends Context.Service<Delivery, {
         destination: Exclude<Destination, { readonly _tag: "Wait" }>,
         queue: string,
         attempt: number
-      ) => {
-        const publish = (traceparent: string | null) =>
+      ) =>
+        Effect.flatMap(currentTraceparent, (traceparent) =>
           broker.publish({
             queue,
             body: messageBody(event, destination.ownerId),
@@ -75,50 +95,51 @@ export class Delivery extends Context.Service<Delivery, {
                 "x-owner-id": destination.ownerId,
                 "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
                 "x-attempt": attempt,
+                // The producer span's context, so a worker's consumer continues the trace.
                 ...(traceparent === null ? {} : { traceparent })
               }
             }
-          })
-        if (!tracing) return publish(null)
-        // One producer span per publish, in the webhook's trace; its context
-        // goes into the message so a worker's consumer continues the trace.
-        return Effect.flatMap(currentTraceparent, publish).pipe(
-          Effect.withSpan(`publish ${queue}`, {
+          }))
+
+      // One producer span per event, in its webhook's trace (also after a
+      // restart: the context comes from the journal). Owner resolution happens
+      // inside it, so a Graph API call shows as its child.
+      const traced = <A, E, R>(event: JournaledEvent, effect: Effect.Effect<A, E, R>) => {
+        if (!tracing) return effect
+        const parent = spanFromTraceparent(event.traceparent)
+        return effect.pipe(
+          Effect.withSpan("publish", {
             kind: "producer",
-            ...parentOf(event),
+            ...(parent === undefined ? { root: true } : { parent }),
             attributes: {
               "messaging.system": "rabbitmq",
               "messaging.operation.type": "send",
               "messaging.operation.name": "publish",
-              "messaging.destination.name": queue,
-              "messaging.rabbitmq.destination.routing_key": queue,
               "messaging.message.id": event.eventId,
-              "messaging.message.body.size": event.valueRaw.length,
-              "chatico.attempt": attempt,
-              "chatico.owner_id": destination.ownerId
+              "messaging.message.body.size": event.valueRaw.length
             }
           })
         )
       }
 
-      const parentOf = (event: JournaledEvent) => {
-        const parent = spanFromTraceparent(event.traceparent)
-        return parent === undefined ? { root: true } : { parent }
-      }
-
-      const routeOf = (event: JournaledEvent) =>
+      const annotateDestination = (queue: string, destination: Exclude<Destination, { readonly _tag: "Wait" }>) =>
         tracing
-          ? router.route(event).pipe(Effect.withSpan("route", { ...parentOf(event), attributes: { "chatico.event_id": event.eventId } }))
-          : router.route(event)
+          ? Effect.annotateCurrentSpan({
+            "messaging.destination.name": queue,
+            "messaging.rabbitmq.destination.routing_key": queue,
+            "chatico.owner_id": destination.ownerId
+          })
+          : Effect.void
 
-      const deliver = Effect.fnUntraced(function*(event: JournaledEvent) {
-        const destination = yield* routeOf(event)
+      const deliverOne = Effect.fnUntraced(function*(event: JournaledEvent) {
+        const destination = yield* router.route(event)
         if (destination._tag === "Wait") {
           return { _tag: "Deferred", event, attempts: event.attempts, lastError: destination.reason } satisfies Outcome
         }
         const queue = destination._tag === "WorkerApp" ? destination.app.queue_name : UNROUTABLE_QUEUE
         const appId = destination._tag === "WorkerApp" ? destination.app.id : null
         const status = destination._tag === "WorkerApp" ? "routed" as const : "unroutable" as const
+        yield* annotateDestination(queue, destination)
         let attempts = event.attempts
         let lastError: string | null = null
         const attempt = Effect.suspend(() => {
@@ -159,6 +180,8 @@ export class Delivery extends Context.Service<Delivery, {
           } satisfies Outcome
           : { _tag: "Deferred", event, attempts, lastError: `${parked.failure.reason}: ${parked.failure.detail}` } satisfies Outcome
       })
+
+      const deliver = (event: JournaledEvent) => traced(event, deliverOne(event))
 
       const writeOutcomes = (outcomes: ReadonlyArray<Outcome>) => {
         const now = new Date()
@@ -201,18 +224,30 @@ export class Delivery extends Context.Service<Delivery, {
         ], { discard: true })
       }
 
-      const round = Effect.gen(function*() {
-        const batch = yield* Queue.takeBetween(mailbox, 1, PUBLISH_BATCH)
-        const outcomes = yield* Effect.forEach(batch, deliver, { concurrency: "unbounded" })
-        yield* record(outcomes)
-        yield* writeOutcomes(outcomes).pipe(
-          Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }),
-          // Unrecorded outcomes leave the rows pending: recovery publishes them
-          // again later (at least once), so losing this write loses nothing.
-          Effect.catch((error) => Effect.logWarning("delivery outcomes not recorded", error.message))
+      const deliverBatch = (batch: ReadonlyArray<JournaledEvent>) =>
+        Effect.gen(function*() {
+          const outcomes = yield* Effect.forEach(batch, deliver, { concurrency: "unbounded" })
+          yield* record(outcomes)
+          yield* writeOutcomes(outcomes).pipe(
+            Effect.withTracerEnabled(false),
+            Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }),
+            // Unrecorded outcomes leave the rows pending: recovery publishes them
+            // again later (at least once), so losing this write loses nothing.
+            Effect.catch((error) => Effect.logWarning("delivery outcomes not recorded", error.message))
+          )
+          const now = Date.now()
+          for (const outcome of outcomes) {
+            if (outcome._tag === "Routed") markFinished(outcome.event.eventId, outcome.attempts, now)
+          }
+        }).pipe(
+          // Whatever happens to the round, its events leave the in-flight set,
+          // so recovery can pick up any that are still pending.
+          Effect.ensuring(Effect.sync(() => {
+            for (const event of batch) inFlight.delete(event.eventId)
+          }))
         )
-        for (const event of batch) inFlight.delete(event.eventId)
-      })
+
+      const round = Effect.flatMap(Queue.takeBetween(mailbox, 1, PUBLISH_BATCH), deliverBatch)
 
       const worker = round.pipe(
         Effect.forever,
@@ -238,7 +273,7 @@ export class Delivery extends Context.Service<Delivery, {
 
       const submitWaiting = (events: ReadonlyArray<JournaledEvent>) =>
         Effect.forEach(events, (event) =>
-          inFlight.has(event.eventId)
+          inFlight.has(event.eventId) || recentlyFinished(event, Date.now())
             ? Effect.void
             : Effect.sync(() => inFlight.add(event.eventId)).pipe(Effect.andThen(Queue.offer(mailbox, event))), { discard: true })
 

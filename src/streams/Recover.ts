@@ -85,7 +85,9 @@ export const RecoverLive = Layer.effectDiscard(Effect.gen(function*() {
       Effect.andThen(
         sweep.pipe(
           Effect.catchCause((cause) => Effect.logWarning("recovery sweep failed", cause)),
-          Effect.withSpan("Recover.sweep"),
+          // A sweep every few seconds is not worth a trace each; the events it
+          // recovers continue their own webhook's trace.
+          Effect.withTracerEnabled(false),
           Effect.repeat(Schedule.spaced(config.sweepInterval))
         )
       )

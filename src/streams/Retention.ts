@@ -52,7 +52,7 @@ export const RetentionLive = Layer.effectDiscard(Effect.gen(function*() {
     }
   }).pipe(
     Effect.catchCause((cause) => Effect.logWarning("journal retention failed", cause)),
-    Effect.withSpan("Retention.run")
+    Effect.withTracerEnabled(false)
   )
 
   yield* Effect.forkScoped(

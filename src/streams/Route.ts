@@ -1,12 +1,24 @@
 import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, Duration, Effect, Layer, Queue, Schedule } from "effect"
+import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schedule } from "effect"
 import type { WorkerApp } from "../domain/WorkerApp.ts"
+import { AppConfig } from "../layers/Config.ts"
+import { GraphApi } from "../services/GraphApi.ts"
+import { MediaOwners, type OwnerLookup } from "../services/MediaOwners.ts"
 import { WORKER_APPS_CHANNEL, WorkerApps } from "../services/WorkerApps.ts"
 import type { JournaledEvent } from "./Journal.ts"
 
 /** The snapshot is also reloaded this often, in case a change notice was missed. */
 export const SNAPSHOT_REFRESH_INTERVAL = Duration.seconds(30)
 export const listenRetry = Schedule.min([Schedule.exponential("500 millis"), Schedule.spaced("10 seconds")])
+/**
+ * How long routing waits for a media owner from the Graph API before leaving
+ * the event pending; the lookup goes on, so the recovery sweeper finds it cached.
+ * Short, because the other events of a publish round wait for it too.
+ */
+export const OWNER_LOOKUP_WAIT = Duration.seconds(3)
+/** Routing notes waiting to be written; when full a note is dropped (the routing itself is not affected). */
+export const NOTES_MAILBOX = 10_000
+export const NOTES_PER_WRITE = 500
 
 /**
  * Where an event goes: the worker app serving its owner, nowhere (unroutable),
@@ -22,6 +34,13 @@ export type Destination =
  * Routes events from an in-memory snapshot of the active worker apps (no query
  * per event). The snapshot is reloaded on every `worker_apps` change notice
  * (Postgres LISTEN/NOTIFY, so all instances stay in step) and periodically.
+ *
+ * The owner (`OWNER_RESOLUTION`): `entry` → entry[].id; `graph` → the media's
+ * owner from the Graph API, or entry[].id when Meta gives none (noted in the
+ * journal's `routing_note`); `auto` → entry[].id when an active worker app has
+ * it, else as `graph`. Events without a media id, and every event while no
+ * access token is configured, go by entry[].id. While Meta cannot answer
+ * (throttled, down, token rejected) the event waits, pending.
  */
 export class Router extends Context.Service<Router, {
   /** Waits for the first snapshot, then routes. */
@@ -36,6 +55,9 @@ export class Router extends Context.Service<Router, {
     Effect.gen(function*() {
       const workerApps = yield* WorkerApps
       const pg = yield* PgClient.PgClient
+      const { ownerResolution: mode } = yield* AppConfig
+      const graph = yield* GraphApi
+      const mediaOwners = yield* MediaOwners
       const loaded = yield* Deferred.make<void>()
       let byOwner = new Map<string, WorkerApp>()
 
@@ -69,16 +91,75 @@ export class Router extends Context.Service<Router, {
 
       const appFor = (ownerId: string) => byOwner.get(ownerId)
 
-      // Owner resolution: `entry` mode takes entry[].id. The Graph API modes
-      // (`graph`, `auto` for unknown owners) plug in here; until then they
-      // route like `entry`.
-      const ownerOf = (event: JournaledEvent) => event.entryId
+      // Why an event went by entry[].id although Meta was asked: written to the
+      // journal in batches, off the routing path.
+      const notes = yield* Queue.bounded<{ readonly eventId: string; readonly note: string }>(NOTES_MAILBOX)
+      const writeNotes = Effect.gen(function*() {
+        const batch = yield* Queue.takeBetween(notes, 1, NOTES_PER_WRITE)
+        const rows = Arr.map(batch, ({ eventId, note }) => pg`(${eventId}, ${note})`)
+        yield* pg`
+          UPDATE webhook_events AS w SET routing_note = v.note
+          FROM (VALUES ${pg.csv(rows)}) AS v(event_id, note)
+          WHERE w.event_id = v.event_id
+        `.pipe(Effect.catch((error) => Effect.logWarning("routing notes not recorded", error.message)))
+      })
+      yield* Effect.forkScoped(Effect.forever(writeNotes))
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          while ((yield* Queue.size(notes)) > 0) yield* Effect.sleep("10 millis")
+        }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+      )
+
+      const toDestination = (ownerId: string): Destination => {
+        const app = byOwner.get(ownerId)
+        return app === undefined ? { _tag: "Unroutable", ownerId } : { _tag: "WorkerApp", ownerId, app }
+      }
+
+      const byEntryNoted = (event: JournaledEvent, note: string) => {
+        Queue.offerUnsafe(notes, { eventId: event.eventId, note: `${mode}: ${note}, routed by entry id` })
+        return toDestination(event.entryId)
+      }
+
+      const fromLookup = (event: JournaledEvent, mediaId: string, lookup: OwnerLookup): Destination => {
+        switch (lookup._tag) {
+          case "Owner":
+            return toDestination(lookup.ownerId)
+          case "NoOwner":
+            return byEntryNoted(
+              event,
+              `the Graph API gives no owner for media ${mediaId}` +
+                (lookup.username === null ? "" : ` (only username ${lookup.username})`)
+            )
+          case "Unresolvable":
+            return byEntryNoted(event, `media ${mediaId} cannot be resolved (${lookup.detail})`)
+        }
+      }
+
+      const throughGraph = (event: JournaledEvent, mediaId: string) =>
+        mediaOwners.lookup(mediaId).pipe(
+          Effect.timeoutOption(OWNER_LOOKUP_WAIT),
+          Effect.map(Option.match({
+            onNone: (): Destination => ({
+              _tag: "Wait",
+              reason: `graph: the owner of media ${mediaId} is still being looked up`
+            }),
+            onSome: (lookup) => fromLookup(event, mediaId, lookup)
+          })),
+          Effect.catch((error) =>
+            Effect.succeed<Destination>({
+              _tag: "Wait",
+              reason: `graph: ${error.reason._tag}: ${error.reason.detail}`
+            })
+          )
+        )
 
       const route = (event: JournaledEvent) =>
-        Effect.map(Deferred.await(loaded), (): Destination => {
-          const ownerId = ownerOf(event)
-          const app = byOwner.get(ownerId)
-          return app === undefined ? { _tag: "Unroutable", ownerId } : { _tag: "WorkerApp", ownerId, app }
+        Effect.flatMap(Deferred.await(loaded), () => {
+          const mediaId = event.mediaId
+          if (!graph.enabled || mediaId === null || (mode === "auto" && byOwner.has(event.entryId))) {
+            return Effect.succeed(toDestination(event.entryId))
+          }
+          return throughGraph(event, mediaId)
         })
 
       return Router.of({ route, refresh, appFor })

@@ -2,6 +2,7 @@ import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { HttpServer } from "effect/http"
 import { appWith } from "../../src/layers/App.ts"
 import { AppConfig, type AppConfigShape } from "../../src/layers/Config.ts"
+import { leakedLines, watchSecrets } from "./SecretWatch.ts"
 import { TestDatabase } from "./TestDatabase.ts"
 
 export const SECRET_KEY = "test-secret-key-0123456789"
@@ -28,6 +29,9 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   deliveryLease: Duration.seconds(2),
   sweepInterval: Duration.millis(500),
   journalRetention: Duration.days(7),
+  rateLimitWebhook: 0,
+  rateLimitAdmin: 0,
+  maxAdminBodyBytes: 64 * 1024,
   graphCallsPerSecond: 50,
   graphBurst: 50,
   graphTimeout: Duration.seconds(2),
@@ -101,6 +105,16 @@ export class TestApp extends Context.Service<TestApp, {
           }
           throw new Error("service did not become healthy")
         })
+        const config = testConfig(db.url, overrides)
+        watchSecrets(
+          ...[config.instagramAppSecret, config.webhookVerifyToken, config.secretKey, ...config.webhookSecrets].map(Redacted.value),
+          ...Option.toArray(Option.map(config.instagramAccessToken, Redacted.value))
+        )
+        yield* Effect.addFinalizer(() =>
+          leakedLines().length === 0
+            ? Effect.void
+            : Effect.die(new Error(`a log line contained a configured secret:\n${leakedLines().join("\n")}`))
+        )
         return TestApp.of({ baseUrl, database: db.name, request })
       })
     ).pipe(

@@ -1,0 +1,577 @@
+import { NodeHttpClient } from "@effect/platform-node"
+import { Context, Duration, Effect, Layer, Option, Redacted, Result, Schedule, Schema, Semaphore } from "effect"
+import { Headers, HttpClient, type HttpClientResponse, UrlParams } from "effect/http"
+import { createHmac } from "node:crypto"
+import { AppConfig, type OwnerResolution } from "../layers/Config.ts"
+import * as Metrics from "./Metrics.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Errors: one error, one reason per way Meta can fail us.
+// ---------------------------------------------------------------------------------------------
+
+/** Meta throttles us (codes 4, 17, 32, 613, 80000–80014, HTTP 429), or our own limiter says wait. */
+export class RateLimited extends Schema.TaggedClass<RateLimited>()("RateLimited", {
+  /** How long calls are paused from now. */
+  retryAfterMillis: Schema.Number,
+  detail: Schema.String
+}) {}
+
+/** Worth trying again soon: codes 1 and 2, HTTP 5xx, timeouts, broken connections, garbled bodies. */
+export class Transient extends Schema.TaggedClass<Transient>()("Transient", {
+  detail: Schema.String
+}) {}
+
+/** Code 190: the access token expired or was revoked. Nothing works until it is replaced. */
+export class TokenInvalid extends Schema.TaggedClass<TokenInvalid>()("TokenInvalid", {
+  detail: Schema.String
+}) {}
+
+/** Codes 10, 100, 200–299 (permission, unknown object) and other 4xx: this media will not resolve. */
+export class Permanent extends Schema.TaggedClass<Permanent>()("Permanent", {
+  code: Schema.NullOr(Schema.Number),
+  detail: Schema.String
+}) {}
+
+/** Meta answered, but without `owner` (the token's user did not create the media). */
+export class NoOwner extends Schema.TaggedClass<NoOwner>()("NoOwner", {
+  username: Schema.NullOr(Schema.String),
+  detail: Schema.String
+}) {}
+
+/** Too many lookups failed in a row (or the token was rejected): calls are stopped for a while. */
+export class CircuitOpen extends Schema.TaggedClass<CircuitOpen>()("CircuitOpen", {
+  retryAfterMillis: Schema.Number,
+  detail: Schema.String
+}) {}
+
+/** `INSTAGRAM_ACCESS_TOKEN` is not set. */
+export class NotConfigured extends Schema.TaggedClass<NotConfigured>()("NotConfigured", {
+  detail: Schema.String
+}) {}
+
+/** The one error of the GraphApi service. Never carries the access token or the appsecret_proof. */
+export class GraphApiError extends Schema.TaggedError<GraphApiError>()("GraphApiError", {
+  mediaId: Schema.String,
+  reason: Schema.Union([RateLimited, Transient, TokenInvalid, Permanent, NoOwner, CircuitOpen, NotConfigured])
+}) {
+  override get message() {
+    return `Graph API, media ${this.mediaId}: ${this.reason._tag}: ${this.reason.detail}`
+  }
+}
+
+export type GraphApiFailure = GraphApiError["reason"]
+
+// ---------------------------------------------------------------------------------------------
+// Meta's answers, decoded.
+// ---------------------------------------------------------------------------------------------
+
+/** `GET /{media-id}?fields=owner,username`: a media, or `{"error": …}`. */
+export const GraphResponse = Schema.Struct({
+  id: Schema.optionalKey(Schema.String),
+  username: Schema.optionalKey(Schema.String),
+  owner: Schema.optionalKey(Schema.Struct({ id: Schema.String })),
+  error: Schema.optionalKey(Schema.Struct({
+    message: Schema.optionalKey(Schema.String),
+    type: Schema.optionalKey(Schema.String),
+    code: Schema.optionalKey(Schema.Number),
+    error_subcode: Schema.optionalKey(Schema.Number),
+    is_transient: Schema.optionalKey(Schema.Boolean)
+  }))
+})
+export type GraphResponse = typeof GraphResponse.Type
+export type GraphErrorBody = NonNullable<GraphResponse["error"]>
+const decodeResponse = Schema.decodeUnknownOption(Schema.fromJsonString(GraphResponse))
+
+/** One usage report: percentages of the quota, and minutes until throttling ends. */
+const Usage = Schema.Struct({
+  call_count: Schema.optionalKey(Schema.Number),
+  total_cputime: Schema.optionalKey(Schema.Number),
+  total_time: Schema.optionalKey(Schema.Number),
+  acc_id_util_pct: Schema.optionalKey(Schema.Number),
+  estimated_time_to_regain_access: Schema.optionalKey(Schema.Number)
+})
+type Usage = typeof Usage.Type
+const decodeAppUsage = Schema.decodeUnknownOption(Schema.fromJsonString(Usage))
+/** `X-Business-Use-Case-Usage`: per business id, a list of usage reports. */
+const decodeBusinessUsage = Schema.decodeUnknownOption(
+  Schema.fromJsonString(Schema.Record(Schema.String, Schema.Array(Usage)))
+)
+
+/** The highest usage percentage and the longest regain time in a response's usage headers. */
+export const readUsage = (headers: Headers.Headers): { readonly percent: number | null; readonly regainMinutes: number } => {
+  const app = Option.flatMap(Headers.get(headers, "x-app-usage"), decodeAppUsage)
+  const business = Option.flatMap(Headers.get(headers, "x-business-use-case-usage"), decodeBusinessUsage)
+  const reports: ReadonlyArray<Usage> = [
+    ...Option.toArray(app),
+    ...Option.match(business, { onNone: () => [], onSome: (byBusiness) => Object.values(byBusiness).flat() })
+  ]
+  let percent: number | null = null
+  let regainMinutes = 0
+  for (const report of reports) {
+    for (const value of [report.call_count, report.total_cputime, report.total_time, report.acc_id_util_pct]) {
+      if (value !== undefined && Number.isFinite(value)) percent = Math.max(percent ?? 0, value)
+    }
+    const regain = report.estimated_time_to_regain_access
+    if (regain !== undefined && Number.isFinite(regain)) regainMinutes = Math.max(regainMinutes, regain)
+  }
+  return { percent, regainMinutes }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classification (Meta's error codes, https://developers.facebook.com/docs/graph-api/guides/error-handling).
+// ---------------------------------------------------------------------------------------------
+
+const THROTTLE_CODES: ReadonlySet<number> = new Set([4, 17, 32, 613])
+const TRANSIENT_CODES: ReadonlySet<number> = new Set([1, 2])
+export const TOKEN_INVALID_CODE = 190
+
+export const isThrottleCode = (code: number) => THROTTLE_CODES.has(code) || (code >= 80000 && code <= 80014)
+export const isPermanentCode = (code: number) => code === 10 || code === 100 || (code >= 200 && code <= 299)
+
+export type FailureKind = "RateLimited" | "Transient" | "TokenInvalid" | "Permanent"
+
+/**
+ * What a failed response means. Known codes decide first; then the status:
+ * 429 throttled, 5xx transient, any other 4xx permanent (Meta says the request
+ * itself is wrong, so asking again cannot help).
+ */
+export const classify = (status: number, error: GraphErrorBody | undefined): FailureKind => {
+  const code = error?.code
+  if (code !== undefined) {
+    if (isThrottleCode(code)) return "RateLimited"
+    if (code === TOKEN_INVALID_CODE) return "TokenInvalid"
+    if (TRANSIENT_CODES.has(code) || error?.is_transient === true) return "Transient"
+    if (isPermanentCode(code)) return "Permanent"
+  }
+  if (status === 429) return "RateLimited"
+  if (status >= 500 || status < 400) return "Transient"
+  return "Permanent"
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policies.
+// ---------------------------------------------------------------------------------------------
+
+/** Transient failures are tried again after 250 ms, 500 ms and 1 s (±20 %); nothing else is. */
+export const TRANSIENT_RETRIES = 3
+export const transientRetry = Schedule.exponential("250 millis", 2).pipe(
+  Schedule.jittered,
+  Schedule.upTo({ times: TRANSIENT_RETRIES }),
+  Schedule.setInputType<GraphApiError>(),
+  Schedule.while(({ input }) => input.reason._tag === "Transient")
+)
+/** Repeated throttling doubles the pause, up to this. */
+export const THROTTLE_PAUSE_MAX = Duration.minutes(15)
+/** A circuit that keeps failing its probe stays open longer each time, up to this many cooldowns. */
+export const CIRCUIT_COOLDOWN_MAX_FACTOR = 8
+/** Graph API calls in flight at once. */
+export const MAX_CONCURRENT_CALLS = 16
+/** Usage (of any quota in Meta's headers) above which the call rate is lowered. */
+export const USAGE_SLOWDOWN_PERCENT = 75
+/** The lowest share of the configured rate kept while usage is near 100 %. */
+export const MIN_RATE_SHARE = 0.05
+
+/**
+ * The share of the configured call rate to use at a usage percentage: all of
+ * it up to 75 %, then in proportion to the headroom left (40 % of it at 90 %).
+ */
+export const rateShare = (usagePercent: number | null) => {
+  if (usagePercent === null || usagePercent <= USAGE_SLOWDOWN_PERCENT) return 1
+  return Math.max(MIN_RATE_SHARE, (100 - usagePercent) / (100 - USAGE_SLOWDOWN_PERCENT))
+}
+
+/** `appsecret_proof`: the lowercase hex HMAC-SHA256 of the access token, keyed with the app secret. */
+export const appsecretProof = (token: Redacted.Redacted<string>, appSecret: Redacted.Redacted<string>) =>
+  Redacted.make(createHmac("sha256", Redacted.value(appSecret)).update(Redacted.value(token)).digest("hex"), {
+    label: "appsecret_proof"
+  })
+
+/** A media id as Meta writes them: digits only (it becomes a URL path segment). */
+const MEDIA_ID = /^[0-9]{1,32}$/
+
+// ---------------------------------------------------------------------------------------------
+// The service.
+// ---------------------------------------------------------------------------------------------
+
+export interface MediaOwner {
+  readonly mediaId: string
+  readonly ownerId: string
+  readonly username: string | null
+}
+
+export type TokenState = "not_needed" | "missing" | "unchecked" | "valid" | "invalid"
+export type CircuitState = "closed" | "open" | "half_open"
+
+/** The Graph API check of `/monitoring/health`: `ok` is false when owners that need Meta cannot be resolved. */
+export interface GraphApiHealth {
+  readonly ok: boolean
+  readonly error?: string
+  readonly detail: {
+    readonly mode: OwnerResolution
+    readonly token: TokenState
+    readonly circuit: CircuitState
+    readonly paused_until: string | null
+    readonly usage_percent: number | null
+    readonly calls_per_second: number
+    readonly last_error: string | null
+  }
+}
+
+interface LimiterState {
+  /** Token bucket. */
+  tokens: number
+  refilledAt: number
+  usagePercent: number | null
+  /** Throttling: no call starts before `pausedUntil`. */
+  pausedUntil: number
+  pauseReason: string
+  throttleStreak: number
+  /** Circuit breaker. */
+  circuit: CircuitState
+  failures: number
+  openUntil: number
+  openings: number
+  probing: boolean
+  token: TokenState
+  tokenError: string | null
+  lastError: string | null
+}
+
+export class GraphApi extends Context.Service<GraphApi, {
+  /**
+   * The owner of a media, from one `GET /{media-id}?fields=owner,username`,
+   * throttled by the token bucket and the circuit breaker, with transient
+   * failures retried. `NoOwner` when Meta answers without an owner.
+   */
+  mediaOwner(mediaId: string): Effect.Effect<MediaOwner, GraphApiError>
+  /** Whether owners are asked from Meta at all: `auto` or `graph`, with an access token configured. */
+  readonly enabled: boolean
+  readonly health: Effect.Effect<GraphApiHealth>
+}>()("chatico/services/GraphApi") {
+  static readonly layerNoDeps = Layer.effect(
+    GraphApi,
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      const client = yield* HttpClient.HttpClient
+      const mode = config.ownerResolution
+      const token = config.instagramAccessToken
+      const needed = mode !== "entry"
+
+      if (needed && Option.isNone(token)) {
+        yield* Effect.logWarning(
+          `INSTAGRAM_ACCESS_TOKEN is not set: OWNER_RESOLUTION=${mode} cannot ask the Graph API, so every event ` +
+            "is routed by entry[].id until a token is configured"
+        )
+      }
+
+      const secrets = [
+        Redacted.value(config.instagramAppSecret),
+        ...Option.match(token, {
+          onNone: () => [],
+          onSome: (t) => [Redacted.value(t), Redacted.value(appsecretProof(t, config.instagramAppSecret))]
+        })
+      ]
+      // Meta's messages never contain the token, but a detail string is the one
+      // place a secret could slip into a log, a span or an error body.
+      const scrub = (text: string) =>
+        secrets.reduce((acc, secret) => (secret.length > 0 ? acc.split(secret).join("[redacted]") : acc), text)
+
+      const cooldownMillis = Duration.toMillis(config.graphCircuitCooldown)
+      const state: LimiterState = {
+        tokens: config.graphBurst,
+        refilledAt: Date.now(),
+        usagePercent: null,
+        pausedUntil: 0,
+        pauseReason: "",
+        throttleStreak: 0,
+        circuit: "closed",
+        failures: 0,
+        openUntil: 0,
+        openings: 0,
+        probing: false,
+        token: needed ? (Option.isSome(token) ? "unchecked" : "missing") : "not_needed",
+        tokenError: null,
+        lastError: null
+      }
+
+      const currentRate = () => config.graphCallsPerSecond * rateShare(state.usagePercent)
+
+      // ---- throttling: pause every call until Meta says it is over (or a doubling backoff).
+      const pause = (millis: number, reason: string) =>
+        Effect.suspend(() => {
+          const until = Date.now() + millis
+          if (until <= state.pausedUntil) return Effect.void
+          state.pausedUntil = until
+          state.pauseReason = reason
+          return Effect.logWarning("Graph API throttled: pausing calls").pipe(
+            Effect.annotateLogs({ reason, pause_seconds: Math.ceil(millis / 1000) })
+          )
+        })
+
+      const throttleBackoff = () => {
+        const millis = Math.min(
+          Duration.toMillis(config.graphThrottlePause) * 2 ** state.throttleStreak,
+          Duration.toMillis(THROTTLE_PAUSE_MAX)
+        )
+        state.throttleStreak++
+        return millis
+      }
+
+      // ---- token bucket: one line of waiters, each priced at the rate when it reaches the front,
+      // so a usage report slows down the calls already waiting.
+      const gate = Semaphore.makeUnsafe(1)
+      const inFlight = Semaphore.makeUnsafe(MAX_CONCURRENT_CALLS)
+      const rateLimited = (mediaId: string) =>
+        new GraphApiError({
+          mediaId,
+          reason: new RateLimited({
+            retryAfterMillis: Math.max(0, state.pausedUntil - Date.now()),
+            detail: `calls paused: ${state.pauseReason}`
+          })
+        })
+
+      const takeSlot = (mediaId: string) =>
+        gate.withPermit(Effect.gen(function*() {
+          while (true) {
+            const now = Date.now()
+            if (state.pausedUntil > now) return yield* rateLimited(mediaId)
+            const rate = currentRate()
+            const capacity = rate < config.graphCallsPerSecond ? 1 : config.graphBurst
+            state.tokens = Math.min(capacity, state.tokens + ((now - state.refilledAt) * rate) / 1000)
+            state.refilledAt = now
+            if (state.tokens >= 1) {
+              state.tokens -= 1
+              return
+            }
+            yield* Effect.sleep(Duration.millis(Math.ceil(((1 - state.tokens) * 1000) / rate)))
+          }
+        }))
+
+      // ---- circuit breaker, counted per lookup (after its retries).
+      const enterCircuit = (mediaId: string) =>
+        Effect.suspend((): Effect.Effect<boolean, GraphApiError> => {
+          const now = Date.now()
+          if (state.circuit === "open" && now >= state.openUntil) {
+            state.circuit = "half_open"
+            state.probing = false
+          }
+          if (state.circuit === "closed") return Effect.succeed(false)
+          if (state.circuit === "half_open" && !state.probing) {
+            state.probing = true
+            return Effect.succeed(true)
+          }
+          const retryAfterMillis = Math.max(0, state.openUntil - now)
+          return Effect.fail(
+            new GraphApiError({
+              mediaId,
+              reason: new CircuitOpen({
+                retryAfterMillis,
+                detail: state.token === "invalid"
+                  ? `the access token was rejected (${state.tokenError ?? "code 190"}); calls wait for a probe`
+                  : `calls stopped after ${state.failures} failed lookups in a row (last: ${state.lastError ?? "?"})`
+              })
+            })
+          )
+        })
+
+      const openCircuit = (why: string) =>
+        Effect.suspend(() => {
+          state.openings++
+          const factor = Math.min(2 ** (state.openings - 1), CIRCUIT_COOLDOWN_MAX_FACTOR)
+          const millis = cooldownMillis * factor
+          state.circuit = "open"
+          state.openUntil = Date.now() + millis
+          state.probing = false
+          return Effect.logWarning("Graph API circuit open: owner lookups wait").pipe(
+            Effect.annotateLogs({ reason: why, retry_in_seconds: Math.ceil(millis / 1000) })
+          )
+        })
+
+      const recordOutcome = (probe: boolean, failure: GraphApiFailure | undefined) =>
+        Effect.gen(function*() {
+          if (failure === undefined || failure._tag === "NoOwner" || failure._tag === "Permanent") {
+            // Meta answered: the token works and the service is up.
+            if (state.token === "invalid") yield* Effect.logInfo("Graph API access token accepted again")
+            if (state.circuit !== "closed") yield* Effect.logInfo("Graph API circuit closed: Meta answers again")
+            if (state.token !== "not_needed" && state.token !== "missing") state.token = "valid"
+            state.tokenError = null
+            state.circuit = "closed"
+            state.failures = 0
+            state.openings = 0
+            state.probing = false
+            state.throttleStreak = 0
+            return
+          }
+          if (failure._tag === "CircuitOpen" || failure._tag === "NotConfigured") return
+          state.lastError = failure.detail
+          if (failure._tag === "RateLimited") {
+            // The pause handles throttling; a throttled probe leaves the next lookup to probe.
+            if (probe) state.probing = false
+            return
+          }
+          if (failure._tag === "TokenInvalid") {
+            if (state.token !== "invalid") {
+              yield* Effect.logError(
+                "Graph API rejected INSTAGRAM_ACCESS_TOKEN (code 190: expired or revoked): events that need a media " +
+                  "owner stay pending until a valid token is configured"
+              ).pipe(Effect.annotateLogs({ detail: failure.detail }))
+            }
+            state.token = "invalid"
+            state.tokenError = failure.detail
+            yield* openCircuit("access token rejected")
+            return
+          }
+          state.failures++
+          if (probe || state.failures >= config.graphCircuitThreshold) {
+            yield* openCircuit(`${state.failures} failed lookups in a row; last: ${failure.detail}`)
+          }
+        })
+
+      const fail = (mediaId: string, reason: GraphApiFailure) => Effect.fail(new GraphApiError({ mediaId, reason }))
+
+      // ---- one call.
+      const urlParams = Option.map(token, (t) =>
+        UrlParams.make([
+          ["fields", "owner,username"],
+          // Redacted values are sent as they are, and shown as redacted in spans and errors.
+          ["access_token", t],
+          ["appsecret_proof", appsecretProof(t, config.instagramAppSecret)]
+        ]))
+
+      const interpret = (mediaId: string, response: HttpClientResponse.HttpClientResponse, text: string) =>
+        Effect.gen(function*() {
+          const usage = readUsage(response.headers)
+          if (usage.percent !== null) state.usagePercent = usage.percent
+          if (usage.regainMinutes > 0) {
+            yield* pause(usage.regainMinutes * 60_000, "estimated_time_to_regain_access in the usage headers")
+          }
+          const body = decodeResponse(text)
+          const status = response.status
+          const error = Option.getOrUndefined(body)?.error
+          if (status >= 200 && status < 300 && error === undefined) {
+            if (Option.isNone(body)) return yield* fail(mediaId, new Transient({ detail: `HTTP ${status}: undecodable body` }))
+            const media = body.value
+            if (media.owner !== undefined) {
+              return { mediaId, ownerId: media.owner.id, username: media.username ?? null } satisfies MediaOwner
+            }
+            return yield* fail(
+              mediaId,
+              new NoOwner({
+                username: media.username ?? null,
+                detail: "the Graph API gives no owner for this media"
+              })
+            )
+          }
+          const what = scrub(
+            [
+              `HTTP ${status}`,
+              error?.code === undefined ? undefined : `code ${error.code}`,
+              error?.error_subcode === undefined ? undefined : `subcode ${error.error_subcode}`,
+              error?.message
+            ].filter((part) => part !== undefined).join(", ")
+          )
+          switch (classify(status, error)) {
+            case "RateLimited": {
+              const retryAfter = Option.flatMap(Headers.get(response.headers, "retry-after"), (value) =>
+                Option.map(
+                  Result.getSuccess(Headers.parseRetryAfter(value)),
+                  (after) => Duration.toMillis(Headers.retryAfterDelay(after, Date.now()))
+                ))
+              const millis = usage.regainMinutes > 0
+                ? usage.regainMinutes * 60_000
+                : Option.getOrElse(retryAfter, throttleBackoff)
+              yield* pause(millis, what)
+              return yield* fail(mediaId, new RateLimited({ retryAfterMillis: millis, detail: what }))
+            }
+            case "TokenInvalid":
+              return yield* fail(mediaId, new TokenInvalid({ detail: what }))
+            case "Transient":
+              return yield* fail(mediaId, new Transient({ detail: what }))
+            case "Permanent":
+              return yield* fail(mediaId, new Permanent({ code: error?.code ?? null, detail: what }))
+          }
+        })
+
+      const callOnce = (mediaId: string, params: UrlParams.UrlParams) =>
+        Effect.gen(function*() {
+          const started = Date.now()
+          const exchanged = yield* client.get(`${config.graphApiUrl}/${mediaId}`, { urlParams: params, acceptJson: true }).pipe(
+            Effect.flatMap((response) => Effect.map(response.text, (text) => ({ response, text }))),
+            Effect.timeout(config.graphTimeout),
+            // Trace ids stay inside: Meta gets no `traceparent`/`b3`.
+            Effect.provideService(HttpClient.TracerPropagationEnabled, false),
+            Effect.mapError((error) =>
+              new GraphApiError({
+                mediaId,
+                reason: new Transient({
+                  detail: error._tag === "TimeoutError"
+                    ? `no answer within ${Duration.format(config.graphTimeout)}`
+                    : `request failed: ${error.reason._tag}`
+                })
+              })
+            ),
+            Effect.tapError((error) => Metrics.count(Metrics.graphCalls, { result: error.reason._tag }))
+          )
+          yield* Metrics.observe(Metrics.graphLatency, Metrics.seconds(started))
+          return yield* interpret(mediaId, exchanged.response, exchanged.text).pipe(
+            Effect.tap(() => Metrics.count(Metrics.graphCalls, { result: "Owner" })),
+            Effect.tapError((error) => Metrics.count(Metrics.graphCalls, { result: error.reason._tag }))
+          )
+        })
+
+      const mediaOwner = Effect.fn("GraphApi.mediaOwner")(function*(mediaId: string) {
+        yield* Effect.annotateCurrentSpan({ "graph.media_id": mediaId })
+        if (Option.isNone(urlParams)) {
+          return yield* fail(mediaId, new NotConfigured({ detail: "INSTAGRAM_ACCESS_TOKEN is not set" }))
+        }
+        if (!MEDIA_ID.test(mediaId)) {
+          return yield* fail(mediaId, new Permanent({ code: null, detail: "not a media id (digits only)" }))
+        }
+        const params = urlParams.value
+        const probe = yield* enterCircuit(mediaId)
+        return yield* inFlight.withPermit(Effect.andThen(takeSlot(mediaId), callOnce(mediaId, params))).pipe(
+          Effect.retry(transientRetry),
+          Effect.tap(() => recordOutcome(probe, undefined)),
+          Effect.tapError((error) => recordOutcome(probe, error.reason)),
+          // An interrupted probe must not keep the circuit half-open forever.
+          Effect.onInterrupt(() => Effect.sync(() => {
+            if (probe) state.probing = false
+          }))
+        )
+      })
+
+      const health = Effect.sync((): GraphApiHealth => {
+        const now = Date.now()
+        const circuit: CircuitState = state.circuit === "open" && now >= state.openUntil ? "half_open" : state.circuit
+        const detail = {
+          mode,
+          token: state.token,
+          circuit,
+          paused_until: state.pausedUntil > now ? new Date(state.pausedUntil).toISOString() : null,
+          usage_percent: state.usagePercent,
+          calls_per_second: Math.round(currentRate() * 100) / 100,
+          last_error: state.lastError
+        }
+        // `graph` cannot do what it is configured for without a token; `auto`
+        // (the default) still routes every owner a worker app serves, so it
+        // only warns.
+        if (state.token === "missing") {
+          const error = `INSTAGRAM_ACCESS_TOKEN is not set: OWNER_RESOLUTION=${mode} routes by entry[].id only`
+          return mode === "graph" ? { ok: false, error, detail } : { ok: true, error, detail }
+        }
+        if (state.token === "invalid") {
+          return {
+            ok: false,
+            error: `the Graph API rejected the access token (${state.tokenError ?? "code 190"})`,
+            detail
+          }
+        }
+        return { ok: true, detail }
+      })
+
+      return GraphApi.of({ mediaOwner, enabled: needed && Option.isSome(token), health })
+    })
+  )
+
+  static readonly layer = this.layerNoDeps.pipe(Layer.provide(NodeHttpClient.layerUndici))
+}

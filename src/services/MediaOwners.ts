@@ -1,0 +1,196 @@
+import { Context, Deferred, Duration, Effect, Exit, Layer } from "effect"
+import { SqlClient } from "effect/sql"
+import { AppConfig } from "../layers/Config.ts"
+import { GraphApi, GraphApiError, RateLimited } from "./GraphApi.ts"
+import * as Metrics from "./Metrics.ts"
+
+/** Distinct media looked up at once; beyond this a lookup waits for a later round. */
+export const MAX_PENDING_LOOKUPS = 10_000
+/** The `media_owners` table is a cache: a slow query is skipped, not waited for. */
+export const TABLE_TIMEOUT = Duration.seconds(2)
+
+/**
+ * What is known about a media's owner: Meta's answer (`Owner`), Meta's answer
+ * without an owner (`NoOwner`), or a permanent error (`Unresolvable`). The
+ * last two are kept for `GRAPH_PERMANENT_FAILURE_TTL`, owners forever.
+ */
+export type OwnerLookup =
+  | { readonly _tag: "Owner"; readonly ownerId: string; readonly username: string | null }
+  | { readonly _tag: "NoOwner"; readonly username: string | null }
+  | { readonly _tag: "Unresolvable"; readonly detail: string }
+
+interface Known {
+  readonly lookup: OwnerLookup
+  /** Epoch millis; null for an owner, which never changes. */
+  readonly expiresAt: number | null
+}
+
+interface OwnerRow {
+  readonly owner_id: string | null
+  readonly username: string | null
+  readonly error: string | null
+  readonly expires_at: Date | string | null
+}
+
+const fromRow = (row: OwnerRow): Known => ({
+  lookup: row.owner_id !== null
+    ? { _tag: "Owner", ownerId: row.owner_id, username: row.username }
+    : row.error === null
+    ? { _tag: "NoOwner", username: row.username }
+    : { _tag: "Unresolvable", detail: row.error },
+  expiresAt: row.expires_at === null ? null : new Date(row.expires_at).getTime()
+})
+
+/**
+ * Media owners: a bounded in-memory LRU in front of the `media_owners` table,
+ * in front of the Graph API. Concurrent lookups of one media share one call.
+ */
+export class MediaOwners extends Context.Service<MediaOwners, {
+  /**
+   * What is known about the media's owner, from memory, the table or Meta.
+   * Fails only when Meta cannot answer now (throttled, down, token rejected):
+   * nothing is remembered then, so a later lookup asks again.
+   */
+  lookup(mediaId: string): Effect.Effect<OwnerLookup, GraphApiError>
+  /** Entries held in memory. */
+  readonly size: Effect.Effect<number>
+}>()("chatico/services/MediaOwners") {
+  static readonly layerNoDeps = Layer.effect(
+    MediaOwners,
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      const sql = yield* SqlClient.SqlClient
+      const graph = yield* GraphApi
+      const scope = yield* Effect.scope
+      const ttlMillis = Duration.toMillis(config.graphPermanentFailureTtl)
+
+      // A Map iterates in insertion order: re-inserting on every hit makes the first key the least recently used.
+      const memory = new Map<string, Known>()
+      const inFlight = new Map<string, Deferred.Deferred<OwnerLookup, GraphApiError>>()
+
+      const remember = (mediaId: string, known: Known) => {
+        memory.delete(mediaId)
+        memory.set(mediaId, known)
+        while (memory.size > config.graphCacheSize) {
+          const oldest = memory.keys().next()
+          if (oldest.done === true) break
+          memory.delete(oldest.value)
+        }
+      }
+
+      const recall = (mediaId: string): OwnerLookup | undefined => {
+        const known = memory.get(mediaId)
+        if (known === undefined) return undefined
+        if (known.expiresAt !== null && known.expiresAt <= Date.now()) {
+          memory.delete(mediaId)
+          return undefined
+        }
+        memory.delete(mediaId)
+        memory.set(mediaId, known)
+        return known.lookup
+      }
+
+      const readTable = (mediaId: string) =>
+        sql<OwnerRow>`
+          SELECT owner_id, username, error, expires_at FROM media_owners
+          WHERE media_id = ${mediaId} AND (expires_at IS NULL OR expires_at > now())
+        `.pipe(
+          Effect.timeout(TABLE_TIMEOUT),
+          Effect.map((rows) => (rows[0] === undefined ? undefined : fromRow(rows[0]))),
+          Effect.catch((error) =>
+            Effect.as(Effect.logWarning("media_owners not read, asking the Graph API", error.message), undefined)
+          )
+        )
+
+      // A known owner is never overwritten (two instances may race on one media).
+      const writeTable = (mediaId: string, known: Known) => {
+        const row = {
+          media_id: mediaId,
+          owner_id: known.lookup._tag === "Owner" ? known.lookup.ownerId : null,
+          username: known.lookup._tag === "Unresolvable" ? null : known.lookup.username,
+          error: known.lookup._tag === "Unresolvable" ? known.lookup.detail : null,
+          resolved_at: new Date(),
+          expires_at: known.expiresAt === null ? null : new Date(known.expiresAt)
+        }
+        return sql`
+          INSERT INTO media_owners ${sql.insert(row)}
+          ON CONFLICT (media_id) DO UPDATE SET
+            owner_id = EXCLUDED.owner_id, username = EXCLUDED.username, error = EXCLUDED.error,
+            resolved_at = EXCLUDED.resolved_at, expires_at = EXCLUDED.expires_at
+          WHERE media_owners.owner_id IS NULL
+        `.pipe(
+          Effect.timeout(TABLE_TIMEOUT),
+          Effect.catch((error) => Effect.logWarning("media owner not saved (it will be asked again after a restart)", error.message))
+        )
+      }
+
+      const ask = (mediaId: string) =>
+        graph.mediaOwner(mediaId).pipe(
+          Effect.map((owner): Known => ({
+            lookup: { _tag: "Owner", ownerId: owner.ownerId, username: owner.username },
+            expiresAt: null
+          })),
+          Effect.catch((error) => {
+            const reason = error.reason
+            if (reason._tag === "NoOwner") {
+              return Effect.succeed<Known>({
+                lookup: { _tag: "NoOwner", username: reason.username },
+                expiresAt: Date.now() + ttlMillis
+              })
+            }
+            if (reason._tag === "Permanent") {
+              return Effect.succeed<Known>({
+                lookup: { _tag: "Unresolvable", detail: reason.detail },
+                expiresAt: Date.now() + ttlMillis
+              })
+            }
+            return Effect.fail(error)
+          }),
+          Effect.tap((known) => writeTable(mediaId, known))
+        )
+
+      const resolve = (mediaId: string) =>
+        Effect.flatMap(readTable(mediaId), (known) => (known === undefined ? ask(mediaId) : Effect.succeed(known)))
+
+      const lookup = (mediaId: string): Effect.Effect<OwnerLookup, GraphApiError> =>
+        Effect.suspend(() => {
+          const hit = recall(mediaId)
+          if (hit !== undefined) return Effect.as(Metrics.count(Metrics.ownerCache, { result: "hit" }), hit)
+          const pending = inFlight.get(mediaId)
+          if (pending !== undefined) {
+            return Effect.andThen(Metrics.count(Metrics.ownerCache, { result: "hit" }), Deferred.await(pending))
+          }
+          if (inFlight.size >= MAX_PENDING_LOOKUPS) {
+            return Effect.fail(
+              new GraphApiError({
+                mediaId,
+                reason: new RateLimited({ retryAfterMillis: 1000, detail: "too many owner lookups waiting" })
+              })
+            )
+          }
+          const deferred = Deferred.makeUnsafe<OwnerLookup, GraphApiError>()
+          inFlight.set(mediaId, deferred)
+          // The lookup runs on its own fiber, so a caller that stops waiting
+          // (the router's time limit) does not cancel it for the others.
+          const run = resolve(mediaId).pipe(
+            Effect.onExit((exit) =>
+              Effect.suspend(() => {
+                if (Exit.isSuccess(exit)) remember(mediaId, exit.value)
+                inFlight.delete(mediaId)
+                return Deferred.done(deferred, Exit.map(exit, (known) => known.lookup))
+              })
+            )
+          )
+          return Metrics.count(Metrics.ownerCache, { result: "miss" }).pipe(
+            Effect.andThen(Effect.forkIn(run, scope)),
+            Effect.andThen(Deferred.await(deferred))
+          )
+        })
+
+      return MediaOwners.of({ lookup, size: Effect.sync(() => memory.size) })
+    })
+  )
+
+  /** With the Graph API client; `GraphApi` is exposed too (for its health check). */
+  static readonly layer = this.layerNoDeps.pipe(Layer.provideMerge(GraphApi.layer))
+}

@@ -1,0 +1,484 @@
+import { assert, layer } from "@effect/vitest"
+import { Context, Duration, Effect, Layer, Logger, Option, Redacted, References, Tracer } from "effect"
+import { Headers } from "effect/http"
+import { createHmac } from "node:crypto"
+import { AppConfig, type AppConfigShape } from "../../src/layers/Config.ts"
+import { Database } from "../../src/layers/Sql.ts"
+import {
+  classify,
+  GraphApi,
+  type GraphApiError,
+  rateShare,
+  readUsage,
+  TRANSIENT_RETRIES
+} from "../../src/services/GraphApi.ts"
+import { MediaOwners } from "../../src/services/MediaOwners.ts"
+import { appUsage, businessUsage, GRAPH_TOKEN, GraphStandIn, replies } from "../support/GraphStandIn.ts"
+import { APP_SECRET, testConfig } from "../support/TestApp.ts"
+import { TestDatabase } from "../support/TestDatabase.ts"
+import { uniqueId } from "../support/Webhooks.ts"
+
+const PROOF = createHmac("sha256", APP_SECRET).update(GRAPH_TOKEN).digest("hex")
+
+const configFor = (standIn: GraphStandIn["Service"], overrides: Partial<AppConfigShape> = {}) =>
+  testConfig("postgres://postgres@127.0.0.1:5432/unused", {
+    ownerResolution: "graph",
+    instagramAccessToken: Option.some(Redacted.make(GRAPH_TOKEN)),
+    graphApiUrl: standIn.url,
+    graphTimeout: Duration.seconds(1),
+    graphCallsPerSecond: 1000,
+    graphBurst: 1000,
+    graphThrottlePause: Duration.millis(300),
+    ...overrides
+  })
+
+/** A fresh GraphApi (its own limiter and circuit) against the stand-in, closed with the test. */
+const makeGraphApi = (overrides: Partial<AppConfigShape> = {}) =>
+  Effect.gen(function*() {
+    const standIn = yield* GraphStandIn
+    const context = yield* Layer.build(
+      GraphApi.layer.pipe(Layer.provide(AppConfig.layerWith(configFor(standIn, overrides))))
+    )
+    return Context.get(context, GraphApi)
+  })
+
+/** A fresh MediaOwners (empty memory) on this file's database. */
+const makeMediaOwners = (overrides: Partial<AppConfigShape> = {}) =>
+  Effect.gen(function*() {
+    const standIn = yield* GraphStandIn
+    const db = yield* TestDatabase
+    const config = AppConfig.layerWith(configFor(standIn, { databaseUrl: Redacted.make(db.url), ...overrides }))
+    const context = yield* Layer.build(
+      MediaOwners.layer.pipe(Layer.provideMerge(Database.layer), Layer.provide(config))
+    )
+    yield* Context.get(context, Database).awaitReady
+    return { owners: Context.get(context, MediaOwners), graph: Context.get(context, GraphApi) }
+  })
+
+const failure = (effect: Effect.Effect<unknown, GraphApiError>) => Effect.flip(effect)
+
+const gaps = (times: ReadonlyArray<number>) => times.slice(1).map((t, i) => t - times[i]!)
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN
+}
+
+/** Captures every log line (JSON, annotations and causes included) at debug level. */
+const captureLogs = () => {
+  const lines: Array<string> = []
+  const logger = Logger.map(Logger.formatJson, (line) => {
+    lines.push(line)
+  })
+  const layer = Layer.mergeAll(Logger.layer([logger]), Layer.succeed(References.MinimumLogLevel, "Debug"))
+  return { lines, layer }
+}
+
+/** Records every span with its attributes. */
+const recordSpans = () => {
+  const spans: Array<Tracer.NativeSpan> = []
+  const tracer = Tracer.make({
+    span(options) {
+      const span = new Tracer.NativeSpan(options)
+      spans.push(span)
+      return span
+    }
+  })
+  return { spans, tracer }
+}
+
+layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("graph_api")), {
+  excludeTestServices: true,
+  timeout: "60 seconds"
+})("GraphApi", (it) => {
+  it.effect("classifies Meta's error codes and statuses", () =>
+    Effect.sync(() => {
+      for (const code of [4, 17, 32, 613, 80000, 80002, 80014]) assert.strictEqual(classify(400, { code }), "RateLimited", `${code}`)
+      assert.strictEqual(classify(429, undefined), "RateLimited")
+      assert.strictEqual(classify(400, { code: 190, error_subcode: 463 }), "TokenInvalid")
+      for (const code of [1, 2]) assert.strictEqual(classify(500, { code }), "Transient", `${code}`)
+      assert.strictEqual(classify(400, { code: 9999, is_transient: true }), "Transient")
+      for (const status of [500, 502, 503, 504]) assert.strictEqual(classify(status, undefined), "Transient", `${status}`)
+      for (const code of [10, 100, 200, 250, 299]) assert.strictEqual(classify(400, { code }), "Permanent", `${code}`)
+      assert.strictEqual(classify(400, { code: 80015 }), "Permanent")
+      assert.strictEqual(classify(404, undefined), "Permanent")
+    }))
+
+  it.effect("reads the usage headers: the highest percentage and Meta's regain estimate", () =>
+    Effect.sync(() => {
+      assert.deepStrictEqual(readUsage(Headers.fromInput(appUsage(90))), { percent: 90, regainMinutes: 0 })
+      assert.deepStrictEqual(readUsage(Headers.fromInput(businessUsage(80, 7))), { percent: 80, regainMinutes: 7 })
+      assert.deepStrictEqual(readUsage(Headers.fromInput({ ...appUsage(20), ...businessUsage(95, 0) })), {
+        percent: 95,
+        regainMinutes: 0
+      })
+      assert.deepStrictEqual(readUsage(Headers.fromInput({ "x-app-usage": "not json" })), { percent: null, regainMinutes: 0 })
+      assert.strictEqual(rateShare(null), 1)
+      assert.strictEqual(rateShare(75), 1)
+      assert.closeTo(rateShare(90), 0.4, 1e-9)
+      assert.isAbove(rateShare(100), 0)
+    }))
+
+  it.effect("resolves an owner, sending fields, the token and a correct appsecret_proof on every call, and no trace headers", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi()
+      const media = Array.from({ length: 5 }, () => uniqueId())
+      for (const [i, id] of media.entries()) standIn.script(id, replies.owner(`1784140000000${i}`, `account${i}`))
+      const owners = yield* Effect.forEach(media, (id) => graph.mediaOwner(id), { concurrency: "unbounded" })
+      assert.deepStrictEqual(owners.map((o) => o.ownerId), media.map((_, i) => `1784140000000${i}`))
+      assert.deepStrictEqual(owners.map((o) => o.username), media.map((_, i) => `account${i}`))
+      const calls = media.flatMap((id) => standIn.callsFor(id))
+      assert.strictEqual(calls.length, media.length)
+      for (const call of calls) {
+        assert.strictEqual(call.path, `/v25.0/${call.mediaId}`)
+        assert.strictEqual(call.params.fields, "owner,username")
+        assert.strictEqual(call.params.access_token, GRAPH_TOKEN)
+        assert.strictEqual(call.params.appsecret_proof, PROOF)
+        assert.match(call.params.appsecret_proof ?? "", /^[0-9a-f]{64}$/)
+        assert.isUndefined(call.headers.traceparent)
+        assert.isUndefined(call.headers.b3)
+      }
+      const health = yield* graph.health
+      assert.isTrue(health.ok)
+      assert.strictEqual(health.detail.token, "valid")
+    }))
+
+  it.effect("a media without owner in the answer is NoOwner, with the username", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi()
+      const id = uniqueId()
+      standIn.script(id, replies.usernameOnly("not_ours"))
+      const error = yield* failure(graph.mediaOwner(id))
+      assert.strictEqual(error.reason._tag, "NoOwner")
+      if (error.reason._tag === "NoOwner") assert.strictEqual(error.reason.username, "not_ours")
+      assert.strictEqual(standIn.callsFor(id).length, 1)
+    }))
+
+  it.effect("each failure kind: permanent and token errors are not retried, transient ones are", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const cases = [
+        { reply: replies.error(100), tag: "Permanent", calls: 1 },
+        { reply: replies.error(10, { status: 403 }), tag: "Permanent", calls: 1 },
+        { reply: replies.error(200, { status: 403 }), tag: "Permanent", calls: 1 },
+        { reply: replies.error(190, { subcode: 463 }), tag: "TokenInvalid", calls: 1 },
+        { reply: replies.error(4), tag: "RateLimited", calls: 1 },
+        { reply: replies.error(80002), tag: "RateLimited", calls: 1 },
+        { reply: { status: 429, rawBody: "slow down" }, tag: "RateLimited", calls: 1 },
+        { reply: replies.error(2), tag: "Transient", calls: 1 + TRANSIENT_RETRIES },
+        { reply: replies.serverError(), tag: "Transient", calls: 1 + TRANSIENT_RETRIES },
+        { reply: { status: 200, rawBody: "<html>" }, tag: "Transient", calls: 1 + TRANSIENT_RETRIES }
+      ] as const
+      yield* Effect.forEach(cases, (c) =>
+        Effect.gen(function*() {
+          // A graph of its own per case: a throttle or an open circuit must not leak into the next.
+          const graph = yield* makeGraphApi()
+          const id = uniqueId()
+          standIn.script(id, c.reply)
+          const error = yield* failure(graph.mediaOwner(id))
+          assert.strictEqual(error.reason._tag, c.tag, JSON.stringify(c.reply))
+          assert.strictEqual(standIn.callsFor(id).length, c.calls, JSON.stringify(c.reply))
+        }), { concurrency: "unbounded" })
+    }))
+
+  it.effect("transient failures are retried with growing, jittered gaps until one succeeds", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi()
+      const id = uniqueId()
+      standIn.script(id, replies.serverError(), replies.error(1), replies.serverError(), replies.owner("17841411111111111"))
+      const owner = yield* graph.mediaOwner(id)
+      assert.strictEqual(owner.ownerId, "17841411111111111")
+      const [g1, g2, g3] = gaps(standIn.callsFor(id).map((c) => c.at))
+      assert.strictEqual(standIn.callsFor(id).length, 4)
+      // 250 ms, 500 ms, 1 s, each ±20 %: every gap longer than the one before.
+      assert.isAbove(g1!, 150)
+      assert.isAbove(g2!, g1!)
+      assert.isAbove(g3!, g2!)
+    }))
+
+  it.effect("a call that hangs times out and is retried", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi({ graphTimeout: Duration.millis(200) })
+      const id = uniqueId()
+      standIn.script(id, replies.hang(), replies.hang(), replies.owner("17841422222222222"))
+      const owner = yield* graph.mediaOwner(id)
+      assert.strictEqual(owner.ownerId, "17841422222222222")
+      const calls = standIn.callsFor(id)
+      assert.strictEqual(calls.length, 3)
+      // Each retry waits for the timeout, then the backoff.
+      for (const gap of gaps(calls.map((c) => c.at))) assert.isAbove(gap, 200)
+
+      const stuck = uniqueId()
+      standIn.script(stuck, replies.hang())
+      const error = yield* failure(graph.mediaOwner(stuck))
+      assert.strictEqual(error.reason._tag, "Transient")
+      assert.include(error.message, "no answer within")
+      assert.strictEqual(standIn.callsFor(stuck).length, 1 + TRANSIENT_RETRIES)
+    }))
+
+  it.effect("a throttling error pauses every call for the backoff, then calls resume", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi({ graphThrottlePause: Duration.millis(400) })
+      const throttled = uniqueId()
+      const other = uniqueId()
+      standIn.script(throttled, replies.error(4), replies.owner("17841433333333333"))
+      standIn.script(other, replies.owner("17841444444444444"))
+      const error = yield* failure(graph.mediaOwner(throttled))
+      assert.strictEqual(error.reason._tag, "RateLimited")
+      if (error.reason._tag === "RateLimited") assert.strictEqual(error.reason.retryAfterMillis, 400)
+      // While paused, nothing reaches Meta.
+      const paused = yield* failure(graph.mediaOwner(other))
+      assert.strictEqual(paused.reason._tag, "RateLimited")
+      assert.strictEqual(standIn.callsFor(other).length, 0)
+      assert.isNotNull((yield* graph.health).detail.paused_until)
+      yield* Effect.sleep("450 millis")
+      assert.strictEqual((yield* graph.mediaOwner(throttled)).ownerId, "17841433333333333")
+      assert.strictEqual((yield* graph.mediaOwner(other)).ownerId, "17841444444444444")
+      const [first, second] = standIn.callsFor(throttled)
+      assert.isAtLeast(second!.at - first!.at, 400)
+    }))
+
+  it.effect("Meta's estimated_time_to_regain_access sets the pause", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi()
+      const id = uniqueId()
+      standIn.script(id, replies.error(80002, { headers: businessUsage(100, 3) }))
+      const error = yield* failure(graph.mediaOwner(id))
+      assert.strictEqual(error.reason._tag, "RateLimited")
+      if (error.reason._tag === "RateLimited") assert.strictEqual(error.reason.retryAfterMillis, 3 * 60_000)
+      const pausedUntil = (yield* graph.health).detail.paused_until
+      assert.isNotNull(pausedUntil)
+      assert.isAbove(Date.parse(pausedUntil ?? "") - Date.now(), 2 * 60_000)
+
+      // HTTP 429 with Retry-After (seconds) sets it the same way.
+      const limited = yield* makeGraphApi()
+      const other = uniqueId()
+      standIn.script(other, { status: 429, rawBody: "", headers: { "retry-after": "7" } })
+      const tooMany = yield* failure(limited.mediaOwner(other))
+      assert.strictEqual(tooMany.reason._tag, "RateLimited")
+      if (tooMany.reason._tag === "RateLimited") assert.strictEqual(tooMany.reason.retryAfterMillis, 7000)
+    }))
+
+  it.effect("usage above 75 % slows the calls down (90 %: 40 % of the rate)", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi({ graphCallsPerSecond: 20, graphBurst: 1 })
+      const batch = (usage: number) =>
+        Effect.gen(function*() {
+          const media = Array.from({ length: 10 }, () => uniqueId())
+          for (const id of media) standIn.script(id, { ...replies.owner("17841455555555555"), headers: appUsage(usage) })
+          yield* Effect.forEach(media, (id) => graph.mediaOwner(id), { concurrency: "unbounded" })
+          return media.flatMap((id) => standIn.callsFor(id)).map((c) => c.at).sort((a, b) => a - b)
+        })
+      const low = gaps(yield* batch(10))
+      const high = gaps(yield* batch(90))
+      // 20 calls/s is 50 ms apart; at 90 % usage 8 calls/s is 125 ms apart.
+      assert.isAbove(median(high), 1.8 * median(low), `gaps at 10 %: ${low}; at 90 %: ${high}`)
+      const health = yield* graph.health
+      assert.strictEqual(health.detail.usage_percent, 90)
+      assert.strictEqual(health.detail.calls_per_second, 8)
+    }))
+
+  it.effect("repeated failures open the circuit; after the cooldown one probe closes it again", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi({
+        graphCircuitThreshold: 2,
+        graphCircuitCooldown: Duration.millis(300),
+        graphTimeout: Duration.millis(100)
+      })
+      const down = [uniqueId(), uniqueId()]
+      for (const id of down) standIn.script(id, replies.serverError())
+      for (const id of down) assert.strictEqual((yield* failure(graph.mediaOwner(id))).reason._tag, "Transient")
+      assert.strictEqual((yield* graph.health).detail.circuit, "open")
+      const blocked = uniqueId()
+      standIn.script(blocked, replies.owner("17841466666666666"))
+      assert.strictEqual((yield* failure(graph.mediaOwner(blocked))).reason._tag, "CircuitOpen")
+      assert.strictEqual(standIn.callsFor(blocked).length, 0)
+      // An outage is not a configuration fault: health stays ok while the circuit is open.
+      assert.isTrue((yield* graph.health).ok)
+      yield* Effect.sleep("350 millis")
+      assert.strictEqual((yield* graph.mediaOwner(blocked)).ownerId, "17841466666666666")
+      assert.strictEqual((yield* graph.health).detail.circuit, "closed")
+    }))
+
+  it.effect("code 190: health fails with a clear error, lookups wait; a later answer restores it", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi({ graphCircuitCooldown: Duration.millis(300) })
+      const id = uniqueId()
+      standIn.script(
+        id,
+        replies.error(190, { subcode: 463, message: "Error validating access token: Session has expired" }),
+        replies.owner("17841477777777777")
+      )
+      assert.strictEqual((yield* failure(graph.mediaOwner(id))).reason._tag, "TokenInvalid")
+      const health = yield* graph.health
+      assert.isFalse(health.ok)
+      assert.strictEqual(health.detail.token, "invalid")
+      assert.include(health.error ?? "", "code 190")
+      assert.notInclude(JSON.stringify(health), GRAPH_TOKEN)
+      // Calls stop until the cooldown lets one probe through.
+      assert.strictEqual((yield* failure(graph.mediaOwner(id))).reason._tag, "CircuitOpen")
+      assert.strictEqual(standIn.callsFor(id).length, 1)
+      yield* Effect.sleep("350 millis")
+      assert.strictEqual((yield* graph.mediaOwner(id)).ownerId, "17841477777777777")
+      const healed = yield* graph.health
+      assert.isTrue(healed.ok)
+      assert.strictEqual(healed.detail.token, "valid")
+    }))
+
+  it.effect("without an access token: nothing is called, health fails and start-up warns", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const logs = captureLogs()
+      const graph = yield* makeGraphApi({ instagramAccessToken: Option.none() }).pipe(Effect.provide(logs.layer))
+      assert.isFalse(graph.enabled)
+      const id = uniqueId()
+      assert.strictEqual((yield* failure(graph.mediaOwner(id))).reason._tag, "NotConfigured")
+      assert.strictEqual(standIn.callsFor(id).length, 0)
+      const health = yield* graph.health
+      assert.isFalse(health.ok)
+      assert.include(health.error ?? "", "INSTAGRAM_ACCESS_TOKEN")
+      assert.isTrue(logs.lines.some((line) => line.includes("INSTAGRAM_ACCESS_TOKEN is not set")), logs.lines.join("\n"))
+
+      const entry = yield* makeGraphApi({ instagramAccessToken: Option.none(), ownerResolution: "entry" })
+      assert.isFalse(entry.enabled)
+      const entryHealth = yield* entry.health
+      assert.isTrue(entryHealth.ok)
+      assert.strictEqual(entryHealth.detail.token, "not_needed")
+    }))
+
+  it.effect("neither the token, the app secret nor the proof reaches a span, a log line or an error", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const logs = captureLogs()
+      const { spans, tracer } = recordSpans()
+      const run = Effect.gen(function*() {
+        const graph = yield* makeGraphApi({
+          graphTimeout: Duration.millis(100),
+          graphCircuitThreshold: 100,
+          graphThrottlePause: Duration.millis(1)
+        })
+        const scripted = [
+          replies.owner("17841488888888888"),
+          replies.usernameOnly(),
+          replies.error(100),
+          replies.serverError(),
+          replies.hang(),
+          replies.error(4, { message: `echoing ${GRAPH_TOKEN} back` }),
+          replies.error(190, { message: `token ${GRAPH_TOKEN} expired` })
+        ]
+        const errors: Array<GraphApiError> = []
+        for (const reply of scripted) {
+          const id = uniqueId()
+          standIn.script(id, reply)
+          const result = yield* Effect.result(graph.mediaOwner(id))
+          if (result._tag === "Failure") errors.push(result.failure)
+          yield* Effect.sleep("5 millis")
+        }
+        return { errors, health: yield* graph.health }
+      }).pipe(Effect.provide(logs.layer), Effect.withTracer(tracer))
+      const { errors, health } = yield* run
+
+      const attributes = spans.flatMap((span) => [...span.attributes.entries()].map(([k, v]) => `${k}=${String(v)}`))
+      const urls = attributes.filter((a) => a.startsWith("url.full="))
+      // The client span exists and records the URL, with the secrets redacted.
+      assert.isAbove(urls.length, 0)
+      assert.isTrue(urls.every((url) => url.includes("access_token=") && url.includes("fields=owner")), urls.join("\n"))
+      assert.isTrue(logs.lines.some((line) => line.includes("code 190")), logs.lines.join("\n"))
+      assert.isAbove(errors.length, 3)
+      const texts = [
+        ...attributes,
+        ...logs.lines,
+        ...errors.flatMap((e) => [e.message, String(e), JSON.stringify(e)]),
+        JSON.stringify(health)
+      ]
+      for (const secret of [GRAPH_TOKEN, APP_SECRET, PROOF]) {
+        const leaks = texts.filter((text) => text.includes(secret))
+        assert.deepStrictEqual(leaks, [], `leaked ${secret.slice(0, 6)}…`)
+      }
+    }))
+
+  // ---- the cache in front of the Graph API
+
+  it.effect("concurrent lookups of one media share one call", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const { owners } = yield* makeMediaOwners()
+      const media = [uniqueId(), uniqueId(), uniqueId()]
+      for (const id of media) standIn.script(id, replies.owner(`owner-of-${id}`))
+      const results = yield* Effect.forEach(
+        Array.from({ length: 300 }, (_, i) => media[i % 3]!),
+        (id) => owners.lookup(id),
+        { concurrency: "unbounded" }
+      )
+      assert.isTrue(results.every((r, i) => r._tag === "Owner" && r.ownerId === `owner-of-${media[i % 3]}`))
+      for (const id of media) assert.strictEqual(standIn.callsFor(id).length, 1, id)
+    }))
+
+  it.effect("owners survive a restart in the media_owners table: a new instance asks nothing", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const first = yield* makeMediaOwners()
+      const id = uniqueId()
+      standIn.script(id, replies.owner("17841499999999999", "kept"))
+      assert.deepStrictEqual(yield* first.owners.lookup(id), { _tag: "Owner", ownerId: "17841499999999999", username: "kept" })
+      const second = yield* makeMediaOwners()
+      assert.deepStrictEqual(yield* second.owners.lookup(id), { _tag: "Owner", ownerId: "17841499999999999", username: "kept" })
+      assert.strictEqual(standIn.callsFor(id).length, 1)
+    }))
+
+  it.effect("no owner and permanent errors are remembered for the TTL, then asked again", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const { owners } = yield* makeMediaOwners({ graphPermanentFailureTtl: Duration.millis(600) })
+      const noOwner = uniqueId()
+      const gone = uniqueId()
+      standIn.script(noOwner, replies.usernameOnly("theirs"))
+      standIn.script(gone, replies.error(100, { message: "Object does not exist" }))
+      for (let i = 0; i < 3; i++) {
+        assert.deepStrictEqual(yield* owners.lookup(noOwner), { _tag: "NoOwner", username: "theirs" })
+        assert.strictEqual((yield* owners.lookup(gone))._tag, "Unresolvable")
+      }
+      // A second instance finds them in the table too.
+      const other = yield* makeMediaOwners({ graphPermanentFailureTtl: Duration.millis(600) })
+      assert.strictEqual((yield* other.owners.lookup(gone))._tag, "Unresolvable")
+      assert.strictEqual(standIn.callsFor(noOwner).length, 1)
+      assert.strictEqual(standIn.callsFor(gone).length, 1)
+      yield* Effect.sleep("650 millis")
+      yield* owners.lookup(noOwner)
+      yield* owners.lookup(gone)
+      assert.strictEqual(standIn.callsFor(noOwner).length, 2)
+      assert.strictEqual(standIn.callsFor(gone).length, 2)
+    }))
+
+  it.effect("failures Meta may recover from are not remembered", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const { owners } = yield* makeMediaOwners({ graphTimeout: Duration.millis(100) })
+      const id = uniqueId()
+      standIn.script(id, replies.error(2), replies.error(2), replies.error(2), replies.error(2), replies.owner("17841400000000042"))
+      const error = yield* failure(owners.lookup(id))
+      assert.strictEqual(error.reason._tag, "Transient")
+      assert.deepStrictEqual(yield* owners.lookup(id), { _tag: "Owner", ownerId: "17841400000000042", username: "owner_account" })
+      assert.strictEqual(standIn.callsFor(id).length, 1 + TRANSIENT_RETRIES + 1)
+    }))
+
+  it.effect("the memory holds at most GRAPH_CACHE_SIZE media; evicted ones come back from the table", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const { owners } = yield* makeMediaOwners({ graphCacheSize: 2 })
+      const media = [uniqueId(), uniqueId(), uniqueId(), uniqueId()]
+      for (const id of media) standIn.script(id, replies.owner(`o${id}`))
+      for (const id of media) yield* owners.lookup(id)
+      assert.strictEqual(yield* owners.size, 2)
+      for (const id of media) assert.strictEqual((yield* owners.lookup(id))._tag, "Owner")
+      for (const id of media) assert.strictEqual(standIn.callsFor(id).length, 1, id)
+    }))
+})
