@@ -131,3 +131,30 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 
 export { startService, stopService, waitHealthy }
 export type { ServiceProcess }
+
+export interface FaultFigures {
+  readonly fault: string
+  readonly runs: number
+  readonly acknowledged: number
+  readonly delivered: number
+  readonly duplicates: number
+  readonly lost: number
+}
+
+const figures: Array<FaultFigures> = []
+
+/** Tallies one fault run from what was acknowledged and what the consumer saw. */
+export const tally = (fault: string, runs: number, acknowledged: ReadonlyArray<string>, seen: ReadonlyMap<string, number>) => {
+  const delivered = acknowledged.filter((id) => seen.has(id)).length
+  const duplicates = acknowledged.reduce((sum, id) => sum + Math.max(0, (seen.get(id) ?? 0) - 1), 0)
+  const result = { fault, runs, acknowledged: acknowledged.length, delivered, duplicates, lost: acknowledged.length - delivered }
+  figures.push(result)
+  return result
+}
+
+/** The figures of this file's runs, one line each, for the README's reliability table. */
+export const printFigures = () => {
+  for (const f of figures) {
+    console.log(`reliability | ${f.fault} | ${f.runs} | ${f.acknowledged} | ${f.delivered} | ${f.duplicates} | ${f.lost} |`)
+  }
+}
