@@ -36,7 +36,9 @@ export class WebhookLogEntry extends Schema.Class<WebhookLogEntry>("WebhookLogEn
   attempts: Schema.Number,
   last_error: Schema.NullOr(Schema.String),
   delivered_at: Schema.NullOr(Schema.String),
-  value: Schema.Unknown
+  value: Schema.Unknown,
+  /** Why the owner came from entry[].id although the Graph API was asked (graph and auto modes). */
+  routing_note: Schema.NullOr(Schema.String)
 }) {}
 
 export const WebhookLogPage = Schema.Struct({

@@ -40,6 +40,7 @@ interface LogRow {
   readonly last_error: string | null
   readonly delivered_at: Date | string | null
   readonly value: unknown
+  readonly routing_note: string | null
   readonly seq: string | number
 }
 
@@ -59,7 +60,8 @@ const toEntry = (row: LogRow) =>
     attempts: row.attempts,
     last_error: row.last_error,
     delivered_at: row.delivered_at === null ? null : iso(row.delivered_at),
-    value: typeof row.value === "string" ? JSON.parse(row.value) : row.value
+    value: typeof row.value === "string" ? JSON.parse(row.value) : row.value,
+    routing_note: row.routing_note
   })
 
 // The cursor is the (received_at, key) of the last row of a page, opaque to callers.
@@ -77,6 +79,17 @@ const decodeCursor = (cursor: string): readonly [string, string] | undefined => 
     // Falls through to "invalid".
   }
   return undefined
+}
+
+// A page of `limit` rows (one more was read to know whether another page follows);
+// the cursor is the last row's (received_at, seq).
+const toPage = (rows: ReadonlyArray<LogRow>, limit: number) => {
+  const page = rows.slice(0, limit)
+  const last = page[page.length - 1]
+  return {
+    items: page.map(toEntry),
+    next_cursor: rows.length > limit && last !== undefined ? encodeCursor(last.received_at, String(last.seq)) : null
+  }
 }
 
 const unavailable = (_: SqlError.SqlError | DatabaseUnavailable) =>
@@ -135,18 +148,13 @@ export class Operations extends Context.Service<Operations, {
           ]
           const rows = yield* sql<LogRow>`
             SELECT e.event_id, d.received_at, 'duplicate' AS status, e.object, e.field, e.entry_id, e.media_id,
-                   e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, e.value, d.id AS seq
+                   e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, e.value, e.routing_note, d.id AS seq
             FROM webhook_duplicates d JOIN webhook_events e ON e.event_id = d.event_id
             WHERE ${sql.and(conditions)}
             ORDER BY d.received_at DESC, d.id DESC
             LIMIT ${limit + 1}
           `.pipe(Effect.mapError(unavailable))
-          const page = rows.slice(0, limit)
-          const last = page[page.length - 1]
-          return {
-            items: page.map(toEntry),
-            next_cursor: rows.length > limit && last !== undefined ? encodeCursor(last.received_at, String(last.seq)) : null
-          }
+          return toPage(rows, limit)
         }
         const conditions = [
           ...(query.status === undefined ? [] : [sql`status = ${query.status}`]),
@@ -157,18 +165,13 @@ export class Operations extends Context.Service<Operations, {
         ]
         const rows = yield* sql<LogRow>`
           SELECT event_id, received_at, status, object, field, entry_id, media_id, owner_id, worker_app_id,
-                 attempts, last_error, delivered_at, value, event_id AS seq
+                 attempts, last_error, delivered_at, value, routing_note, event_id AS seq
           FROM webhook_events
           WHERE ${sql.and(conditions)}
           ORDER BY received_at DESC, event_id DESC
           LIMIT ${limit + 1}
         `.pipe(Effect.mapError(unavailable))
-        const page = rows.slice(0, limit)
-        const last = page[page.length - 1]
-        return {
-          items: page.map(toEntry),
-          next_cursor: rows.length > limit && last !== undefined ? encodeCursor(last.received_at, last.event_id) : null
-        }
+        return toPage(rows, limit)
       })
 
       // A replayed event goes back to `pending` with no lease, so the recovery

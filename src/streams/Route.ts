@@ -2,6 +2,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schedule } from "effect"
 import type { WorkerApp } from "../domain/WorkerApp.ts"
 import { AppConfig } from "../layers/Config.ts"
+import { Database } from "../layers/Sql.ts"
 import { GraphApi } from "../services/GraphApi.ts"
 import { MediaOwners, type OwnerLookup } from "../services/MediaOwners.ts"
 import { WORKER_APPS_CHANNEL, WorkerApps } from "../services/WorkerApps.ts"
@@ -54,6 +55,7 @@ export class Router extends Context.Service<Router, {
     Router,
     Effect.gen(function*() {
       const workerApps = yield* WorkerApps
+      const database = yield* Database
       const pg = yield* PgClient.PgClient
       const { ownerResolution: mode } = yield* AppConfig
       const graph = yield* GraphApi
@@ -86,8 +88,11 @@ export class Router extends Context.Service<Router, {
         Effect.retry(listenRetry),
         Effect.forever
       )
-      yield* Effect.forkScoped(listen)
-      yield* Effect.forkScoped(refresh.pipe(Effect.repeat(Schedule.spaced(SNAPSHOT_REFRESH_INTERVAL))))
+      // Both start once the schema exists, so a fresh database is not a warning.
+      yield* Effect.forkScoped(Effect.andThen(database.awaitReady, listen))
+      yield* Effect.forkScoped(
+        Effect.andThen(database.awaitReady, refresh.pipe(Effect.repeat(Schedule.spaced(SNAPSHOT_REFRESH_INTERVAL))))
+      )
 
       const appFor = (ownerId: string) => byOwner.get(ownerId)
 
