@@ -239,6 +239,8 @@ export class Broker extends Context.Service<Broker, {
                       new PublishError({ reason: detail.includes("closed") ? "unavailable" : "nacked", detail })
                     ))
                   } else if (returned) {
+                    // The queue is gone (deleted behind our back): declare it again on the retry.
+                    current.declared.delete(message.queue)
                     resume(Effect.fail(new PublishError({ reason: "returned", detail: `no queue ${message.queue}` })))
                   } else {
                     resume(Effect.void)
