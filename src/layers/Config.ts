@@ -64,6 +64,10 @@ export interface AppConfigShape {
   readonly rateLimitAdmin: number
   /** Largest JSON body the admin API reads. */
   readonly maxAdminBodyBytes: number
+  /** Webhook requests folded into one journal write at most. */
+  readonly journalBatchRequests: number
+  /** How long a journal write waits for more webhooks to join it; 0 = write what is queued at once. */
+  readonly journalBatchWindow: Duration.Duration
 }
 
 // Development defaults let `npm start` run on a fresh machine with no `.env`;
@@ -173,7 +177,14 @@ const load = Effect.gen(function*() {
   const rateLimitWebhook = yield* Config.Int("RATE_LIMIT_WEBHOOK").pipe(Config.withDefault(10_000))
   const rateLimitAdmin = yield* Config.Int("RATE_LIMIT_ADMIN").pipe(Config.withDefault(50))
   const maxAdminBodyBytes = yield* Config.Int("MAX_ADMIN_BODY_BYTES").pipe(Config.withDefault(64 * 1024))
+  const journalBatchRequests = yield* Config.schema(
+    Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 4096 })),
+    "JOURNAL_BATCH_REQUESTS"
+  ).pipe(Config.withDefault(256))
+  const journalBatchWindow = yield* Config.Duration("JOURNAL_BATCH_WINDOW").pipe(Config.withDefault(Duration.zero))
   return {
+    journalBatchRequests,
+    journalBatchWindow,
     rateLimitWebhook,
     rateLimitAdmin,
     maxAdminBodyBytes,

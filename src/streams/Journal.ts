@@ -9,8 +9,6 @@ import { Delivery } from "./Publish.ts"
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
 export const JOURNAL_MAILBOX = 2048
-/** Requests folded into one journal write. */
-export const JOURNAL_MAX_REQUESTS_PER_BATCH = 256
 /** Rows per INSERT statement (Postgres allows 65535 parameters; a row has 13). */
 export const JOURNAL_ROWS_PER_STATEMENT = 1000
 /** SQL failures that say the database is away rather than that a row is bad. */
@@ -96,7 +94,10 @@ export class Journal extends Context.Service<Journal, {
       const mailbox = yield* Queue.bounded<Pending>(JOURNAL_MAILBOX)
       let closing = false
       // Rows written here belong to this instance for the lease; then the recovery sweeper may claim them.
-      const leaseMillis = Duration.toMillis((yield* AppConfig).deliveryLease)
+      const config = yield* AppConfig
+      const leaseMillis = Duration.toMillis(config.deliveryLease)
+      const batchRequests = config.journalBatchRequests
+      const batchWindow = config.journalBatchWindow
 
       const insertRows = (
         rows: ReadonlyArray<{ readonly event: WebhookEvent; readonly pending: Pending }>,
@@ -213,7 +214,12 @@ export class Journal extends Context.Service<Journal, {
 
       const writer = Effect.gen(function*() {
         while (true) {
-          const batch = yield* Queue.takeBetween(mailbox, 1, JOURNAL_MAX_REQUESTS_PER_BATCH)
+          const first = yield* Queue.takeBetween(mailbox, 1, batchRequests)
+          // With a window, wait a moment for more webhooks to share the write;
+          // without one, whatever queued while the last write ran shares it.
+          const batch = first.length < batchRequests && Duration.isGreaterThan(batchWindow, Duration.zero)
+            ? [...first, ...(yield* Effect.andThen(Effect.sleep(batchWindow), Queue.takeBetween(mailbox, 0, batchRequests - first.length)))]
+            : first
           yield* write(batch).pipe(
             // The batch's statements are not traced one by one: a span per
             // statement (with its SQL text) would cost more than the insert.

@@ -32,6 +32,8 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   rateLimitWebhook: 0,
   rateLimitAdmin: 0,
   maxAdminBodyBytes: 64 * 1024,
+  journalBatchRequests: 256,
+  journalBatchWindow: Duration.zero,
   graphCallsPerSecond: 50,
   graphBurst: 50,
   graphTimeout: Duration.seconds(2),
