@@ -22,6 +22,18 @@ export interface BodyFactoryOptions {
   readonly idPrefix: string
   /** Media ids per owner (a small fixed set, so a Graph-API owner cache can hit). */
   readonly mediaPerOwner?: number
+  /**
+   * The media ids of each owner (index-aligned with `owners`; see `mediaIdsFor`), instead of the
+   * ids made from `mediaPerOwner`. Each owner's changes cycle through its own list, so every one
+   * of its media is used.
+   */
+  readonly media?: ReadonlyArray<ReadonlyArray<string>>
+  /**
+   * Written as every entry's `id` instead of the entry's owner: an account no worker app serves,
+   * so only the media's owner (from the Graph API) can route the event to the right app.
+   * The body's shape and size stay the same as without it (use an id of the owners' length).
+   */
+  readonly entryId?: string
 }
 
 export interface BodyFactory {
@@ -37,10 +49,14 @@ export const makeBodyFactory = (options: BodyFactoryOptions): BodyFactory => {
   const entries = Math.max(1, Math.min(changes, owners.length))
   const mediaPerOwner = Math.max(1, options.mediaPerOwner ?? 16)
   // Pre-built fragments: only the owner, time, comment id and media id vary.
-  const entryHead = owners.map((owner) => `{"id":"${owner}","time":`)
-  const media = owners.map((owner, i) =>
-    Array.from({ length: mediaPerOwner }, (_, m) => `18${String(i).padStart(4, "0")}${owner.slice(-6)}${String(m).padStart(4, "0")}`)
-  )
+  const entryHead = owners.map((owner) => `{"id":"${options.entryId ?? owner}","time":`)
+  const media = options.media ?? mediaIdsFor(owners, mediaPerOwner)
+  if (media.length !== owners.length || media.some((list) => list.length === 0)) {
+    throw new Error("makeBodyFactory: media must hold a non-empty list per owner")
+  }
+  // With explicit media, a cursor per owner (one shared cursor can keep hitting the same media of
+  // an owner when the owner count and the media count share a factor).
+  const perOwnerCursor = options.media === undefined ? undefined : owners.map(() => 0)
   const changeHead = `{"field":"comments","value":{"id":"`
   const changeMid = `","text":"bench","from":{"id":"1","username":"u"},"media":{"id":"`
   const changeTail = `"}}}`
@@ -66,7 +82,9 @@ export const makeBodyFactory = (options: BodyFactoryOptions): BodyFactory => {
         if (!first) out += ","
         first = false
         const ownerMedia = media[ownerIndex]!
-        const mediaId = ownerMedia[mediaCursor++ % ownerMedia.length]
+        const mediaId = perOwnerCursor === undefined
+          ? ownerMedia[mediaCursor++ % ownerMedia.length]
+          : ownerMedia[perOwnerCursor[ownerIndex]!++ % ownerMedia.length]
         out += changeHead + options.idPrefix + seq++ + changeMid + mediaId + changeTail
       }
       out += "]}"
@@ -77,6 +95,12 @@ export const makeBodyFactory = (options: BodyFactoryOptions): BodyFactory => {
   }
   return { next, eventsPerBody: changes, entriesPerBody: entries }
 }
+
+/** Media ids (digits only, as Meta's) of each owner: `perOwner` per owner, index-aligned with `owners`. */
+export const mediaIdsFor = (owners: ReadonlyArray<string>, perOwner: number): ReadonlyArray<ReadonlyArray<string>> =>
+  owners.map((owner, i) =>
+    Array.from({ length: Math.max(1, perOwner) }, (_, m) => `18${String(i).padStart(4, "0")}${owner.slice(-6)}${String(m).padStart(4, "0")}`)
+  )
 
 export const sign = (secret: string, body: Buffer) =>
   "sha256=" + createHmac("sha256", secret).update(body).digest("hex")
@@ -316,6 +340,10 @@ export interface ConsumerStats {
   readonly withoutMessageId: number
   /** Messages whose x-owner-id header names another owner than the queue's app. */
   readonly misrouted: number
+  /** With `mediaOwners`: messages in the queue of another app than their media's owner's. */
+  readonly misroutedByMedia: number
+  /** With `mediaOwners`: messages without a media_id, or with one the map does not know. */
+  readonly unknownMedia: number
   /** performance.now() of the latest delivery (0 when none). */
   readonly lastDelivery: number
   /** Unique deliveries that arrived before the given performance.now() instant. */
@@ -348,11 +376,28 @@ const sentAt = (msg: ConsumeMessage): number | undefined => {
   return undefined
 }
 
+const MEDIA_ID = Buffer.from(`"media_id":"`)
+
+/** The message's top-level `media_id` (the service and the baseline write it before `value`). */
+const mediaIdOf = (content: Buffer): string | undefined => {
+  const at = content.indexOf(MEDIA_ID)
+  if (at < 0) return undefined
+  const start = at + MEDIA_ID.length
+  const end = content.indexOf(34 /* " */, start)
+  return end > start && end - start <= 64 ? content.toString("latin1", start, end) : undefined
+}
+
 export const startConsumers = async (
   url: string,
   queues: ReadonlyArray<{ readonly queue: string; readonly owner: string }>,
-  options: { readonly prefetch?: number; readonly ackEvery?: number } = {}
+  options: {
+    readonly prefetch?: number
+    readonly ackEvery?: number
+    /** media id → owner: each message's `media_id` must belong to its queue's owner. */
+    readonly mediaOwners?: ReadonlyMap<string, string>
+  } = {}
 ): Promise<Consumers> => {
+  const mediaOwners = options.mediaOwners
   const prefetch = options.prefetch ?? 1000
   const ackEvery = options.ackEvery ?? 500
   const connection = await amqp.connect(url)
@@ -366,6 +411,8 @@ export const startConsumers = async (
   let redelivered = 0
   let withoutMessageId = 0
   let misrouted = 0
+  let misroutedByMedia = 0
+  let unknownMedia = 0
   let lastDelivery = 0
   let unacked = 0
   let lastUnacked: ConsumeMessage | undefined
@@ -392,6 +439,12 @@ export const startConsumers = async (
     }
     const header = msg.properties.headers?.["x-owner-id"]
     if (header !== undefined && String(header) !== owner) misrouted++
+    if (mediaOwners !== undefined) {
+      const mediaId = mediaIdOf(msg.content)
+      const expected = mediaId === undefined ? undefined : mediaOwners.get(mediaId)
+      if (expected === undefined) unknownMedia++
+      else if (expected !== owner) misroutedByMedia++
+    }
     lastUnacked = msg
     if (++unacked >= ackEvery) {
       channel.ack(msg, true)
@@ -417,6 +470,8 @@ export const startConsumers = async (
     redelivered,
     withoutMessageId,
     misrouted,
+    misroutedByMedia,
+    unknownMedia,
     lastDelivery,
     uniqueBefore: (instant: number) => {
       // arrivals are in increasing order: binary search

@@ -7,10 +7,12 @@
  *   npm run bench -- [--duration 15] [--warmup 2] [--concurrency 32] [--apps 10]
  *                    [--changes-per-body 1] [--baseline-only | --service-only]
  *                    [--tracing] [--compare-tracing [--with-baseline]]
+ *                    [--graph-standin] [--compare-owner-resolution [--with-baseline]] [--media-per-app M]
  *
  * The same settings can come from BENCH_DURATION, BENCH_WARMUP, BENCH_CONCURRENCY, BENCH_APPS,
- * BENCH_CHANGES_PER_BODY (flags win). OWNER_RESOLUTION (default `entry`), QUEUE_TYPE, OTEL_*,
- * GRAPH_API_URL, INSTAGRAM_ACCESS_TOKEN and RATE_LIMIT_* are passed through to the service.
+ * BENCH_CHANGES_PER_BODY, BENCH_MEDIA_PER_APP (flags win). OWNER_RESOLUTION (default `entry`),
+ * QUEUE_TYPE, OTEL_*, GRAPH_* (GRAPH_API_URL, GRAPH_API_CALLS_PER_SECOND, …), INSTAGRAM_ACCESS_TOKEN
+ * and RATE_LIMIT_* are passed through to the service.
  *
  * `--tracing` runs the service with trace export on: a minimal OTLP sink in the bench process
  * (bench/run.ts `startOtlpSink`, loopback, free port) receives and discards the exports, and
@@ -29,9 +31,34 @@
  * webhook rate limit off (RATE_LIMIT_WEBHOOK=0, unless set in the environment): the bench is
  * one client, and the limit (1000/s) would cap the faster phase. It runs no baseline unless
  * `--with-baseline` is given.
+ *
+ * `--graph-standin` runs the service against a Graph API stand-in in the bench process
+ * (`startGraphStandIn`: node:http, loopback, free port) that answers
+ * `GET /v25.0/{media-id}` with `{"owner":{"id":…},"username":"u"}`, the owner being the worker
+ * app the bench made the media for (`--media-per-app` media per app, default 10). Every body's
+ * `entry[].id` is then one shared account that no worker app serves, so an event reaches its
+ * app only if its owner came from the Graph API; the consumers check each message's `media_id`
+ * against the queue's owner (and `x-owner-id`, as always). The service gets
+ * GRAPH_API_URL=http://127.0.0.1:<port>/v25.0 and an INSTAGRAM_ACCESS_TOKEN of the bench's (the
+ * stand-in checks it and its appsecret_proof); OWNER_RESOLUTION defaults to `graph` (`auto`
+ * works too, `entry` is refused). The notes count the stand-in's calls: with the owner cache,
+ * one per distinct media. GRAPH_API_CALLS_PER_SECOND, when not set in the environment, is raised
+ * above the service's default (10/s) only if the token bucket could not resolve every media
+ * within half the warm-up (at most 1.5 s: routing waits 3 s for a lookup, then the event stays
+ * pending until DELIVERY_LEASE); the settings line says so. The baseline (no owner lookups)
+ * gets the same media with `entry[].id` = the owner.
+ *
+ * `--compare-owner-resolution` runs the service phase twice with the same settings and media:
+ * `service[entry]` (OWNER_RESOLUTION=entry, `entry[].id` = the owner, no stand-in) and
+ * `service[graph]` (OWNER_RESOLUTION=graph with `--graph-standin`), and prints the stand-in's
+ * calls and the throughput difference 1 − delivered ev/s(graph) / delivered ev/s(entry) with
+ * PASS / FAIL against a 10 % budget (issue 4). Both phases run with RATE_LIMIT_WEBHOOK=0 unless
+ * set. NOT COMPARABLE (exit code 1, as FAIL) when either measured window has non-200 answers, or
+ * either phase has missing or misrouted events, or the stand-in was never asked. No baseline
+ * unless `--with-baseline`.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { randomBytes, randomInt } from "node:crypto"
+import { createHmac, randomBytes, randomInt } from "node:crypto"
 import { createWriteStream } from "node:fs"
 import http from "node:http"
 import http2 from "node:http2"
@@ -45,12 +72,14 @@ import { gunzipSync } from "node:zlib"
 import amqp from "amqplib"
 import {
   type Consumers,
+  type ConsumerStats,
   declareAppQueue,
   deleteQueues,
   fmt,
   formatCounts,
   type LoadResult,
   makeBodyFactory,
+  mediaIdsFor,
   percentiles,
   type ProcSampler,
   type QueueType,
@@ -76,29 +105,120 @@ interface Settings {
   readonly changesPerBody: number
   readonly runService: boolean
   readonly runBaseline: boolean
-  /** Service phases to run, in order: false = tracing off, true = tracing to the bench's OTLP sink. */
-  readonly servicePhases: ReadonlyArray<boolean>
+  /** Service phases to run, in order. */
+  readonly servicePhases: ReadonlyArray<ServicePhase>
   readonly compareTracing: boolean
+  readonly compareOwnerResolution: boolean
   /** OTLP protocol of the sink and the service's exporter (when a phase traces). */
   readonly otlpProtocol: OtlpProtocol
+  /** OWNER_RESOLUTION of the service outside --compare-owner-resolution. */
   readonly ownerResolution: string
+  /**
+   * --graph-standin or --compare-owner-resolution: bodies use `mediaPerApp` media per app (a
+   * cursor per app), the consumers check each message's media against its queue's owner, and
+   * service rows are labelled with their owner mode.
+   */
+  readonly ownerAware: boolean
+  /** Distinct media per worker app in the bodies. */
+  readonly mediaPerApp: number
+  /** The service's Graph API token bucket in phases with the stand-in (undefined: no such phase). */
+  readonly graphLimits: GraphLimits | undefined
   readonly queueType: QueueType
   readonly rabbitmqUrl: string
 }
+
+/** One run of the service. */
+interface ServicePhase {
+  /** Traces exported to the bench's OTLP sink. */
+  readonly tracing: boolean
+  /** OWNER_RESOLUTION of the service. */
+  readonly ownerResolution: string
+  /** A Graph API stand-in answers the owner lookups; every entry[].id is an account without a worker app. */
+  readonly graphStandIn: boolean
+}
+
+interface GraphLimits {
+  readonly callsPerSecond: number
+  readonly burst: number
+  /** GRAPH_API_CALLS_PER_SECOND was not set and the default was too slow: the bench passes `callsPerSecond`. */
+  readonly setByBench: boolean
+  /** Seconds the token bucket needs to resolve every media of a cold cache. */
+  readonly fillS: number
+  /** The longest fill the bench accepts before raising the rate. */
+  readonly budgetS: number
+}
+
+/**
+ * The token bucket of the phases with the stand-in. A cold cache asks once per distinct media;
+ * that must be over within the warm-up, and well within the 3 s routing waits for a lookup
+ * (beyond it the event stays pending until DELIVERY_LEASE and lands late in the measured window).
+ */
+const planGraphLimits = (distinctMedia: number, warmupS: number): GraphLimits => {
+  const budgetS = Math.max(0.25, Math.min(warmupS, OWNER_LOOKUP_WAIT_S) / 2)
+  const rawBurst = Number(process.env.GRAPH_API_BURST)
+  const burst = process.env.GRAPH_API_BURST && Number.isFinite(rawBurst) ? rawBurst : GRAPH_DEFAULT_BURST
+  const toAsk = Math.max(0, distinctMedia - burst)
+  const rawRate = Number(process.env.GRAPH_API_CALLS_PER_SECOND)
+  if (process.env.GRAPH_API_CALLS_PER_SECOND && Number.isFinite(rawRate) && rawRate > 0) {
+    return { callsPerSecond: rawRate, burst, setByBench: false, fillS: toAsk / rawRate, budgetS }
+  }
+  const needed = toAsk / budgetS
+  if (needed <= GRAPH_DEFAULT_CALLS_PER_SECOND) {
+    return { callsPerSecond: GRAPH_DEFAULT_CALLS_PER_SECOND, burst, setByBench: false, fillS: toAsk / GRAPH_DEFAULT_CALLS_PER_SECOND, budgetS }
+  }
+  const callsPerSecond = Math.ceil(needed / 10) * 10
+  return { callsPerSecond, burst, setByBench: true, fillS: toAsk / callsPerSecond, budgetS }
+}
+
+const describeGraphLimits = (limits: GraphLimits, distinctMedia: number) =>
+  `GRAPH_API_CALLS_PER_SECOND=${limits.callsPerSecond}` +
+  (limits.setByBench
+    ? ` (set by the bench: the default ${GRAPH_DEFAULT_CALLS_PER_SECOND}/s would need ${((distinctMedia - limits.burst) / GRAPH_DEFAULT_CALLS_PER_SECOND).toFixed(1)} s for ${distinctMedia} media; ` +
+      `allowed ${limits.budgetS.toFixed(2)} s)`
+    : process.env.GRAPH_API_CALLS_PER_SECOND
+    ? " (from the environment)"
+    : " (the service's default)") +
+  ` burst=${limits.burst}: a cold cache fills in ~${limits.fillS.toFixed(2)} s`
+
+const phaseName = (settings: Settings, phase: ServicePhase) =>
+  `service${settings.ownerAware ? `[${phase.ownerResolution}]` : ""}${phase.tracing ? "+tracing" : ""}`
 
 type OtlpProtocol = "http/protobuf" | "http/json" | "grpc"
 
 /** Largest throughput cost of tracing that --compare-tracing accepts (issue 5). */
 const TRACING_BUDGET = 0.15
+/** Largest throughput cost of OWNER_RESOLUTION=graph (cache warm) over entry that --compare-owner-resolution accepts (issue 4). */
+const OWNER_RESOLUTION_BUDGET = 0.1
+/** Media per app with --graph-standin / --compare-owner-resolution unless --media-per-app says otherwise. */
+const DEFAULT_MEDIA_PER_APP = 10
+/** Media per owner of the plain bodies (bench/load.ts makeBodyFactory's default). */
+const PLAIN_MEDIA_PER_OWNER = 16
+/** The service's Graph API token bucket defaults (docs/owner-resolution.md). */
+const GRAPH_DEFAULT_CALLS_PER_SECOND = 10
+const GRAPH_DEFAULT_BURST = 10
+/** src/streams/Route.ts OWNER_LOOKUP_WAIT: a lookup slower than this leaves its event pending until DELIVERY_LEASE. */
+const OWNER_LOOKUP_WAIT_S = 3
 
 const usage = `usage: node bench/run.ts [--duration S] [--warmup S] [--concurrency C] [--apps N] [--changes-per-body E] [--baseline-only | --service-only]
                          [--tracing] [--compare-tracing [--with-baseline]]
+                         [--graph-standin] [--compare-owner-resolution [--with-baseline]] [--media-per-app M]
   --tracing          the service exports traces (OTLP, protocol from OTEL_EXPORTER_OTLP_PROTOCOL, default http/protobuf)
                      to a sink in the bench process; its row is "service+tracing", the notes count the exports received
   --compare-tracing  the service phase twice, tracing off ("service") then on ("service+tracing"), and the throughput cost
                      1 - delivered(tracing)/delivered(plain) with PASS/FAIL against ${TRACING_BUDGET * 100} % (exit code 1 on FAIL);
                      webhook rate limit off in both phases unless RATE_LIMIT_WEBHOOK is set; no baseline unless --with-baseline
-  --with-baseline    run the baseline too (what happens anyway without --compare-tracing)`
+  --graph-standin    the service resolves owners through a Graph API stand-in in the bench process (GRAPH_API_URL and
+                     INSTAGRAM_ACCESS_TOKEN set by the bench; OWNER_RESOLUTION graph unless set to auto): every entry[].id is an
+                     account without worker app, so only the media owner routes right; the notes count the stand-in's calls
+  --compare-owner-resolution
+                     the service phase twice: OWNER_RESOLUTION=entry ("service[entry]") then graph with --graph-standin
+                     ("service[graph]"), and the cost 1 - delivered(graph)/delivered(entry) with PASS/FAIL against
+                     ${OWNER_RESOLUTION_BUDGET * 100} % (exit code 1 on FAIL or NOT COMPARABLE: non-200s, missing or misrouted events);
+                     webhook rate limit off in both phases unless RATE_LIMIT_WEBHOOK is set; no baseline unless --with-baseline
+  --media-per-app M  distinct media per worker app in the bodies (default ${DEFAULT_MEDIA_PER_APP} with the two flags above, else ${PLAIN_MEDIA_PER_OWNER});
+                     GRAPH_API_CALLS_PER_SECOND is raised (and said so) only if the default token bucket
+                     (${GRAPH_DEFAULT_CALLS_PER_SECOND}/s, burst ${GRAPH_DEFAULT_BURST}) could not resolve apps × M media within half the warm-up (≤ 1.5 s)
+  --with-baseline    run the baseline too (what happens anyway without --compare-tracing / --compare-owner-resolution)`
 
 const parseSettings = (argv: ReadonlyArray<string>): Settings => {
   const flags = new Map<string, string>()
@@ -114,12 +234,14 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
       arg === "--service-only" ||
       arg === "--tracing" ||
       arg === "--compare-tracing" ||
-      arg === "--with-baseline"
+      arg === "--with-baseline" ||
+      arg === "--graph-standin" ||
+      arg === "--compare-owner-resolution"
     ) {
       booleans.add(arg.slice(2))
       continue
     }
-    const match = /^--(duration|warmup|concurrency|apps|changes-per-body)(?:=(.*))?$/.exec(arg)
+    const match = /^--(duration|warmup|concurrency|apps|changes-per-body|media-per-app)(?:=(.*))?$/.exec(arg)
     if (!match) {
       console.error(`unknown argument ${arg}\n${usage}`)
       process.exit(2)
@@ -151,7 +273,19 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
   exclusive("baseline-only", "tracing")
   exclusive("baseline-only", "compare-tracing")
   exclusive("service-only", "with-baseline")
+  exclusive("baseline-only", "graph-standin")
+  exclusive("baseline-only", "compare-owner-resolution")
+  exclusive("compare-tracing", "compare-owner-resolution")
   const compareTracing = booleans.has("compare-tracing")
+  const compareOwnerResolution = booleans.has("compare-owner-resolution")
+  const graphStandIn = booleans.has("graph-standin")
+  const ownerAware = graphStandIn || compareOwnerResolution
+  const envOwnerResolution = process.env.OWNER_RESOLUTION || undefined
+  if (graphStandIn && !compareOwnerResolution && envOwnerResolution === "entry") {
+    console.error(`--graph-standin needs OWNER_RESOLUTION graph or auto (entry never asks the Graph API)\n${usage}`)
+    process.exit(2)
+  }
+  const ownerResolution = envOwnerResolution ?? (graphStandIn ? "graph" : "entry")
   const rawProtocol = process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || process.env.OTEL_EXPORTER_OTLP_PROTOCOL || "http/protobuf"
   const tracingWanted = compareTracing || booleans.has("tracing")
   if (tracingWanted && rawProtocol !== "http/protobuf" && rawProtocol !== "http/json" && rawProtocol !== "grpc") {
@@ -160,18 +294,35 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
   }
   const queueType = process.env.QUEUE_TYPE === "classic" ? "classic" : "quorum"
   const runService = !booleans.has("baseline-only")
+  const warmupS = num("warmup", "BENCH_WARMUP", 2, false, 0)
+  const apps = num("apps", "BENCH_APPS", 10, true, 1)
+  const mediaPerApp = num("media-per-app", "BENCH_MEDIA_PER_APP", ownerAware ? DEFAULT_MEDIA_PER_APP : PLAIN_MEDIA_PER_OWNER, true, 1)
+  const servicePhases: ReadonlyArray<ServicePhase> = compareOwnerResolution
+    ? [
+      { tracing: booleans.has("tracing"), ownerResolution: "entry", graphStandIn: false },
+      { tracing: booleans.has("tracing"), ownerResolution: "graph", graphStandIn: true }
+    ]
+    : compareTracing
+    ? [false, true].map((tracing) => ({ tracing, ownerResolution, graphStandIn }))
+    : runService
+    ? [{ tracing: booleans.has("tracing"), ownerResolution, graphStandIn }]
+    : []
   return {
     durationS: num("duration", "BENCH_DURATION", 15, false, 0.5),
-    warmupS: num("warmup", "BENCH_WARMUP", 2, false, 0),
+    warmupS,
     concurrency: num("concurrency", "BENCH_CONCURRENCY", 32, true, 1),
-    apps: num("apps", "BENCH_APPS", 10, true, 1),
+    apps,
     changesPerBody: num("changes-per-body", "BENCH_CHANGES_PER_BODY", 1, true, 1),
     runService,
-    runBaseline: compareTracing ? booleans.has("with-baseline") : !booleans.has("service-only"),
-    servicePhases: compareTracing ? [false, true] : runService ? [booleans.has("tracing")] : [],
+    runBaseline: compareTracing || compareOwnerResolution ? booleans.has("with-baseline") : !booleans.has("service-only"),
+    servicePhases,
     compareTracing,
+    compareOwnerResolution,
     otlpProtocol: rawProtocol as OtlpProtocol, // checked above when a phase traces
-    ownerResolution: process.env.OWNER_RESOLUTION || "entry",
+    ownerResolution,
+    ownerAware,
+    mediaPerApp,
+    graphLimits: servicePhases.some((phase) => phase.graphStandIn) ? planGraphLimits(apps * mediaPerApp, warmupS) : undefined,
     queueType,
     rabbitmqUrl: process.env.RABBITMQ_URL || "amqp://guest:guest@127.0.0.1:5672"
   }
@@ -495,6 +646,125 @@ const sinkNotes = (sink: OtlpSink, load: LoadResult, acceptedEvents: number, sto
 }
 
 // ---------------------------------------------------------------------------------------------
+// Graph API stand-in: answers the service's owner lookups from the bench's media → owner map
+
+interface GraphStandIn {
+  /** The GRAPH_API_URL to give the service. */
+  readonly url: string
+  /** performance.now() of each `GET /v25.0/{media-id}`, with its media id. */
+  readonly calls: () => ReadonlyArray<{ readonly at: number; readonly mediaId: string }>
+  /** Calls with a wrong access_token or appsecret_proof (answered code 190). */
+  readonly badAuth: () => number
+  /** Calls for a media the bench did not make (answered code 100). */
+  readonly unknownMedia: () => number
+  /** Requests to any other path or method (answered 404). */
+  readonly rejected: () => number
+  readonly close: () => Promise<void>
+}
+
+const GRAPH_VERSION = "v25.0"
+
+/**
+ * `GET /v25.0/{media-id}?fields=owner,username&access_token=…&appsecret_proof=…` on a free
+ * loopback port, answered `{"owner":{"id":"<owner>"},"username":"u"}` from `owners`; a wrong
+ * token or proof gets Meta's code 190, an unknown media code 100. Every call is counted.
+ */
+const startGraphStandIn = async (owners: ReadonlyMap<string, string>, token: string, appSecret: string): Promise<GraphStandIn> => {
+  const proof = createHmac("sha256", appSecret).update(token).digest("hex")
+  const calls: Array<{ at: number; mediaId: string }> = []
+  let badAuth = 0
+  let unknownMedia = 0
+  let rejected = 0
+  const answer = (res: http.ServerResponse, status: number, body: unknown) => {
+    const text = JSON.stringify(body)
+    res.writeHead(status, { "content-type": "application/json; charset=UTF-8", "content-length": Buffer.byteLength(text) }).end(text)
+  }
+  const path = new RegExp(`^/${GRAPH_VERSION.replace(".", "\\.")}/([0-9]+)$`)
+  const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+    req.resume()
+    const url = new URL(req.url ?? "/", "http://stand-in")
+    const match = path.exec(url.pathname)
+    if (req.method !== "GET" || match === null) {
+      rejected++
+      return answer(res, 404, { error: { message: "Unknown path components", type: "OAuthException", code: 2500 } })
+    }
+    const mediaId = match[1]!
+    calls.push({ at: performance.now(), mediaId })
+    if (url.searchParams.get("access_token") !== token || url.searchParams.get("appsecret_proof") !== proof) {
+      badAuth++
+      return answer(res, 400, { error: { message: "Invalid OAuth access token.", type: "OAuthException", code: 190 } })
+    }
+    const owner = owners.get(mediaId)
+    if (owner === undefined) {
+      unknownMedia++
+      return answer(res, 400, { error: { message: "Unsupported get request.", type: "GraphMethodException", code: 100 } })
+    }
+    answer(res, 200, { owner: { id: owner }, username: "u" })
+  })
+  const port = await freePort()
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject)
+    server.listen(port, "127.0.0.1", () => resolve())
+  })
+  return {
+    url: `http://127.0.0.1:${port}/${GRAPH_VERSION}`,
+    calls: () => calls,
+    badAuth: () => badAuth,
+    unknownMedia: () => unknownMedia,
+    rejected: () => rejected,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      })
+  }
+}
+
+interface GraphFigures {
+  readonly calls: number
+  /** Distinct media asked about. */
+  readonly mediaAsked: number
+  /** Distinct media in the bodies. */
+  readonly mediaInBodies: number
+  readonly inWarmup: number
+  readonly inWindow: number
+  readonly afterWindow: number
+  readonly badAuth: number
+  readonly unknownMedia: number
+}
+
+const graphFigures = (standIn: GraphStandIn, load: LoadResult, mediaInBodies: number): GraphFigures => {
+  const calls = standIn.calls()
+  return {
+    calls: calls.length,
+    mediaAsked: new Set(calls.map((c) => c.mediaId)).size,
+    mediaInBodies,
+    inWarmup: calls.filter((c) => c.at < load.measureStart).length,
+    inWindow: calls.filter((c) => c.at >= load.measureStart && c.at < load.measureEnd).length,
+    afterWindow: calls.filter((c) => c.at >= load.measureEnd).length,
+    badAuth: standIn.badAuth(),
+    unknownMedia: standIn.unknownMedia()
+  }
+}
+
+const graphNotes = (standIn: GraphStandIn, figures: GraphFigures, load: LoadResult) => {
+  const calls = standIn.calls()
+  const last = calls.length === 0 ? undefined : calls[calls.length - 1]!.at
+  const notes = [
+    `Graph API stand-in (${standIn.url}): ${figures.calls} calls for ${figures.mediaAsked} distinct media of the ${figures.mediaInBodies} in the bodies ` +
+      `(${figures.calls - figures.mediaAsked} repeated); ${figures.inWarmup} in the warm-up, ${figures.inWindow} in the measured window, ` +
+      `${figures.afterWindow} after it` +
+      (last === undefined ? "" : `; last call ${((last - load.loadStart) / 1000).toFixed(2)} s after the load started`) +
+      (figures.badAuth === 0 ? "; access_token and appsecret_proof right on every call" : "") +
+      (standIn.rejected() > 0 ? `; ${standIn.rejected()} requests to other paths rejected` : "")
+  ]
+  if (figures.badAuth > 0) notes.push(`${figures.badAuth} Graph API calls with a wrong access_token or appsecret_proof (answered code 190)`)
+  if (figures.unknownMedia > 0) notes.push(`${figures.unknownMedia} Graph API calls for media the bench did not make (answered code 100)`)
+  if (figures.calls === 0) notes.push(`the Graph API stand-in was NEVER ASKED: this run did not measure owner resolution through Meta`)
+  return notes
+}
+
+// ---------------------------------------------------------------------------------------------
 // Cleanup: a stack per run; SIGINT runs it too
 
 const cleanups: Array<{ readonly what: string; readonly run: () => Promise<unknown> }> = []
@@ -535,7 +805,42 @@ interface PhaseResult {
   readonly notes: Array<string>
   /** What the bench's OTLP sink received (phases with tracing on). */
   readonly tracing?: { readonly exportRequests: number; readonly exportBytes: number; readonly spans: number | undefined }
+  /** The service phase measured (undefined for the baseline). */
+  readonly phase?: ServicePhase
+  /** Messages whose x-owner-id is not their queue's owner. */
+  readonly misrouted: number
+  /** With the media check (--graph-standin, --compare-owner-resolution): messages in another app's queue than their media owner's. */
+  readonly misroutedByMedia: number
+  /** With the media check: messages whose media_id is missing or not the bench's. */
+  readonly unknownMedia: number
+  /** What the Graph API stand-in answered (phases with --graph-standin). */
+  readonly graph?: GraphFigures
 }
+
+/** What the bodies carry. */
+interface Workload {
+  /** owner_id of each worker app. */
+  readonly owners: ReadonlyArray<string>
+  /** An account no worker app serves: every entry[].id in the phases with the stand-in. */
+  readonly account: string
+  /** The media of each owner (--graph-standin, --compare-owner-resolution), undefined otherwise. */
+  readonly media: ReadonlyArray<ReadonlyArray<string>> | undefined
+  /** media id → owner, for the stand-in and the consumers' check. */
+  readonly mediaOwners: ReadonlyMap<string, string> | undefined
+}
+
+/** How one phase's bodies are made and checked. */
+interface Bodies {
+  readonly media?: ReadonlyArray<ReadonlyArray<string>>
+  readonly entryId?: string
+  readonly mediaOwners?: ReadonlyMap<string, string>
+}
+
+const bodiesFor = (workload: Workload, graphStandIn: boolean): Bodies => ({
+  ...(workload.media === undefined ? {} : { media: workload.media }),
+  ...(workload.mediaOwners === undefined ? {} : { mediaOwners: workload.mediaOwners }),
+  ...(graphStandIn ? { entryId: workload.account } : {})
+})
 
 const waitForDeliveries = async (consumers: Consumers, expected: number, maxMs = 30_000, stallMs = 10_000) => {
   const t0 = performance.now()
@@ -563,13 +868,25 @@ const measurePhase = async (
   target: { readonly port: number; readonly secret: string; readonly proc: Child },
   owners: ReadonlyArray<string>,
   queues: ReadonlyArray<string>,
-  idPrefix: string
+  idPrefix: string,
+  bodies: Bodies = {}
 ): Promise<PhaseResult> => {
   const notes: Array<string> = []
-  const consumers = await startConsumers(settings.rabbitmqUrl, queues.map((queue, i) => ({ queue, owner: owners[i]! })))
+  const consumers = await startConsumers(
+    settings.rabbitmqUrl,
+    queues.map((queue, i) => ({ queue, owner: owners[i]! })),
+    bodies.mediaOwners === undefined ? {} : { mediaOwners: bodies.mediaOwners }
+  )
   try {
     const unroutableBefore = await queueDepth(consumers.connection, "chatico.unroutable")
-    const factory = makeBodyFactory({ owners, changesPerBody: settings.changesPerBody, idPrefix })
+    const factory = makeBodyFactory({
+      owners,
+      changesPerBody: settings.changesPerBody,
+      idPrefix,
+      mediaPerOwner: settings.mediaPerApp,
+      ...(bodies.media === undefined ? {} : { media: bodies.media }),
+      ...(bodies.entryId === undefined ? {} : { entryId: bodies.entryId })
+    })
     const warmupMs = settings.warmupS * 1000
     const durationMs = settings.durationS * 1000
     // CPU of the target over the measured window
@@ -618,6 +935,7 @@ const measurePhase = async (
     if (stats.redelivered > 0) notes.push(`${stats.redelivered} deliveries flagged redelivered`)
     if (stats.withoutMessageId > 0) notes.push(`${stats.withoutMessageId} messages without messageId (counted as unique)`)
     if (stats.misrouted > 0) notes.push(`${stats.misrouted} messages whose x-owner-id is not their queue's owner`)
+    if (bodies.mediaOwners !== undefined) notes.push(...mediaCheckNotes(stats, bodies))
     const dlq = (await Promise.all(queues.map((q) => queueDepth(consumers.connection, `${q}.dlq`)))).reduce<number>(
       (sum, n) => sum + (n ?? 0),
       0
@@ -646,18 +964,36 @@ const measurePhase = async (
       e2e: stats.e2eLatencies(),
       peakRssMb: target.proc.sampler.peakRssBytes() / (1024 * 1024),
       cpuPct,
-      notes
+      notes,
+      misrouted: stats.misrouted,
+      misroutedByMedia: stats.misroutedByMedia,
+      unknownMedia: stats.unknownMedia
     }
   } finally {
     await consumers.close()
   }
 }
 
+const mediaCheckNotes = (stats: ConsumerStats, bodies: Bodies) => {
+  const notes: Array<string> = []
+  if (stats.misroutedByMedia > 0) notes.push(`MISROUTED: ${stats.misroutedByMedia} messages in the queue of another app than their media's owner's`)
+  if (stats.unknownMedia > 0) notes.push(`${stats.unknownMedia} messages without a media_id of the bench's (media check impossible)`)
+  if (stats.misroutedByMedia === 0 && stats.unknownMedia === 0 && stats.misrouted === 0) {
+    notes.push(
+      `every delivered message is in its media owner's queue with x-owner-id = that owner` +
+        (bodies.entryId === undefined ? " (entry[].id = the owner)" : ` (entry[].id = ${bodies.entryId}, an account without worker app)`)
+    )
+  }
+  return notes
+}
+
 // ---------------------------------------------------------------------------------------------
 // The service
 
-const runServicePhase = async (settings: Settings, runId: string, owners: ReadonlyArray<string>, tracing = false) => {
-  const name = tracing ? "service+tracing" : "service"
+const runServicePhase = async (settings: Settings, runId: string, workload: Workload, phase: ServicePhase) => {
+  const { owners } = workload
+  const tracing = phase.tracing
+  const name = phaseName(settings, phase)
   const dbName = `chatico_bench_${runId}`
   const port = await freePort()
   const secret = randomBytes(24).toString("hex")
@@ -672,10 +1008,9 @@ const runServicePhase = async (settings: Settings, runId: string, owners: Readon
     WEBHOOK_VERIFY_TOKEN: randomBytes(12).toString("hex"),
     SECRET_KEY: secretKey,
     LOG_LEVEL: "warn",
-    OWNER_RESOLUTION: settings.ownerResolution
+    OWNER_RESOLUTION: phase.ownerResolution
   }
   const passThrough = [
-    "GRAPH_API_URL",
     "INSTAGRAM_ACCESS_TOKEN",
     "INSTAGRAM_APP_ID",
     "QUEUE_TYPE",
@@ -685,7 +1020,24 @@ const runServicePhase = async (settings: Settings, runId: string, owners: Readon
   ]
   for (const [key, value] of Object.entries(process.env)) {
     if (value === undefined) continue
-    if (key.startsWith("OTEL_") || key.startsWith("RATE_LIMIT") || passThrough.includes(key)) env[key] = value
+    if (key.startsWith("OTEL_") || key.startsWith("RATE_LIMIT") || key.startsWith("GRAPH_") || passThrough.includes(key)) env[key] = value
+  }
+  // Both phases of a comparison get the same Graph API limits (the entry phase never uses them).
+  if (settings.graphLimits?.setByBench === true) env.GRAPH_API_CALLS_PER_SECOND = String(settings.graphLimits.callsPerSecond)
+  // --graph-standin: the stand-in is the service's Graph API, with a token of the bench's.
+  let standIn: GraphStandIn | undefined
+  if (phase.graphStandIn) {
+    if (workload.mediaOwners === undefined) throw new Error("--graph-standin without a media → owner map")
+    const token = `IGQVJ-bench-${randomBytes(16).toString("hex")}`
+    standIn = await startGraphStandIn(workload.mediaOwners, token, secret)
+    const started = standIn
+    onCleanup("stop the Graph API stand-in", () => started.close()) // registered first: runs after the service stopped
+    env.GRAPH_API_URL = standIn.url
+    env.INSTAGRAM_ACCESS_TOKEN = token
+    log(
+      `${name}: Graph API stand-in on ${standIn.url} for ${workload.mediaOwners.size} media; every entry[].id is ${workload.account} ` +
+        `(no worker app); ${describeGraphLimits(settings.graphLimits!, workload.mediaOwners.size)}`
+    )
   }
   // --tracing / --compare-tracing: the sink is the only destination of this phase's traces, and
   // the untraced phase of a comparison exports nothing.
@@ -708,9 +1060,9 @@ const runServicePhase = async (settings: Settings, runId: string, owners: Readon
     delete env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
   }
   // The bench is a single client: the service's per-client webhook limit (default 1000/s, burst
-  // 2000) would cap whichever phase is faster and hide the cost of tracing. A comparison turns it
-  // off in both phases unless RATE_LIMIT_WEBHOOK is set.
-  const limiterOff = settings.compareTracing && process.env.RATE_LIMIT_WEBHOOK === undefined
+  // 2000) would cap whichever phase is faster and hide the cost of tracing (or of owner
+  // resolution). A comparison turns it off in both phases unless RATE_LIMIT_WEBHOOK is set.
+  const limiterOff = (settings.compareTracing || settings.compareOwnerResolution) && process.env.RATE_LIMIT_WEBHOOK === undefined
   if (limiterOff) env.RATE_LIMIT_WEBHOOK = "0"
   const queues = owners.map((_, i) => `bench.${runId}.q${i}`)
   onCleanup("drop the bench database", async () => {
@@ -722,7 +1074,7 @@ const runServicePhase = async (settings: Settings, runId: string, owners: Readon
     log(`deleted ${n} service bench queues`)
   })
 
-  log(`${name}: starting src/main.ts on 127.0.0.1:${port}, database ${dbName}, OWNER_RESOLUTION=${settings.ownerResolution}`)
+  log(`${name}: starting src/main.ts on 127.0.0.1:${port}, database ${dbName}, OWNER_RESOLUTION=${phase.ownerResolution}`)
   const proc = startChild(name, "src/main.ts", env, runId)
   let stopped = false
   let stoppedAt: number | undefined
@@ -773,8 +1125,22 @@ const runServicePhase = async (settings: Settings, runId: string, owners: Readon
       await connection.close().catch(() => {})
     }
 
-    const result = await measurePhase(name, settings, { port, secret, proc }, owners, queues, `9${randomInt(1e5, 1e6)}${tracing ? 3 : 1}`)
+    const measured = await measurePhase(
+      name,
+      settings,
+      { port, secret, proc },
+      owners,
+      queues,
+      `9${randomInt(1e5, 1e6)}${tracing ? 3 : 1}`,
+      bodiesFor(workload, phase.graphStandIn)
+    )
+    const graph = standIn === undefined ? undefined : graphFigures(standIn, measured.load, workload.mediaOwners?.size ?? 0)
+    const result: PhaseResult = { ...measured, phase, ...(graph === undefined ? {} : { graph }) }
     result.notes.unshift(...notes)
+    if (standIn !== undefined && graph !== undefined) {
+      result.notes.push(...graphNotes(standIn, graph, result.load))
+      if (settings.graphLimits?.setByBench === true) result.notes.push(describeGraphLimits(settings.graphLimits, graph.mediaInBodies))
+    }
     if (limiterOff) result.notes.push(`webhook rate limit off (RATE_LIMIT_WEBHOOK=0), as in the other phase of the comparison`)
     if (!proc.isRunning()) result.notes.push(`the service process died during the run (see ${proc.logFile})`)
     const stopResult = await stop()
@@ -801,7 +1167,8 @@ const runServicePhase = async (settings: Settings, runId: string, owners: Readon
 // ---------------------------------------------------------------------------------------------
 // The baseline
 
-const runBaselinePhase = async (settings: Settings, runId: string, owners: ReadonlyArray<string>) => {
+const runBaselinePhase = async (settings: Settings, runId: string, workload: Workload) => {
+  const { owners } = workload
   const port = await freePort()
   const secret = randomBytes(24).toString("hex")
   const queues = owners.map((_, i) => `bench.${runId}.base.q${i}`)
@@ -842,7 +1209,15 @@ const runBaselinePhase = async (settings: Settings, runId: string, owners: Reado
   onCleanup("stop the baseline", stop)
   try {
     await waitHttp200(proc, `http://127.0.0.1:${port}/health`, 30_000)
-    const result = await measurePhase("baseline", settings, { port, secret, proc }, owners, queues, `8${randomInt(1e5, 1e6)}2`)
+    const result = await measurePhase(
+      "baseline",
+      settings,
+      { port, secret, proc },
+      owners,
+      queues,
+      `8${randomInt(1e5, 1e6)}2`,
+      bodiesFor(workload, false)
+    )
     const stopResult = await stop()
     if (stopResult !== undefined && !stopResult.alreadyExited) {
       result.notes.push(`SIGTERM → exit in ${(stopResult.ms / 1000).toFixed(2)} s (code ${stopResult.code})`)
@@ -897,6 +1272,57 @@ const row = (r: PhaseResult): Array<string> => {
   ]
 }
 
+/** The --compare-owner-resolution verdict; false on FAIL or NOT COMPARABLE. */
+const compareOwnerResolutionReport = (results: ReadonlyArray<PhaseResult>): boolean => {
+  const entry = results.find((r) => r.phase !== undefined && !r.phase.graphStandIn)
+  const graph = results.find((r) => r.phase?.graphStandIn === true)
+  console.log("")
+  if (graph?.graph !== undefined) {
+    const g = graph.graph
+    console.log(
+      `Graph API stand-in calls: ${g.calls} for ${g.mediaAsked} distinct media (${g.mediaInBodies} in the bodies): ` +
+        `${g.inWarmup} in the warm-up, ${g.inWindow} in the measured window, ${g.afterWindow} after it` +
+        ` (${fmt(graph.load.totalOk * graph.eventsPerBody)} events accepted)`
+    )
+  }
+  if (entry?.deliveredRate === undefined || graph?.deliveredRate === undefined || entry.deliveredRate <= 0) {
+    console.log(`owner resolution cost: n/a (${entry === undefined || graph === undefined ? "a service phase failed" : "no deliveries"}): FAIL`)
+    return false
+  }
+  const cost = 1 - graph.deliveredRate / entry.deliveredRate
+  const problems: Array<string> = []
+  for (const r of [entry, graph]) {
+    if (r.load.measuredFailures.size > 0) problems.push(`${r.name}: non-200 answers in the measured window (${formatCounts(r.load.measuredFailures)})`)
+    if (r.expectedEvents > r.delivered) problems.push(`${r.name}: ${r.expectedEvents - r.delivered} of ${r.expectedEvents} accepted events missing`)
+    if (r.misrouted > 0) problems.push(`${r.name}: ${r.misrouted} messages whose x-owner-id is not their queue's owner`)
+    if (r.misroutedByMedia > 0) problems.push(`${r.name}: ${r.misroutedByMedia} messages outside their media owner's queue`)
+    if (r.unknownMedia > 0) problems.push(`${r.name}: ${r.unknownMedia} messages without a media_id of the bench's`)
+  }
+  if (graph.graph === undefined || graph.graph.calls === 0) problems.push(`${graph.name}: the Graph API stand-in was never asked`)
+  else if (graph.graph.badAuth > 0) problems.push(`${graph.name}: ${graph.graph.badAuth} Graph API calls with a wrong token or appsecret_proof`)
+  const verdict = problems.length > 0 ? "NOT COMPARABLE" : cost <= OWNER_RESOLUTION_BUDGET ? "PASS" : "FAIL"
+  console.log(
+    `owner resolution cost (1 − delivered ev/s ${graph.name} / ${entry.name}): ${(cost * 100).toFixed(1)} %` +
+      ` (${fmt(graph.deliveredRate)} / ${fmt(entry.deliveredRate)}), budget ${(OWNER_RESOLUTION_BUDGET * 100).toFixed(0)} %: ${verdict}`
+  )
+  const accepted = (r: PhaseResult) => (r.load.measuredOk * r.eventsPerBody) / r.durationS
+  const acceptedCost = 1 - accepted(graph) / accepted(entry)
+  console.log(
+    `accepted events/s: ${fmt(accepted(graph))} graph / ${fmt(accepted(entry))} entry ` +
+      `(graph ${fmt(Math.abs(acceptedCost) * 100, 1)} % ${acceptedCost >= 0 ? "below" : "above"} entry)`
+  )
+  const perEvent = (r: PhaseResult) =>
+    r.cpuPct !== undefined && r.deliveredRate !== undefined && r.deliveredRate > 0 ? (r.cpuPct / 100 / r.deliveredRate) * 1e6 : undefined
+  const [cpuEntry, cpuGraph] = [perEvent(entry), perEvent(graph)]
+  if (cpuEntry !== undefined && cpuGraph !== undefined) {
+    console.log(
+      `service CPU per delivered event: ${fmt(cpuEntry, 0)} µs entry, ${fmt(cpuGraph, 0)} µs graph (${cpuGraph >= cpuEntry ? "+" : ""}${fmt(((cpuGraph - cpuEntry) / cpuEntry) * 100, 1)} %)`
+    )
+  }
+  if (problems.length > 0) console.log(`NOT COMPARABLE: ${problems.join("; ")}`)
+  return verdict === "PASS"
+}
+
 // ---------------------------------------------------------------------------------------------
 // Main
 
@@ -904,31 +1330,54 @@ const main = async () => {
   const settings = parseSettings(process.argv.slice(2))
   const quote = (s: string) => (/^[\w./:=@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
   console.log(`command: ${[process.execPath, ...process.argv.slice(1)].map(quote).join(" ")}`)
-  const tracingOn = settings.servicePhases.includes(true)
-  const targets = tracingOn
-    ? [...settings.servicePhases.map((t) => (t ? "service+tracing" : "service")), ...(settings.runBaseline ? ["baseline"] : [])].join(",")
+  const tracingOn = settings.servicePhases.some((phase) => phase.tracing)
+  const targets = tracingOn || settings.ownerAware
+    ? [...settings.servicePhases.map((phase) => phaseName(settings, phase)), ...(settings.runBaseline ? ["baseline"] : [])].join(",")
     : [settings.runService && "service", settings.runBaseline && "baseline"].filter(Boolean).join("+")
+  const ownerModes = [...new Set(settings.servicePhases.map((phase) => phase.ownerResolution))]
   console.log(
     `settings: duration=${settings.durationS}s warmup=${settings.warmupS}s concurrency=${settings.concurrency} apps=${settings.apps} ` +
       `changes-per-body=${settings.changesPerBody} targets=${targets} ` +
-      `OWNER_RESOLUTION=${settings.ownerResolution} queue type=${settings.queueType} node=${process.version}` +
+      `OWNER_RESOLUTION=${ownerModes.length > 0 ? ownerModes.join(",") : settings.ownerResolution} queue type=${settings.queueType} node=${process.version}` +
+      (settings.ownerAware ? ` media-per-app=${settings.mediaPerApp}` : "") +
       (tracingOn
         ? ` tracing=${settings.otlpProtocol} to the bench's OTLP sink, sampler=${process.env.OTEL_TRACES_SAMPLER ? `${process.env.OTEL_TRACES_SAMPLER}${process.env.OTEL_TRACES_SAMPLER_ARG ? `(${process.env.OTEL_TRACES_SAMPLER_ARG})` : ""}` : "default"}`
-        : "")
+        : "") +
+      (settings.graphLimits === undefined ? "" : ` ${describeGraphLimits(settings.graphLimits, settings.apps * settings.mediaPerApp)}`)
   )
+  if (settings.compareOwnerResolution && process.env.OWNER_RESOLUTION) {
+    log(`OWNER_RESOLUTION=${process.env.OWNER_RESOLUTION} from the environment is ignored: the comparison runs entry, then graph`)
+  }
+  const limits = settings.graphLimits
+  if (limits !== undefined && limits.fillS > Math.min(settings.warmupS, OWNER_LOOKUP_WAIT_S)) {
+    log(
+      `WARNING: at ${limits.callsPerSecond} calls/s the cold owner cache needs ~${limits.fillS.toFixed(1)} s, longer than ` +
+        (settings.warmupS < OWNER_LOOKUP_WAIT_S ? `the ${settings.warmupS} s warm-up` : `the ${OWNER_LOOKUP_WAIT_S} s routing waits for a lookup`) +
+        `: expect Graph API calls in the measured window, or events left pending until DELIVERY_LEASE`
+    )
+  }
   const runId = randomBytes(4).toString("hex")
-  const ownerBase = `1784${randomInt(1e5, 1e6)}`
+  const ownerDigits = randomInt(1e5, 1e6)
+  const ownerBase = `1784${ownerDigits}`
   const owners = Array.from({ length: settings.apps }, (_, i) => `${ownerBase}${String(i).padStart(4, "0")}`)
+  const media = settings.ownerAware ? mediaIdsFor(owners, settings.mediaPerApp) : undefined
+  const workload: Workload = {
+    owners,
+    // as long as an owner id (the bodies keep their size), and no worker app's (1783… vs 1784…)
+    account: `1783${ownerDigits}${"0".repeat(4)}`,
+    media,
+    mediaOwners: media === undefined ? undefined : new Map(media.flatMap((list, i) => list.map((id) => [id, owners[i]!] as const)))
+  }
   log(`run id ${runId}`)
 
   const results: Array<PhaseResult> = []
   let failed = false
   try {
-    for (const [i, tracing] of settings.servicePhases.entries()) {
+    for (const [i, phase] of settings.servicePhases.entries()) {
       if (interrupted) break
       try {
         // a comparison's second phase gets its own database and queues
-        results.push(await runServicePhase(settings, i === 0 ? runId : `${runId}t`, owners, tracing))
+        results.push(await runServicePhase(settings, i === 0 ? runId : `${runId}${settings.compareOwnerResolution ? "g" : "t"}`, workload, phase))
       } catch {
         failed = true
       }
@@ -936,7 +1385,7 @@ const main = async () => {
     }
     if (settings.runBaseline && !interrupted) {
       try {
-        results.push(await runBaselinePhase(settings, runId, owners))
+        results.push(await runBaselinePhase(settings, runId, workload))
       } catch {
         failed = true
       }
@@ -951,7 +1400,7 @@ const main = async () => {
     console.log("")
     for (const r of results) for (const note of r.notes) console.log(`  ${r.name}: ${note}`)
     const baseline = results.find((r) => r.name === "baseline")
-    const services = results.filter((r) => r.name === "service" || r.name === "service+tracing")
+    const services = results.filter((r) => r.phase !== undefined)
     if (baseline && services.length > 0) {
       console.log("")
       for (const service of services) {
@@ -966,8 +1415,8 @@ const main = async () => {
       }
     }
     if (settings.compareTracing) {
-      const plain = results.find((r) => r.name === "service")
-      const traced = results.find((r) => r.name === "service+tracing")
+      const plain = results.find((r) => r.phase?.tracing === false)
+      const traced = results.find((r) => r.phase?.tracing === true)
       console.log("")
       if (plain?.deliveredRate === undefined || traced?.deliveredRate === undefined || plain.deliveredRate <= 0) {
         console.log(`tracing cost: n/a (${plain === undefined || traced === undefined ? "a service phase failed" : "no deliveries"}): FAIL`)
@@ -977,7 +1426,7 @@ const main = async () => {
         const exported = (traced.tracing?.exportRequests ?? 0) > 0 && traced.tracing?.spans !== 0
         const pass = exported && cost <= TRACING_BUDGET
         console.log(
-          `tracing cost (1 − delivered ev/s service+tracing / service): ${(cost * 100).toFixed(1)} %` +
+          `tracing cost (1 − delivered ev/s ${traced.name} / ${plain.name}): ${(cost * 100).toFixed(1)} %` +
             ` (${fmt(traced.deliveredRate)} / ${fmt(plain.deliveredRate)}), budget ${(TRACING_BUDGET * 100).toFixed(0)} %: ` +
             (pass ? "PASS" : exported ? "FAIL" : "FAIL (no trace export reached the sink)")
         )
@@ -1002,6 +1451,7 @@ const main = async () => {
         if (!pass) failed = true
       }
     }
+    if (settings.compareOwnerResolution && !compareOwnerResolutionReport(results)) failed = true
     console.log("")
     console.log(
       "accepted = 200s of requests started in the measured window / duration; delivered ev/s = unique deliveries since the window opened / " +
