@@ -5,7 +5,7 @@ import {
   WorkerApp,
   WorkerAppConflict,
   type WorkerAppCreate,
-  type WorkerAppId,
+  WorkerAppId,
   WorkerAppNotFound,
   WorkerAppsError,
   type WorkerAppUpdate
@@ -31,7 +31,7 @@ const toIso = (value: Date | string) => (value instanceof Date ? value : new Dat
 
 export const fromRow = (row: WorkerAppRow) =>
   new WorkerApp({
-    id: row.id as WorkerAppId,
+    id: WorkerAppId.make(row.id),
     name: row.name,
     owner_id: row.owner_id,
     queue_name: row.queue_name,
