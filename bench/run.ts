@@ -1020,7 +1020,7 @@ const runServicePhase = async (settings: Settings, runId: string, workload: Work
   ]
   for (const [key, value] of Object.entries(process.env)) {
     if (value === undefined) continue
-    if (key.startsWith("OTEL_") || key.startsWith("RATE_LIMIT") || key.startsWith("GRAPH_") || passThrough.includes(key)) env[key] = value
+    if (key.startsWith("OTEL_") || key.startsWith("RATE_LIMIT") || key.startsWith("GRAPH_") || key.startsWith("JOURNAL_") || passThrough.includes(key)) env[key] = value
   }
   // Both phases of a comparison get the same Graph API limits (the entry phase never uses them).
   if (settings.graphLimits?.setByBench === true) env.GRAPH_API_CALLS_PER_SECOND = String(settings.graphLimits.callsPerSecond)
