@@ -105,20 +105,27 @@ export const deleteQueues = async (queues: ReadonlyArray<string>) => {
  */
 export const steadyLoad = (baseUrl: () => string, ownerId: string, concurrency = 8) => {
   const acknowledged: Array<string> = []
+  /** When each acknowledged webhook was sent (ms since the epoch). */
+  const sentAt = new Map<string, number>()
   const statuses = new Map<number, number>()
   let running = true
   const loop = async () => {
     while (running) {
       const id = `c-${randomUUID()}`
+      const sent = Date.now()
       const { status } = await postComment(baseUrl(), ownerId, id)
       statuses.set(status, (statuses.get(status) ?? 0) + 1)
-      if (status === 200) acknowledged.push(id)
+      if (status === 200) {
+        acknowledged.push(id)
+        sentAt.set(id, sent)
+      }
       if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 20))
     }
   }
   const loops = Array.from({ length: concurrency }, loop)
   return {
     acknowledged,
+    sentAt,
     statuses,
     stop: async () => {
       running = false

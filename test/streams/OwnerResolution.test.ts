@@ -314,6 +314,16 @@ layer(
         assert.notInclude(row.last_error ?? "", GRAPH_TOKEN)
       }
       assert.strictEqual(yield* amqp.queueMessageCount(app.queue_name), 0)
+      // The rejected token shows in the health check, without the token.
+      const service = yield* TestApp
+      const health = yield* service.request<{ status: string; failing: ReadonlyArray<string>; checks: { graph_api: { error?: string } } }>(
+        "/monitoring/health",
+        { auth: false }
+      )
+      assert.strictEqual(health.status, 503)
+      assert.include(health.body.failing, "graph_api")
+      assert.match(health.body.checks.graph_api.error ?? "", /rejected the access token/)
+      assert.notInclude(health.text, GRAPH_TOKEN)
 
       standIn.script(mediaId, replies.owner(owner))
       const messages = yield* amqp.drainQueue(app.queue_name, { expected: 2, idleMs: 15_000 })
@@ -513,7 +523,8 @@ layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("owners_process"), A
       // One by one, so each answer is seen before the 190 stops the calls.
       for (const id of media) {
         yield* postTo(service, [commentEvent(uniqueId(), { mediaId: id })])
-        yield* eventually(Effect.sync(() => standIn.callsFor(id).length), (n) => n > 0, 10)
+        // Throttling before it pauses every call (doubling while the throttled media is retried).
+        yield* eventually(Effect.sync(() => standIn.callsFor(id).length), (n) => n > 0, 30)
         assert.isAbove(standIn.callsFor(id).length, 0, `media ${id} was asked`)
       }
       yield* eventually(Effect.sync(() => service.output()), (output) => output.includes("rejected INSTAGRAM_ACCESS_TOKEN"), 10)
@@ -525,5 +536,5 @@ layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("owners_process"), A
       assert.include(output, "Graph API throttled")
       // … and holds no secret.
       assertNoSecrets(output)
-    }), 60_000)
+    }), 150_000)
 })
