@@ -22,6 +22,7 @@ import {
   WebhookLogPage
 } from "../domain/WebhookLog.ts"
 import { Unauthorized, ValidationError } from "./Errors.ts"
+import { addWebhookPaths } from "./WebhookDocs.ts"
 
 /** Bearer `SECRET_KEY` on every admin and monitoring route. */
 export class Authorization extends HttpApiMiddleware.Service<Authorization>()("chatico/http/Authorization", {
@@ -178,6 +179,7 @@ export class Api extends HttpApi.make("chatico-mapper")
   .annotateMerge(OpenApi.annotations({
     title: "chatico-mapper",
     version: "0.1.0",
-    description: "Instagram webhook ingestion router: admin and monitoring API."
+    description: "Instagram webhook ingestion router: the webhook, the admin and the monitoring API.",
+    transform: addWebhookPaths
   }))
 {}

@@ -288,6 +288,14 @@ layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 se
       )
       for (
         const route of [
+          "GET /webhook",
+          "POST /webhook",
+          "GET /metrics",
+          "GET /monitoring/metrics",
+          "GET /monitoring/webhook-logs",
+          "GET /monitoring/queues",
+          "POST /monitoring/webhook-logs/{event_id}/replay",
+          "POST /monitoring/replay",
           "POST /worker-apps",
           "GET /worker-apps",
           "GET /worker-apps/{id}",

@@ -515,9 +515,12 @@ layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("owners_process"), A
         replies.error(4, { message: `Application request limit reached (${GRAPH_TOKEN})` }),
         replies.error(190, { subcode: 463, message: `Error validating access token ${GRAPH_TOKEN}: expired` })
       ]
-      const media = scripted.map((reply) => {
+      // Each failure answers once, then Meta recovers for that media: a media throttled
+      // for ever would keep doubling the pause and starve the ones after it.
+      const media = scripted.map((reply, i) => {
         const id = uniqueId()
-        standIn.script(id, reply)
+        if (i === scripted.length - 1) standIn.script(id, reply)
+        else standIn.script(id, reply, replies.owner(uniqueId()))
         return id
       })
       // One by one, so each answer is seen before the 190 stops the calls.
