@@ -10,8 +10,10 @@ import {
   faultEnv,
   newName,
   postComment,
+  MAX_RSS_MB,
   printFigures,
   psql,
+  rssMb,
   type ServiceProcess,
   sleep,
   startService,
@@ -156,6 +158,8 @@ describe("delivery under faults", () => {
       await sleep(1_500)
       rabbitmqctl("stop_app")
       await sleep(20_000)
+      // 20 s of webhooks piling up as pending: memory stays bounded.
+      const rss = rssMb(service)
       rabbitmqctl("start_app")
       await sleep(2_000)
       await load.stop()
@@ -163,6 +167,7 @@ describe("delivery under faults", () => {
       // The broker being away never turns into a refusal of webhooks.
       expect([...load.statuses.keys()].filter((status) => status !== 200)).toEqual([])
       expect(alive(service)).toBe(true)
+      expect(rss).toBeLessThan(MAX_RSS_MB)
       // Our consumers were cut too: count from a fresh one over whatever is in the queue now,
       // plus what was consumed before (the queue only loses what a consumer acked).
       const consumer = await collect(queue)
@@ -186,11 +191,13 @@ describe("delivery under faults", () => {
       rabbitmqctl("set_vm_memory_high_watermark", "0.0000001")
       await sleep(12_000)
       const during = await health(service)
+      const rss = rssMb(service)
       rabbitmqctl("set_vm_memory_high_watermark", "0.4")
       await sleep(2_000)
       await load.stop()
       expect([...load.statuses.keys()].filter((status) => status !== 200)).toEqual([])
       expect(during.body.failing ?? []).toContain("rabbitmq")
+      expect(rss).toBeLessThan(MAX_RSS_MB)
       expect(await consumer.waitFor(load.acknowledged, 60_000)).toEqual([])
       tally("RabbitMQ memory alarm (publishers blocked) 12 s", 1, load.acknowledged, consumer.seen)
       expect(alive(service)).toBe(true)

@@ -1,5 +1,6 @@
 import amqp from "amqplib"
 import { execFileSync } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { createHmac, randomUUID } from "node:crypto"
 import { type ServiceProcess, startService, stopService, waitHealthy } from "../support/ServiceProcess.ts"
 
@@ -133,6 +134,16 @@ export const steadyLoad = (baseUrl: () => string, ownerId: string, concurrency =
     }
   }
 }
+
+/** The resident memory of a service process, in MB (from /proc). */
+export const rssMb = (service: ServiceProcess): number => {
+  const status = readFileSync(`/proc/${service.child.pid}/status`, "utf8")
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? "0")
+  return kb / 1024
+}
+
+/** A memory ceiling for the service under the faults: every mailbox is bounded, so it must hold. */
+export const MAX_RSS_MB = 600
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
