@@ -6,6 +6,7 @@ import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-t
 import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto"
 import { BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Config, Effect, Layer, Option, Tracer } from "effect"
+import { HttpMiddleware } from "effect/http"
 import { TracingOn } from "../services/TraceContext.ts"
 
 export const SERVICE_NAME = "chatico-mapper"
@@ -47,6 +48,9 @@ export const tracingWith = (processor: SpanProcessor) =>
     Layer.succeed(TracingOn, true)
   )
 
+/** No tracing: not even the HTTP server's span per request is made (it would go nowhere). */
+export const TracingOff = Layer.succeed(HttpMiddleware.TracerDisabledWhen, () => true)
+
 /**
  * OpenTelemetry tracing, configured by the standard `OTEL_*` variables; off
  * (no layer at all) when no OTLP endpoint is set. Building it never blocks or
@@ -56,7 +60,7 @@ export const ObservabilityLive = Layer.unwrap(Effect.gen(function*() {
   const endpoint = yield* Config.String("OTEL_EXPORTER_OTLP_ENDPOINT").pipe(Config.option)
   const tracesEndpoint = yield* Config.String("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").pipe(Config.option)
   const disabled = yield* Config.String("OTEL_SDK_DISABLED").pipe(Config.withDefault("false"))
-  if (disabled === "true" || (Option.isNone(endpoint) && Option.isNone(tracesEndpoint))) return Layer.empty
+  if (disabled === "true" || (Option.isNone(endpoint) && Option.isNone(tracesEndpoint))) return TracingOff
   const protocol = yield* Config.String("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").pipe(
     Config.orElse(() => Config.String("OTEL_EXPORTER_OTLP_PROTOCOL")),
     Config.withDefault("http/protobuf")

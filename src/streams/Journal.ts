@@ -4,13 +4,16 @@ import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { currentTraceparent } from "../services/TraceContext.ts"
+import { currentTraceparent, TracingOn } from "../services/TraceContext.ts"
 import { Delivery } from "./Publish.ts"
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
 export const JOURNAL_MAILBOX = 2048
 /** Rows per INSERT statement (Postgres allows 65535 parameters; a row has 13). */
 export const JOURNAL_ROWS_PER_STATEMENT = 1000
+// Hot path: a stack trace captured per span would cost more than the span.
+const noStackTrace = { captureStackTrace: false } as const
+
 /** SQL failures that say the database is away rather than that a row is bad. */
 const connectionFaults = new Set(["ConnectionError", "AuthenticationError", "AuthorizationError"])
 
@@ -95,6 +98,7 @@ export class Journal extends Context.Service<Journal, {
       let closing = false
       // Rows written here belong to this instance for the lease; then the recovery sweeper may claim them.
       const config = yield* AppConfig
+      const tracing = yield* TracingOn
       const leaseMillis = Duration.toMillis(config.deliveryLease)
       const batchRequests = config.journalBatchRequests
       const batchWindow = config.journalBatchWindow
@@ -212,6 +216,24 @@ export class Journal extends Context.Service<Journal, {
           )
         )
 
+      // The journal span of a webhook: the batch write that committed it. It
+      // sits in the first webhook's trace and links to every other one it
+      // served. Its statements are not traced one by one: a span per statement
+      // (with its SQL text) would cost more than the insert.
+      const withBatchSpan = (batch: ReadonlyArray<Pending>) => {
+        const traced = batch.flatMap((pending) => pending.span === undefined ? [] : [pending.span])
+        const [parent, ...others] = traced
+        return <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+          effect.pipe(
+            Effect.withTracerEnabled(false),
+            Effect.withSpan("Journal.batch", {
+              ...(parent === undefined ? { root: true } : { parent }),
+              attributes: { "chatico.batch.requests": batch.length, "chatico.batch.traces": traced.length },
+              links: others.map((span) => ({ span, attributes: {} }))
+            }, noStackTrace)
+          )
+      }
+
       const writer = Effect.gen(function*() {
         while (true) {
           const first = yield* Queue.takeBetween(mailbox, 1, batchRequests)
@@ -220,17 +242,7 @@ export class Journal extends Context.Service<Journal, {
           const batch = first.length < batchRequests && Duration.isGreaterThan(batchWindow, Duration.zero)
             ? [...first, ...(yield* Effect.andThen(Effect.sleep(batchWindow), Queue.takeBetween(mailbox, 0, batchRequests - first.length)))]
             : first
-          yield* write(batch).pipe(
-            // The batch's statements are not traced one by one: a span per
-            // statement (with its SQL text) would cost more than the insert.
-            Effect.withTracerEnabled(false),
-            Effect.withSpan("Journal.batch", {
-              root: true,
-              attributes: { "chatico.batch.requests": batch.length },
-              // One batch serves many webhooks: it links to each of their traces.
-              links: batch.flatMap((pending) => pending.span === undefined ? [] : [{ span: pending.span, attributes: {} }])
-            })
-          )
+          yield* (tracing ? write(batch).pipe(withBatchSpan(batch)) : write(batch))
         }
       })
       yield* Effect.forkScoped(Effect.all(Array.from({ length: JOURNAL_WRITERS }, () => writer), { concurrency: "unbounded" }))
@@ -262,7 +274,7 @@ export class Journal extends Context.Service<Journal, {
               orElse: () => Effect.fail(new JournalUnavailable({ reason: "timeout", detail: "the journal did not commit in time" }))
             })
           )
-        }).pipe(Effect.withSpan("Journal.record", { attributes: { "chatico.events": events.length } }))
+        })
 
       return Journal.of({
         record,

@@ -115,20 +115,15 @@ export class Delivery extends Context.Service<Delivery, {
               "messaging.system": "rabbitmq",
               "messaging.operation.type": "send",
               "messaging.operation.name": "publish",
-              "messaging.message.id": event.eventId,
-              "messaging.message.body.size": event.valueRaw.length
+              "messaging.message.id": event.eventId
             }
-          })
+          }, { captureStackTrace: false })
         )
       }
 
       const annotateDestination = (queue: string, destination: Exclude<Destination, { readonly _tag: "Wait" }>) =>
         tracing
-          ? Effect.annotateCurrentSpan({
-            "messaging.destination.name": queue,
-            "messaging.rabbitmq.destination.routing_key": queue,
-            "chatico.owner_id": destination.ownerId
-          })
+          ? Effect.annotateCurrentSpan("messaging.destination.name", queue)
           : Effect.void
 
       const deliverOne = Effect.fnUntraced(function*(event: JournaledEvent) {

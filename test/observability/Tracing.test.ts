@@ -35,8 +35,6 @@ const consume = (expected: number) =>
       const header = message.properties.headers?.traceparent
       received.push({ traceparent: typeof header === "string" ? header : "", eventId: String(message.properties.messageId) })
     }
-    await channel.deleteQueue(queue).catch(() => {})
-    await channel.deleteQueue(`${queue}.dlq`).catch(() => {})
     await connection.close()
     return received
   })
@@ -45,7 +43,7 @@ layer(
   TestApp.layer("tracing", {}, tracingWith(new SimpleSpanProcessor(exporter))),
   { excludeTestServices: true, timeout: "60 seconds" }
 )("tracing", (it) => {
-  it.effect("one webhook with three changes is one trace: HTTP span, journal span, three publish spans", () =>
+  it.effect("one webhook with three changes is one trace: HTTP span, journal batch span, three publish spans", () =>
     Effect.gen(function*() {
       const app = yield* TestApp
       const created = yield* app.request("/worker-apps/", {
@@ -79,7 +77,8 @@ layer(
       assert.isDefined(server, spans.map((s) => s.name).join(", "))
       const traceId = hex(server!).traceId
       const inTrace = spans.filter((span) => hex(span).traceId === traceId)
-      assert.isTrue(inTrace.some((span) => span.name === "Journal.record"), inTrace.map((s) => s.name).join(", "))
+      // The journal span: the batch write that committed this webhook.
+      assert.isTrue(inTrace.some((span) => span.name === "Journal.batch"), inTrace.map((s) => s.name).join(", "))
       const publishes = inTrace.filter((span) => span.name === "publish")
       assert.strictEqual(publishes.length, 3)
       for (const span of publishes) {
@@ -93,9 +92,32 @@ layer(
         assert.strictEqual(messageTrace, traceId)
         assert.isTrue(publishIds.has(messageSpan ?? ""))
       }
-      // The journal batch serves many webhooks: it links to this one's trace.
-      const batch = spans.find((span) => span.name === "Journal.batch" && span.links.some((l) => l.context.traceId === traceId))
-      assert.isDefined(batch)
+      // Webhooks journaled together: each trace holds the batch span or is linked from it.
+      exporter.reset()
+      const bodies = [1, 2, 3, 4, 5].map((i) =>
+        JSON.stringify({ object: "instagram", entry: [{ id: ownerId, time: 1, changes: [{ field: "comments", value: { id: `trace-b${i}` } }] }] })
+      )
+      yield* Effect.promise(() =>
+        Promise.all(bodies.map((b) =>
+          fetch(`${app.baseUrl}/webhook`, {
+            method: "POST",
+            headers: { "content-type": "application/json", "x-hub-signature-256": `sha256=${createHmac("sha256", APP_SECRET).update(b).digest("hex")}` },
+            body: b
+          }).then((r) => r.arrayBuffer())
+        ))
+      )
+      yield* consume(5)
+      const after = exporter.getFinishedSpans()
+      const serverTraces = after.filter((span) => span.kind === 1).map((span) => hex(span).traceId)
+      assert.strictEqual(serverTraces.length, 5)
+      const batches = after.filter((span) => span.name === "Journal.batch")
+      for (const trace of serverTraces) {
+        assert.isTrue(
+          batches.some((b) => hex(b).traceId === trace || b.links.some((l) => l.context.traceId === trace)),
+          `trace ${trace} has no journal batch span`
+        )
+      }
+      yield* Effect.promise(() => deleteQueues([queue]))
       // No secret, signature or message body in any attribute.
       const attributes = JSON.stringify(spans.map((span) => span.attributes))
       for (const secret of [APP_SECRET, signature.slice(7), "test-secret-key-0123456789", "trace-c1"]) {
