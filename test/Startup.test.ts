@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
+import { createServer } from "node:net"
 import { ensureDatabase, runMigrations } from "../src/layers/Sql.ts"
 import { PgClient } from "@effect/sql-pg"
 import { Reactivity } from "effect/reactivity"
@@ -38,6 +39,24 @@ describe("start-up", () => {
         const { code } = await service.exited
         assert.notStrictEqual(code, 0, variable)
         assert.include(service.output(), `missing required environment variable ${variable}`)
+      }
+    }))
+
+  it.live("a port already in use stops start-up with a JSON log line saying why, and a non-zero exit", () =>
+    Effect.promise(async () => {
+      const blocker = createServer()
+      await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", () => resolve()))
+      const address = blocker.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      try {
+        const service = await startService({ ...productionEnv, DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${freshName()}` }, port)
+        const { code } = await service.exited
+        assert.notStrictEqual(code, 0)
+        const lines = service.output().trim().split("\n").filter((line) => line.length > 0)
+        for (const line of lines) assert.doesNotThrow(() => JSON.parse(line), line)
+        assert.isTrue(lines.some((line) => line.includes("chatico-mapper stopped") && line.includes("EADDRINUSE")), service.output())
+      } finally {
+        blocker.close()
       }
     }))
 
