@@ -72,7 +72,7 @@ export const toJournaled = (event: WebhookEvent, receivedAt: Date, traceparent: 
 
 /**
  * The transactional outbox. Requests from many concurrent webhooks are folded
- * into one transaction of multi-row `INSERT … ON CONFLICT DO NOTHING`; each
+ * into one multi-row `INSERT … ON CONFLICT DO NOTHING` (per 1000 rows); each
  * request is answered once its rows are committed, and its new events go on
  * to delivery. A redelivered event is recorded in `webhook_duplicates` and not
  * delivered again.
@@ -242,7 +242,7 @@ export class Journal extends Context.Service<Journal, {
           const batch = first.length < batchRequests && Duration.isGreaterThan(batchWindow, Duration.zero)
             ? [...first, ...(yield* Effect.andThen(Effect.sleep(batchWindow), Queue.takeBetween(mailbox, 0, batchRequests - first.length)))]
             : first
-          yield* (tracing ? write(batch).pipe(withBatchSpan(batch)) : write(batch))
+          yield* (tracing ? write(batch).pipe(withBatchSpan(batch)) : write(batch).pipe(Effect.withTracerEnabled(false)))
         }
       })
       yield* Effect.forkScoped(Effect.all(Array.from({ length: JOURNAL_WRITERS }, () => writer), { concurrency: "unbounded" }))
