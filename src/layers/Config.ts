@@ -26,7 +26,7 @@ export interface AppConfigShape {
   readonly rabbitmqUrl: Redacted.Redacted<string>
   readonly instagramAppId: Option.Option<string>
   readonly instagramAppSecret: Redacted.Redacted<string>
-  /** Every key a `X-Hub-Signature-256` may be made with (rotation: any one matches). */
+  /** Every key a `X-Hub-Signature-256` may be made with (for rotation, one match is enough). */
   readonly webhookSecrets: ReadonlyArray<Redacted.Redacted<string>>
   readonly webhookVerifyToken: Redacted.Redacted<string>
   readonly instagramAccessToken: Option.Option<Redacted.Redacted<string>>

@@ -6,7 +6,7 @@ const SIGNATURE = /^sha256=([0-9a-f]{64})$/
 
 /**
  * Checks Meta's `X-Hub-Signature-256` over the exact bytes of a body, in
- * constant time, against every configured key (rotation: any one may match).
+ * constant time, against every configured key (for rotation, a match with one of them is enough).
  */
 export class SignatureVerifier extends Context.Service<SignatureVerifier, {
   verify(body: Uint8Array, header: string | undefined): boolean
