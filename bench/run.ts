@@ -9,6 +9,8 @@
  *                    [--tracing] [--compare-tracing [--with-baseline]]
  *                    [--graph-standin] [--compare-owner-resolution [--with-baseline]] [--media-per-app M]
  *
+ * BENCH_SERVICE_NODE_FLAGS adds Node flags to the service process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ *
  * The same settings can come from BENCH_DURATION, BENCH_WARMUP, BENCH_CONCURRENCY, BENCH_APPS,
  * BENCH_CHANGES_PER_BODY, BENCH_MEDIA_PER_APP (flags win). OWNER_RESOLUTION (default `entry`),
  * QUEUE_TYPE, OTEL_*, GRAPH_* (GRAPH_API_URL, GRAPH_API_CALLS_PER_SECOND, …), INSTAGRAM_ACCESS_TOKEN
@@ -373,10 +375,17 @@ interface Child {
   readonly sampler: ProcSampler
 }
 
+/**
+ * Extra Node flags for the service child (not the baseline), e.g. `BENCH_SERVICE_NODE_FLAGS="--cpu-prof
+ * --cpu-prof-dir=/tmp/prof"` to profile it: NODE_OPTIONS refuses --cpu-prof.
+ */
+const nodeFlags = (name: string): Array<string> =>
+  name.startsWith("service") ? (process.env.BENCH_SERVICE_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag !== "") : []
+
 const startChild = (name: string, script: string, env: Record<string, string>, runId: string): Child => {
   const logFile = join(tmpdir(), `chatico-bench-${runId}-${name}.log`)
   const out = createWriteStream(logFile)
-  const child = spawn(process.execPath, [script], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(process.execPath, [...nodeFlags(name), script], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
   const lines: Array<string> = []
   const keep = (chunk: Buffer) => {
     out.write(chunk)
