@@ -9,7 +9,8 @@
  *                    [--tracing] [--compare-tracing [--with-baseline]]
  *                    [--graph-standin] [--compare-owner-resolution [--with-baseline]] [--media-per-app M]
  *
- * BENCH_SERVICE_NODE_FLAGS adds Node flags to the service process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ * The service runs with the Node flags of `npm start` (package.json), plus BENCH_SERVICE_NODE_FLAGS
+ * (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  *
  * The same settings can come from BENCH_DURATION, BENCH_WARMUP, BENCH_CONCURRENCY, BENCH_APPS,
  * BENCH_CHANGES_PER_BODY, BENCH_MEDIA_PER_APP (flags win). OWNER_RESOLUTION (default `entry`),
@@ -64,7 +65,7 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { createHmac, randomBytes, randomInt } from "node:crypto"
-import { createWriteStream } from "node:fs"
+import { createWriteStream, readFileSync } from "node:fs"
 import http from "node:http"
 import http2 from "node:http2"
 import { createServer } from "node:net"
@@ -376,11 +377,27 @@ interface Child {
 }
 
 /**
- * Extra Node flags for the service child (not the baseline), e.g. `BENCH_SERVICE_NODE_FLAGS="--cpu-prof
- * --cpu-prof-dir=/tmp/prof"` to profile it: NODE_OPTIONS refuses --cpu-prof.
+ * The Node flags `npm start` gives the service (package.json `scripts.start` is
+ * `node [flags] src/main.ts`), so the bench runs it as it is run in production.
+ */
+const startScriptFlags = (): Array<string> => {
+  const start = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts?: { start?: string } }).scripts?.start ?? ""
+  const words = start.trim().split(/\s+/)
+  if (words[0] !== "node" || words[words.length - 1] !== "src/main.ts") {
+    throw new Error(`package.json scripts.start is not "node [flags] src/main.ts": ${start}`)
+  }
+  return words.slice(1, -1)
+}
+
+/**
+ * Node flags for the service child (not the baseline): those of `npm start`, then
+ * BENCH_SERVICE_NODE_FLAGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it
+ * (NODE_OPTIONS refuses --cpu-prof).
  */
 const nodeFlags = (name: string): Array<string> =>
-  name.startsWith("service") ? (process.env.BENCH_SERVICE_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag !== "") : []
+  name.startsWith("service")
+    ? [...startScriptFlags(), ...(process.env.BENCH_SERVICE_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag !== "")]
+    : []
 
 const startChild = (name: string, script: string, env: Record<string, string>, runId: string): Child => {
   const logFile = join(tmpdir(), `chatico-bench-${runId}-${name}.log`)

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 
@@ -25,10 +26,18 @@ export interface ServiceProcess {
   readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
 }
 
-/** Starts `node src/main.ts` (the same thing `npm start` runs) with the given environment. */
+/** The Node flags of package.json's `start` script (`node [flags] src/main.ts`). */
+const startFlags = (): Array<string> => {
+  const start = (JSON.parse(readFileSync(`${ROOT}/package.json`, "utf8")) as { scripts: { start: string } }).scripts.start
+  const words = start.trim().split(/\s+/)
+  if (words[0] !== "node" || words[words.length - 1] !== "src/main.ts") throw new Error(`unexpected start script: ${start}`)
+  return words.slice(1, -1)
+}
+
+/** Starts the service as `npm start` does (`node [flags] src/main.ts`) with the given environment. */
 export const startService = async (env: Record<string, string>, port?: number): Promise<ServiceProcess> => {
   const listenPort = port ?? await freePort()
-  const child = spawn(process.execPath, ["src/main.ts"], {
+  const child = spawn(process.execPath, [...startFlags(), "src/main.ts"], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", PORT: String(listenPort), HOST: "127.0.0.1", ...env },
     stdio: ["ignore", "pipe", "pipe"]
