@@ -4,7 +4,7 @@ import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { currentTraceparent, TracingOn } from "../services/TraceContext.ts"
+import { traceparentOf, TracingOn } from "../services/TraceContext.ts"
 import { Delivery } from "./Publish.ts"
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
@@ -224,14 +224,11 @@ export class Journal extends Context.Service<Journal, {
         const traced = batch.flatMap((pending) => pending.span === undefined ? [] : [pending.span])
         const [parent, ...others] = traced
         return <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-          effect.pipe(
-            Effect.withTracerEnabled(false),
-            Effect.withSpan("Journal.batch", {
-              ...(parent === undefined ? { root: true } : { parent }),
-              attributes: { "chatico.batch.requests": batch.length, "chatico.batch.traces": traced.length },
-              links: others.map((span) => ({ span, attributes: {} }))
-            }, noStackTrace)
-          )
+          effect.pipe(Effect.withSpan("Journal.batch", {
+            ...(parent === undefined ? { root: true } : { parent }),
+            attributes: { "chatico.batch.requests": batch.length, "chatico.batch.traces": traced.length },
+            links: others.map((span) => ({ span, attributes: {} }))
+          }, noStackTrace))
       }
 
       const writer = Effect.gen(function*() {
@@ -242,7 +239,8 @@ export class Journal extends Context.Service<Journal, {
           const batch = first.length < batchRequests && Duration.isGreaterThan(batchWindow, Duration.zero)
             ? [...first, ...(yield* Effect.andThen(Effect.sleep(batchWindow), Queue.takeBetween(mailbox, 0, batchRequests - first.length)))]
             : first
-          yield* (tracing ? write(batch).pipe(withBatchSpan(batch)) : write(batch).pipe(Effect.withTracerEnabled(false)))
+          const written = write(batch).pipe(Effect.withTracerEnabled(false))
+          yield* (tracing ? withBatchSpan(batch)(written) : written)
         }
       })
       yield* Effect.forkScoped(Effect.all(Array.from({ length: JOURNAL_WRITERS }, () => writer), { concurrency: "unbounded" }))
@@ -263,8 +261,9 @@ export class Journal extends Context.Service<Journal, {
             Effect.mapError((error) => new JournalUnavailable({ reason: "database", detail: error.detail }))
           )
           const done = yield* Deferred.make<RecordResult, JournalUnavailable>()
-          const traceparent = yield* currentTraceparent
-          const span = traceparent === null ? undefined : Option.getOrUndefined(yield* Effect.option(Effect.currentParentSpan))
+          // The request's span, looked up once: its traceparent goes into the row.
+          const span = tracing ? Option.getOrUndefined(yield* Effect.option(Effect.currentParentSpan)) : undefined
+          const traceparent = span === undefined ? null : traceparentOf(span)
           if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, traceparent, span, done })) {
             return yield* new JournalUnavailable({ reason: "full", detail: "the journal mailbox is full" })
           }
