@@ -83,6 +83,50 @@ const decodeCursor = (cursor: string): readonly [string, string] | undefined => 
 
 // A page of `limit` rows (one more was read to know whether another page follows);
 // the cursor is the last row's (received_at, seq).
+/**
+ * The SELECT of one webhook-log page: `limit + 1` rows newest first, after
+ * `cursor`. Exported so the tests EXPLAIN the very statement the service runs.
+ */
+export const webhookLogSelect = (
+  sql: SqlClient.SqlClient,
+  query: Pick<WebhookLogQuery, "status" | "owner_id" | "worker_app_id" | "since">,
+  cursor: readonly [string, string] | undefined,
+  limit: number
+) => {
+  if (query.status === "duplicate") {
+    // Redeliveries live in their own table, joined to the event they repeat.
+    const conditions = [
+      ...(query.owner_id === undefined ? [] : [sql`e.owner_id = ${query.owner_id}`]),
+      ...(query.worker_app_id === undefined ? [] : [sql`e.worker_app_id = ${query.worker_app_id}`]),
+      ...(query.since === undefined ? [] : [sql`d.received_at >= ${new Date(query.since)}`]),
+      ...(cursor === undefined ? [] : [sql`(d.received_at, d.id) < (${new Date(cursor[0])}, ${cursor[1]}::bigint)`])
+    ]
+    return sql<LogRow>`
+      SELECT e.event_id, d.received_at, 'duplicate' AS status, e.object, e.field, e.entry_id, e.media_id,
+             e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, e.value, e.routing_note, d.id AS seq
+      FROM webhook_duplicates d JOIN webhook_events e ON e.event_id = d.event_id
+      WHERE ${sql.and(conditions)}
+      ORDER BY d.received_at DESC, d.id DESC
+      LIMIT ${limit + 1}
+    `
+  }
+  const conditions = [
+    ...(query.status === undefined ? [] : [sql`status = ${query.status}`]),
+    ...(query.owner_id === undefined ? [] : [sql`owner_id = ${query.owner_id}`]),
+    ...(query.worker_app_id === undefined ? [] : [sql`worker_app_id = ${query.worker_app_id}`]),
+    ...(query.since === undefined ? [] : [sql`received_at >= ${new Date(query.since)}`]),
+    ...(cursor === undefined ? [] : [sql`(received_at, event_id) < (${new Date(cursor[0])}, ${cursor[1]})`])
+  ]
+  return sql<LogRow>`
+    SELECT event_id, received_at, status, object, field, entry_id, media_id, owner_id, worker_app_id,
+           attempts, last_error, delivered_at, value, routing_note, event_id AS seq
+    FROM webhook_events
+    WHERE ${sql.and(conditions)}
+    ORDER BY received_at DESC, event_id DESC
+    LIMIT ${limit + 1}
+  `
+}
+
 const toPage = (rows: ReadonlyArray<LogRow>, limit: number) => {
   const page = rows.slice(0, limit)
   const last = page[page.length - 1]
@@ -139,38 +183,8 @@ export class Operations extends Context.Service<Operations, {
           if (cursor !== undefined && !/^\d{1,18}$/.test(cursor[1])) {
             return yield* new InvalidFilter({ detail: "cursor is not one this service issued" })
           }
-          // Redeliveries live in their own table, joined to the event they repeat.
-          const conditions = [
-            ...(query.owner_id === undefined ? [] : [sql`e.owner_id = ${query.owner_id}`]),
-            ...(query.worker_app_id === undefined ? [] : [sql`e.worker_app_id = ${query.worker_app_id}`]),
-            ...(query.since === undefined ? [] : [sql`d.received_at >= ${new Date(query.since)}`]),
-            ...(cursor === undefined ? [] : [sql`(d.received_at, d.id) < (${new Date(cursor[0])}, ${cursor[1]}::bigint)`])
-          ]
-          const rows = yield* sql<LogRow>`
-            SELECT e.event_id, d.received_at, 'duplicate' AS status, e.object, e.field, e.entry_id, e.media_id,
-                   e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, e.value, e.routing_note, d.id AS seq
-            FROM webhook_duplicates d JOIN webhook_events e ON e.event_id = d.event_id
-            WHERE ${sql.and(conditions)}
-            ORDER BY d.received_at DESC, d.id DESC
-            LIMIT ${limit + 1}
-          `.pipe(Effect.mapError(unavailable))
-          return toPage(rows, limit)
         }
-        const conditions = [
-          ...(query.status === undefined ? [] : [sql`status = ${query.status}`]),
-          ...(query.owner_id === undefined ? [] : [sql`owner_id = ${query.owner_id}`]),
-          ...(query.worker_app_id === undefined ? [] : [sql`worker_app_id = ${query.worker_app_id}`]),
-          ...(query.since === undefined ? [] : [sql`received_at >= ${new Date(query.since)}`]),
-          ...(cursor === undefined ? [] : [sql`(received_at, event_id) < (${new Date(cursor[0])}, ${cursor[1]})`])
-        ]
-        const rows = yield* sql<LogRow>`
-          SELECT event_id, received_at, status, object, field, entry_id, media_id, owner_id, worker_app_id,
-                 attempts, last_error, delivered_at, value, routing_note, event_id AS seq
-          FROM webhook_events
-          WHERE ${sql.and(conditions)}
-          ORDER BY received_at DESC, event_id DESC
-          LIMIT ${limit + 1}
-        `.pipe(Effect.mapError(unavailable))
+        const rows = yield* webhookLogSelect(sql, query, cursor, limit).pipe(Effect.mapError(unavailable))
         return toPage(rows, limit)
       })
 

@@ -5,6 +5,7 @@ import { SqlClient } from "effect/sql"
 import { createHash } from "node:crypto"
 import { AppNoConfig } from "../../src/layers/App.ts"
 import { AppConfig } from "../../src/layers/Config.ts"
+import { webhookLogSelect, type WebhookLogQuery } from "../../src/services/Operations.ts"
 import { Amqp, type ReceivedMessage } from "../support/Amqp.ts"
 import { allSamples, ExpositionError, parseExposition, sampleValue } from "../support/Prometheus.ts"
 import { SECRET_KEY, TestApp, testConfig } from "../support/TestApp.ts"
@@ -1058,7 +1059,7 @@ const planNodes = (node: unknown): ReadonlyArray<PlanNode> => {
 }
 
 interface LogsQuery {
-  readonly status?: string
+  readonly status?: WebhookLogQuery["status"]
   readonly owner_id?: string
   readonly worker_app_id?: string
   readonly since?: string
@@ -1066,48 +1067,14 @@ interface LogsQuery {
 }
 
 /**
- * `EXPLAIN (FORMAT JSON)` of the statement `Operations.webhookLogs` runs for this query: the same
- * SQL, conditions and parameters (copied from src/services/Operations.ts), `LIMIT` of the default page + 1.
+ * `EXPLAIN (FORMAT JSON)` of the statement `Operations.webhookLogs` runs for this query
+ * (`webhookLogSelect`, the same builder), `LIMIT` of the default page + 1.
  */
 const explainLogs = (query: LogsQuery, limit = 100) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const cursor = query.cursor
-    let statement
-    if (query.status === "duplicate") {
-      const conditions = [
-        ...(query.owner_id === undefined ? [] : [sql`e.owner_id = ${query.owner_id}`]),
-        ...(query.worker_app_id === undefined ? [] : [sql`e.worker_app_id = ${query.worker_app_id}`]),
-        ...(query.since === undefined ? [] : [sql`d.received_at >= ${new Date(query.since)}`]),
-        ...(cursor === undefined ? [] : [sql`(d.received_at, d.id) < (${new Date(cursor[0])}, ${cursor[1]}::bigint)`])
-      ]
-      statement = sql<{ readonly "QUERY PLAN": unknown }>`
-        EXPLAIN (FORMAT JSON)
-        SELECT e.event_id, d.received_at, 'duplicate' AS status, e.object, e.field, e.entry_id, e.media_id,
-               e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, e.value, d.id AS seq
-        FROM webhook_duplicates d JOIN webhook_events e ON e.event_id = d.event_id
-        WHERE ${sql.and(conditions)}
-        ORDER BY d.received_at DESC, d.id DESC
-        LIMIT ${limit + 1}
-      `
-    } else {
-      const conditions = [
-        ...(query.status === undefined ? [] : [sql`status = ${query.status}`]),
-        ...(query.owner_id === undefined ? [] : [sql`owner_id = ${query.owner_id}`]),
-        ...(query.worker_app_id === undefined ? [] : [sql`worker_app_id = ${query.worker_app_id}`]),
-        ...(query.since === undefined ? [] : [sql`received_at >= ${new Date(query.since)}`]),
-        ...(cursor === undefined ? [] : [sql`(received_at, event_id) < (${new Date(cursor[0])}, ${cursor[1]})`])
-      ]
-      statement = sql<{ readonly "QUERY PLAN": unknown }>`
-        EXPLAIN (FORMAT JSON)
-        SELECT event_id, received_at, status, object, field, entry_id, media_id, owner_id, worker_app_id,
-               attempts, last_error, delivered_at, value, event_id AS seq
-        FROM webhook_events
-        WHERE ${sql.and(conditions)}
-        ORDER BY received_at DESC, event_id DESC
-        LIMIT ${limit + 1}
-      `
-    }
+    const [text, params] = webhookLogSelect(sql, query, query.cursor, limit).compile()
+    const statement = sql.unsafe<{ readonly "QUERY PLAN": unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)
     const rows = yield* statement.pipe(Effect.orDie)
     const raw = rows[0]?.["QUERY PLAN"]
     const plan: unknown = typeof raw === "string" ? JSON.parse(raw) : raw
