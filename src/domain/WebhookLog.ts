@@ -11,7 +11,10 @@ export const isIsoTime = (value: string) => {
   if (match === null) return false
   const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])]
   if (year < 1 || month < 1 || month > 12 || day < 1) return false
-  if (day > new Date(Date.UTC(2000, month, 0)).getUTCDate() + (month === 2 && year % 4 !== 0 ? -1 : 0)) return false
+  // Day 0 of the next month is the month's last day (setUTCFullYear, unlike Date.UTC, keeps years 1-99).
+  const lastDay = new Date(0)
+  lastDay.setUTCFullYear(year, month, 0)
+  if (day > lastDay.getUTCDate()) return false
   return !Number.isNaN(Date.parse(value))
 }
 
