@@ -66,7 +66,7 @@ export type GraphApiFailure = GraphApiError["reason"]
 // ---------------------------------------------------------------------------------------------
 
 /** `GET /{media-id}?fields=owner,username`: a media, or `{"error": …}`. */
-export const GraphResponse = Schema.Struct({
+const GraphResponse = Schema.Struct({
   id: Schema.optionalKey(Schema.String),
   username: Schema.optionalKey(Schema.String),
   owner: Schema.optionalKey(Schema.Struct({ id: Schema.String })),
@@ -78,8 +78,8 @@ export const GraphResponse = Schema.Struct({
     is_transient: Schema.optionalKey(Schema.Boolean)
   }))
 })
-export type GraphResponse = typeof GraphResponse.Type
-export type GraphErrorBody = NonNullable<GraphResponse["error"]>
+type GraphResponse = typeof GraphResponse.Type
+type GraphErrorBody = NonNullable<GraphResponse["error"]>
 const decodeResponse = Schema.decodeUnknownOption(Schema.fromJsonString(GraphResponse))
 
 /** One usage report: percentages of the quota, and minutes until throttling ends. */
@@ -123,12 +123,12 @@ export const readUsage = (headers: Headers.Headers): { readonly percent: number 
 
 const THROTTLE_CODES: ReadonlySet<number> = new Set([4, 17, 32, 613])
 const TRANSIENT_CODES: ReadonlySet<number> = new Set([1, 2])
-export const TOKEN_INVALID_CODE = 190
+const TOKEN_INVALID_CODE = 190
 
-export const isThrottleCode = (code: number) => THROTTLE_CODES.has(code) || (code >= 80000 && code <= 80014)
-export const isPermanentCode = (code: number) => code === 10 || code === 100 || (code >= 200 && code <= 299)
+const isThrottleCode = (code: number) => THROTTLE_CODES.has(code) || (code >= 80000 && code <= 80014)
+const isPermanentCode = (code: number) => code === 10 || code === 100 || (code >= 200 && code <= 299)
 
-export type FailureKind = "RateLimited" | "Transient" | "TokenInvalid" | "Permanent"
+type FailureKind = "RateLimited" | "Transient" | "TokenInvalid" | "Permanent"
 
 /**
  * What a failed response means. Known codes decide first; then the status:
@@ -154,7 +154,7 @@ export const classify = (status: number, error: GraphErrorBody | undefined): Fai
 
 /** Transient failures are tried again after 250 ms, 500 ms and 1 s (±20 %); nothing else is. */
 export const TRANSIENT_RETRIES = 3
-export const transientRetry = Schedule.exponential("250 millis", 2).pipe(
+const transientRetry = Schedule.exponential("250 millis", 2).pipe(
   Schedule.jittered,
   Schedule.upTo({ times: TRANSIENT_RETRIES }),
   Schedule.setInputType<GraphApiError>(),
@@ -264,11 +264,12 @@ export class GraphApi extends Context.Service<GraphApi, {
         )
       }
 
+      const credentials = Option.map(token, (t) => ({ token: t, proof: appsecretProof(t, config.instagramAppSecret) }))
       const secrets = [
         Redacted.value(config.instagramAppSecret),
-        ...Option.match(token, {
+        ...Option.match(credentials, {
           onNone: () => [],
-          onSome: (t) => [Redacted.value(t), Redacted.value(appsecretProof(t, config.instagramAppSecret))]
+          onSome: ({ proof, token }) => [Redacted.value(token), Redacted.value(proof)]
         })
       ]
       // Meta's messages never contain the token, but a detail string is the one
@@ -430,12 +431,12 @@ export class GraphApi extends Context.Service<GraphApi, {
       const fail = (mediaId: string, reason: GraphApiFailure) => Effect.fail(new GraphApiError({ mediaId, reason }))
 
       // ---- one call.
-      const urlParams = Option.map(token, (t) =>
+      const urlParams = Option.map(credentials, ({ proof, token }) =>
         UrlParams.make([
           ["fields", "owner,username"],
           // Redacted values are sent as they are, and shown as redacted in spans and errors.
-          ["access_token", t],
-          ["appsecret_proof", appsecretProof(t, config.instagramAppSecret)]
+          ["access_token", token],
+          ["appsecret_proof", proof]
         ]))
 
       const interpret = (mediaId: string, response: HttpClientResponse.HttpClientResponse, text: string) =>
@@ -480,7 +481,8 @@ export class GraphApi extends Context.Service<GraphApi, {
               const millis = usage.regainMinutes > 0
                 ? usage.regainMinutes * 60_000
                 : Option.getOrElse(retryAfter, throttleBackoff)
-              yield* pause(millis, what)
+              // Meta's regain estimate already paused the calls above.
+              if (usage.regainMinutes === 0) yield* pause(millis, what)
               return yield* fail(mediaId, new RateLimited({ retryAfterMillis: millis, detail: what }))
             }
             case "TokenInvalid":
