@@ -48,8 +48,6 @@ export class Router extends Context.Service<Router, {
   route(event: JournaledEvent): Effect.Effect<Destination>
   /** Reloads the snapshot now (after an admin change on this instance). */
   readonly refresh: Effect.Effect<void>
-  /** The active worker app serving an owner, if any. */
-  appFor(ownerId: string): WorkerApp | undefined
 }>()("chatico/streams/Route/Router") {
   static readonly layer = Layer.effect(
     Router,
@@ -93,8 +91,6 @@ export class Router extends Context.Service<Router, {
       yield* Effect.forkScoped(
         Effect.andThen(database.awaitReady, refresh.pipe(Effect.repeat(Schedule.spaced(SNAPSHOT_REFRESH_INTERVAL))))
       )
-
-      const appFor = (ownerId: string) => byOwner.get(ownerId)
 
       // Why an event went by entry[].id although Meta was asked: written to the
       // journal in batches, off the routing path.
@@ -167,7 +163,7 @@ export class Router extends Context.Service<Router, {
           return throughGraph(event, mediaId)
         })
 
-      return Router.of({ route, refresh, appFor })
+      return Router.of({ route, refresh })
     })
   )
 }
