@@ -1,10 +1,8 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import fc from "fast-check"
-import { createHmac } from "node:crypto"
 import { APP_SECRET, SECRET_KEY, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
-
-const sign = (body: Uint8Array) => `sha256=${createHmac("sha256", APP_SECRET).update(body).digest("hex")}`
+import { sign } from "../support/Webhooks.ts"
 
 /** Sends raw bytes to /webhook; answers the status (never throws on a 5xx: the test asserts). */
 const post = (baseUrl: string, body: Uint8Array, headers: Record<string, string>) =>

@@ -1,12 +1,11 @@
 import { assert, layer } from "@effect/vitest"
 import { Duration, Effect } from "effect"
-import { createHmac } from "node:crypto"
-import { APP_SECRET, TestApp } from "../support/TestApp.ts"
+import { parseExposition, sampleValue } from "../support/Prometheus.ts"
+import { TestApp } from "../support/TestApp.ts"
+import { postWebhook } from "../support/Webhooks.ts"
 
-const sample = (text: string, name: string) => {
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `))
-  return line === undefined ? 0 : Number(line.split(" ")[1])
-}
+/** A sample of the /metrics text (0 before the first observation). */
+const sample = (text: string, name: string) => sampleValue(parseExposition(text), name) ?? 0
 
 layer(TestApp.layer("journal_batch", { journalBatchWindow: Duration.millis(200), journalBatchRequests: 64 }), {
   excludeTestServices: true,
@@ -23,17 +22,10 @@ layer(TestApp.layer("journal_batch", { journalBatchWindow: Duration.millis(200),
           entry: [{ id: "1", changes: [{ field: "feed", value: { id: `batch-${i}` } }] }]
         })
       )
-      const statuses = yield* Effect.promise(() =>
-        Promise.all(bodies.map((body) =>
-          fetch(`${app.baseUrl}/webhook`, {
-            method: "POST",
-            headers: {
-              "content-type": "application/json",
-              "x-hub-signature-256": `sha256=${createHmac("sha256", APP_SECRET).update(body).digest("hex")}`
-            },
-            body
-          }).then((response) => response.status)
-        ))
+      const statuses = yield* Effect.forEach(
+        bodies,
+        (body) => Effect.map(postWebhook(app, body), (response) => response.status),
+        { concurrency: "unbounded" }
       )
       assert.deepStrictEqual(statuses, bodies.map(() => 200))
       const after = yield* app.request("/metrics")
