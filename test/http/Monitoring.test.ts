@@ -10,6 +10,7 @@ import { Amqp, type ReceivedMessage } from "../support/Amqp.ts"
 import { allSamples, ExpositionError, parseExposition, sampleValue } from "../support/Prometheus.ts"
 import { SECRET_KEY, TestApp, testConfig } from "../support/TestApp.ts"
 import { commentEvent, postWebhook, type SentEvent, sign, uniqueId, webhookText } from "../support/Webhooks.ts"
+import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: the service, its own database (read and written directly) and RabbitMQ with this
@@ -28,14 +29,6 @@ const environment = (name: string) =>
 
 const UNROUTABLE = "chatico.unroutable"
 const HEX64 = /^[0-9a-f]{64}$/
-
-const WorkerAppJson = Schema.Struct({
-  id: Schema.String,
-  owner_id: Schema.String,
-  queue_name: Schema.String,
-  is_active: Schema.Boolean
-})
-type WorkerAppJson = typeof WorkerAppJson.Type
 
 const LogEntry = Schema.Struct({
   event_id: Schema.String,
@@ -101,30 +94,6 @@ type MetricEntry = (typeof MetricsJson.Type)[string][number]
 const ValidationJson = Schema.Struct({ detail: Schema.Array(Schema.Struct({ loc: Schema.Array(Schema.Union([Schema.String, Schema.Number])) })) })
 
 const decode = Schema.decodeUnknownSync
-
-/** Polls `effect` every 100 ms until `done` holds (about `tries` / 10 s at most); returns the last result either way. */
-const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolean, tries = 150) =>
-  Effect.gen(function*() {
-    let last = yield* effect
-    for (let i = 0; i < tries && !done(last); i++) {
-      yield* Effect.sleep("100 millis")
-      last = yield* effect
-    }
-    return last
-  })
-
-const createWorkerApp = (label: string, ownerId: string = uniqueId()) =>
-  Effect.gen(function*() {
-    const app = yield* TestApp
-    const amqp = yield* Amqp
-    const queue = amqp.queueName(label)
-    const response = yield* app.request<unknown>("/worker-apps/", {
-      method: "POST",
-      json: { name: queue, owner_id: ownerId, queue_name: queue }
-    })
-    assert.strictEqual(response.status, 201, response.text)
-    return decode(WorkerAppJson)(response.body)
-  })
 
 /** POSTs one signed webhook of these entries and expects it accepted. */
 const send = (entries: ReadonlyArray<ReadonlyArray<SentEvent>>, object = "instagram") =>

@@ -5,6 +5,7 @@ import { SqlClient } from "effect/sql"
 import { createHmac } from "node:crypto"
 import { Amqp, type ReceivedMessage } from "../support/Amqp.ts"
 import { APP_SECRET, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
+import { createWorkerApp, decodeWorkerApp, eventually, type WorkerAppJson } from "../support/WorkerApps.ts"
 import {
   bodyAcrossOwners,
   bytesOf,
@@ -52,14 +53,6 @@ const MESSAGE_KEYS = [
 ] as const
 const startedAt = Math.floor(Date.now() / 1000)
 
-const WorkerAppJson = Schema.Struct({
-  id: Schema.String,
-  owner_id: Schema.String,
-  queue_name: Schema.String,
-  is_active: Schema.Boolean
-})
-type WorkerAppJson = typeof WorkerAppJson.Type
-const decodeWorkerApp = Schema.decodeUnknownSync(WorkerAppJson)
 
 const decodeAccepted = Schema.decodeUnknownSync(Schema.Struct({
   status: Schema.Literal("ok"),
@@ -84,19 +77,7 @@ const decodeXDeath = Schema.decodeUnknownSync(Schema.Array(Schema.Struct({
   count: Schema.Number
 })))
 
-/** Creates a worker app with a queue of this file's prefix. */
-const createWorkerApp = (label: string, ownerId: string = uniqueId(), isActive = true) =>
-  Effect.gen(function*() {
-    const app = yield* TestApp
-    const amqp = yield* Amqp
-    const queue = amqp.queueName(label)
-    const response = yield* app.request<unknown>("/worker-apps/", {
-      method: "POST",
-      json: { name: queue, owner_id: ownerId, queue_name: queue, is_active: isActive }
-    })
-    assert.strictEqual(response.status, 201, response.text)
-    return decodeWorkerApp(response.body)
-  })
+
 
 const toggle = (workerApp: WorkerAppJson) =>
   Effect.gen(function*() {
@@ -139,22 +120,12 @@ const journalRows = (events: ReadonlyArray<SentEvent>) =>
     return new Map(rows.map((row) => [row.value_raw, row]))
   })
 
-/** Polls `effect` every 100 ms until `done` holds (about 10 s at most); returns the last result either way. */
-const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolean) =>
-  Effect.gen(function*() {
-    let last = yield* effect
-    for (let i = 0; i < 100 && !done(last); i++) {
-      yield* Effect.sleep("100 millis")
-      last = yield* effect
-    }
-    return last
-  })
-
 /** The journal rows once none of these events is still `pending`. */
 const settledRows = (events: ReadonlyArray<SentEvent>) =>
   eventually(
     journalRows(events),
-    (rows) => rows.size === events.length && [...rows.values()].every((row) => row.status !== "pending")
+    (rows) => rows.size === events.length && [...rows.values()].every((row) => row.status !== "pending"),
+    10
   )
 
 const countDuplicates = (eventIds: ReadonlyArray<string>) =>

@@ -9,6 +9,7 @@ import { GRAPH_TOKEN, GraphStandIn, replies } from "../support/GraphStandIn.ts"
 import { type ServiceProcess, startService, stopService, waitHealthy } from "../support/ServiceProcess.ts"
 import { APP_SECRET, SECRET_KEY, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 import { TestDatabase } from "../support/TestDatabase.ts"
+import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 import {
   commentEvent,
   messagingEvent,
@@ -45,9 +46,6 @@ const environment = (name: string, overrides: Partial<AppConfigShape>) =>
     Layer.provideMerge(GraphStandIn.layer)
   )
 
-const WorkerAppJson = Schema.Struct({ id: Schema.String, owner_id: Schema.String, queue_name: Schema.String })
-type WorkerAppJson = typeof WorkerAppJson.Type
-const decodeWorkerApp = Schema.decodeUnknownSync(WorkerAppJson)
 const decodeAccepted = Schema.decodeUnknownSync(Schema.Struct({ events: Schema.Number }))
 const MessageBody = Schema.Struct({
   owner_id: Schema.String,
@@ -56,18 +54,6 @@ const MessageBody = Schema.Struct({
   value: Schema.Unknown
 })
 const decodeMessage = (message: ReceivedMessage) => Schema.decodeUnknownSync(MessageBody)(JSON.parse(message.text))
-
-const createWorkerApp = (label: string, ownerId: string) =>
-  Effect.gen(function*() {
-    const app = yield* TestApp
-    const queue = (yield* Amqp).queueName(label)
-    const response = yield* app.request<unknown>("/worker-apps/", {
-      method: "POST",
-      json: { name: queue, owner_id: ownerId, queue_name: queue }
-    })
-    assert.strictEqual(response.status, 201, response.text)
-    return decodeWorkerApp(response.body)
-  })
 
 const accept = (text: string) =>
   Effect.gen(function*() {
@@ -93,17 +79,6 @@ const rowsOf = (events: ReadonlyArray<SentEvent>) =>
       FROM webhook_events WHERE value_raw IN ${sql.in(events.map((e) => e.valueRaw))}
     `.pipe(Effect.orDie)
     return rows
-  })
-
-/** Polls `effect` every 100 ms until `done` holds or `seconds` pass; returns the last result either way. */
-const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolean, seconds = 20) =>
-  Effect.gen(function*() {
-    let last = yield* effect
-    for (let i = 0; i < seconds * 10 && !done(last); i++) {
-      yield* Effect.sleep("100 millis")
-      last = yield* effect
-    }
-    return last
   })
 
 const allRouted = (count: number) => (rows: ReadonlyArray<JournalRow>) =>
