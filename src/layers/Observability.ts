@@ -8,6 +8,7 @@ import { BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@open
 import { Config, Effect, Layer, Option, Tracer } from "effect"
 import { HttpMiddleware } from "effect/http"
 import { TracingOn } from "../services/TraceContext.ts"
+import { isWebhookRequest } from "../streams/Accept.ts"
 
 export const SERVICE_NAME = "chatico-mapper"
 export const SERVICE_VERSION = "0.1.0"
@@ -37,7 +38,11 @@ const EffectSpansToOtel = Layer.effect(
   Effect.map(OtelTracer.make, (otel) => Tracer.make({ span: (options) => otel.span(options) }))
 )
 
-/** Builds tracing from a span processor: one trace per webhook. */
+/**
+ * Builds tracing from a span processor: one trace per webhook. The webhook
+ * routes make their own server span (`streams/Accept.ts`); effect's HTTP
+ * tracer makes the rest.
+ */
 export const tracingWith = (processor: SpanProcessor) =>
   Layer.mergeAll(
     EffectSpansToOtel.pipe(
@@ -45,7 +50,8 @@ export const tracingWith = (processor: SpanProcessor) =>
       Layer.provide(NodeSdk.layerTracerProvider(processor)),
       Layer.provide(Resource.layerFromEnv(Resource.configToAttributes({ serviceName: SERVICE_NAME, serviceVersion: SERVICE_VERSION })))
     ),
-    Layer.succeed(TracingOn, true)
+    Layer.succeed(TracingOn, true),
+    Layer.succeed(HttpMiddleware.TracerDisabledWhen, isWebhookRequest)
   )
 
 /** No tracing: not even the HTTP server's span per request is made (it would go nowhere). */

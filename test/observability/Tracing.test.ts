@@ -7,7 +7,7 @@ import { createServer } from "node:http"
 import { tracingWith } from "../../src/layers/Observability.ts"
 import { collect, deleteQueues, dropDatabase, faultEnv, newName, psql, startService, stopService, waitHealthy } from "../faults/harness.ts"
 import { startTcpProxy } from "../support/TcpProxy.ts"
-import { APP_SECRET, TestApp } from "../support/TestApp.ts"
+import { APP_SECRET, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 
 const exporter = new InMemorySpanExporter()
 const queue = `t.trace.${Math.random().toString(36).slice(2, 8)}`
@@ -75,6 +75,12 @@ layer(
       const spans = exporter.getFinishedSpans()
       const server = spans.find((span) => span.kind === 1 && span.attributes["http.request.method"] === "POST")
       assert.isDefined(server, spans.map((s) => s.name).join(", "))
+      // OpenTelemetry's HTTP server span: `{method} {route}`, the route, the path, the status.
+      assert.strictEqual(server!.name, "POST /webhook")
+      assert.strictEqual(server!.attributes["http.route"], "/webhook")
+      assert.strictEqual(server!.attributes["url.path"], "/webhook")
+      assert.strictEqual(server!.attributes["http.response.status_code"], 200)
+      assert.strictEqual(server!.status.code, 1) // OK
       const traceId = hex(server!).traceId
       const inTrace = spans.filter((span) => hex(span).traceId === traceId)
       // The journal span: the batch write that committed this webhook.
@@ -123,6 +129,40 @@ layer(
       for (const secret of [APP_SECRET, signature.slice(7), "test-secret-key-0123456789", "trace-c1"]) {
         assert.notInclude(attributes, secret)
       }
+    }))
+
+  it.effect("a webhook continues the caller's traceparent; the handshake's token is not recorded", () =>
+    Effect.gen(function*() {
+      const app = yield* TestApp
+      exporter.reset()
+      const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+      const body = JSON.stringify({ object: "page", entry: [{ id: ownerId, time: 1, changes: [{ field: "feed", value: { id: "trace-p1" } }] }] })
+      const posted = yield* app.request("/webhook", {
+        method: "POST",
+        auth: false,
+        body,
+        headers: {
+          "content-type": "application/json",
+          "x-hub-signature-256": `sha256=${createHmac("sha256", APP_SECRET).update(body).digest("hex")}`,
+          traceparent: `00-${callerTrace}-00f067aa0ba902b7-01`
+        }
+      })
+      assert.strictEqual(posted.status, 200)
+      const handshake = yield* app.request(`/webhook?hub.mode=subscribe&hub.verify_token=${VERIFY_TOKEN}&hub.challenge=42`, { auth: false })
+      assert.strictEqual(handshake.status, 200)
+      const refused = yield* app.request(`/webhook?hub.mode=subscribe&hub.verify_token=wrong-token-7&hub.challenge=42`, { auth: false })
+      assert.strictEqual(refused.status, 403)
+      const servers = exporter.getFinishedSpans().filter((span) => span.kind === 1)
+      const post = servers.find((span) => span.name === "POST /webhook")
+      assert.isDefined(post, servers.map((s) => s.name).join(", "))
+      assert.strictEqual(hex(post!).traceId, callerTrace)
+      assert.strictEqual(post!.parentSpanContext?.spanId, "00f067aa0ba902b7")
+      const gets = servers.filter((span) => span.name === "GET /webhook")
+      assert.deepStrictEqual(gets.map((span) => span.attributes["http.response.status_code"]).sort(), [200, 403])
+      for (const span of gets) assert.strictEqual(span.attributes["url.path"], "/webhook")
+      const attributes = JSON.stringify(servers.map((span) => span.attributes))
+      assert.notInclude(attributes, VERIFY_TOKEN)
+      assert.notInclude(attributes, "wrong-token-7")
     }))
 })
 
