@@ -35,6 +35,8 @@ export interface JournaledEvent {
   readonly attempts: number
   /** W3C traceparent of the webhook's request span: delivery continues its trace, even after a restart. */
   readonly traceparent: string | null
+  /** The request span itself, while this process still holds it (fresh events): no need to parse `traceparent`. */
+  readonly span?: Tracer.AnySpan | undefined
 }
 
 export class JournalUnavailable extends Schema.TaggedError<JournalUnavailable>()("JournalUnavailable", {
@@ -57,7 +59,12 @@ interface Pending {
   readonly done: Deferred.Deferred<RecordResult, JournalUnavailable>
 }
 
-export const toJournaled = (event: WebhookEvent, receivedAt: Date, traceparent: string | null): JournaledEvent => ({
+export const toJournaled = (
+  event: WebhookEvent,
+  receivedAt: Date,
+  traceparent: string | null,
+  span?: Tracer.AnySpan | undefined
+): JournaledEvent => ({
   eventId: event.eventId,
   object: event.object,
   field: event.field,
@@ -67,7 +74,8 @@ export const toJournaled = (event: WebhookEvent, receivedAt: Date, traceparent: 
   valueRaw: event.valueRaw,
   receivedAt,
   attempts: 0,
-  traceparent
+  traceparent,
+  span
 })
 
 /**
@@ -163,7 +171,7 @@ export class Journal extends Context.Service<Journal, {
 
         const fresh: Array<JournaledEvent> = []
         for (const { event, pending } of rows) {
-          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt, pending.traceparent))
+          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt, pending.traceparent, pending.span))
         }
         const counted = new Set<string>()
         for (const pending of batch) {

@@ -106,7 +106,7 @@ export class Delivery extends Context.Service<Delivery, {
       // inside it, so a Graph API call shows as its child.
       const traced = <A, E, R>(event: JournaledEvent, effect: Effect.Effect<A, E, R>) => {
         if (!tracing) return effect
-        const parent = spanFromTraceparent(event.traceparent)
+        const parent = event.span ?? spanFromTraceparent(event.traceparent)
         return effect.pipe(
           Effect.withSpan("publish", {
             kind: "producer",
