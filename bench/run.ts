@@ -26,16 +26,19 @@
  * OTEL_TRACES_SAMPLER(_ARG) say in the bench's environment (unset: the service's default,
  * every trace sampled).
  *
- * `--compare-tracing` runs the service phase with the same settings with tracing off
- * (OTEL_EXPORTER_OTLP_ENDPOINT / _TRACES_ENDPOINT not passed) and as `--tracing`, in each of
- * `--rounds` rounds (default 3, BENCH_ROUNDS; the order alternates: off, on / on, off / …, so a
- * machine that drifts favours neither), prints each round's throughput cost
- * 1 − delivered ev/s(service+tracing) / delivered ev/s(service), and their median with
- * PASS / FAIL against a 15 % budget (FAIL, no export reaching the sink, or non-200 answers in
- * any window set exit code 1). On this shared 2-core machine one pair of runs can differ by
- * more than the budget on its own; the median of a few rounds is steadier. Both phases run with the service's per-client
- * webhook rate limit off (RATE_LIMIT_WEBHOOK=0, unless set in the environment): the bench is
- * one client, and the limit (1000/s) would cap the faster phase. It runs no baseline unless
+ * `--compare-tracing` runs two services side by side, each with its own database and queues: one
+ * with tracing off (OTEL_EXPORTER_OTLP_ENDPOINT / _TRACES_ENDPOINT not passed, row `service`) and
+ * one as `--tracing` (row `service+tracing`). Each first gets 10 s of unmeasured load; then the load
+ * goes to one at a time, in windows (`--warmup` + `--duration`, default 1 + 5 s here) that alternate
+ * off, on / on, off / … over `--rounds` rounds (default 10, BENCH_ROUNDS). Both services see the
+ * same machine minute by minute, so a drift in what else the machine does shifts both alike;
+ * run one after the other, the same untraced service measured anywhere from 1,264 to 2,105
+ * events/s within an hour here. It prints each round's throughput cost
+ * 1 − delivered ev/s(service+tracing) / delivered ev/s(service) and the service's CPU per
+ * delivered event, and their median with PASS / FAIL against a 15 % budget (FAIL, no export
+ * reaching the sink, or non-200 answers in any window set exit code 1). Both services run with
+ * the per-client webhook rate limit off (RATE_LIMIT_WEBHOOK=0, unless set in the environment):
+ * the bench is one client, and the limit would cap the faster one. It runs no baseline unless
  * `--with-baseline` is given.
  *
  * `--graph-standin` runs the service against a Graph API stand-in in the bench process
@@ -197,8 +200,16 @@ type OtlpProtocol = "http/protobuf" | "http/json" | "grpc"
 
 /** Largest throughput cost of tracing that --compare-tracing accepts (issue 5). */
 const TRACING_BUDGET = 0.15
-/** Rounds of --compare-tracing unless --rounds says otherwise: one pair of runs varies by more than the budget here. */
-const DEFAULT_TRACING_ROUNDS = 3
+/**
+ * Rounds of --compare-tracing unless --rounds says otherwise: here one pair of windows with the
+ * same code in both services differed by up to ±15 %; the median of ten is steadier.
+ */
+const DEFAULT_TRACING_ROUNDS = 10
+/** --compare-tracing's window (warm-up + measured) unless --warmup / --duration say otherwise. */
+const DEFAULT_TRACING_WARMUP_S = 1
+const DEFAULT_TRACING_DURATION_S = 5
+/** Seconds of unmeasured load each service of --compare-tracing gets before the first window. */
+const TRACING_SETTLE_S = 10
 /** Largest throughput cost of OWNER_RESOLUTION=graph (cache warm) over entry that --compare-owner-resolution accepts (issue 4). */
 const OWNER_RESOLUTION_BUDGET = 0.1
 /** Media per app with --graph-standin / --compare-owner-resolution unless --media-per-app says otherwise. */
@@ -216,10 +227,11 @@ const usage = `usage: node bench/run.ts [--duration S] [--warmup S] [--concurren
                          [--graph-standin] [--compare-owner-resolution [--with-baseline]] [--media-per-app M]
   --tracing          the service exports traces (OTLP, protocol from OTEL_EXPORTER_OTLP_PROTOCOL, default http/protobuf)
                      to a sink in the bench process; its row is "service+tracing", the notes count the exports received
-  --compare-tracing  the service phase with tracing off ("service") and on ("service+tracing") in each of --rounds rounds
-                     (default ${DEFAULT_TRACING_ROUNDS}; off, on / on, off / off, on …), the throughput cost 1 - delivered(tracing)/delivered(plain)
-                     of each round, and their median with PASS/FAIL against ${TRACING_BUDGET * 100} % (exit code 1 on FAIL);
-                     webhook rate limit off in both phases unless RATE_LIMIT_WEBHOOK is set; no baseline unless --with-baseline
+  --compare-tracing  two services side by side, tracing off ("service") and on ("service+tracing"); the load alternates
+                     between them in windows (default ${DEFAULT_TRACING_WARMUP_S} + ${DEFAULT_TRACING_DURATION_S} s) over --rounds rounds (default ${DEFAULT_TRACING_ROUNDS}; off, on / on, off / …),
+                     the throughput cost 1 - delivered(tracing)/delivered(plain) of each round, and their median with
+                     PASS/FAIL against ${TRACING_BUDGET * 100} % (exit code 1 on FAIL); webhook rate limit off in both unless
+                     RATE_LIMIT_WEBHOOK is set; no baseline unless --with-baseline
   --graph-standin    the service resolves owners through a Graph API stand-in in the bench process (GRAPH_API_URL and
                      INSTAGRAM_ACCESS_TOKEN set by the bench; OWNER_RESOLUTION graph unless set to auto): every entry[].id is an
                      account without worker app, so only the media owner routes right; the notes count the stand-in's calls
@@ -307,7 +319,7 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
   }
   const queueType = process.env.QUEUE_TYPE === "classic" ? "classic" : "quorum"
   const runService = !booleans.has("baseline-only")
-  const warmupS = num("warmup", "BENCH_WARMUP", 2, false, 0)
+  const warmupS = num("warmup", "BENCH_WARMUP", compareTracing ? DEFAULT_TRACING_WARMUP_S : 2, false, 0)
   const apps = num("apps", "BENCH_APPS", 10, true, 1)
   const mediaPerApp = num("media-per-app", "BENCH_MEDIA_PER_APP", ownerAware ? DEFAULT_MEDIA_PER_APP : PLAIN_MEDIA_PER_OWNER, true, 1)
   if (flags.has("rounds") && !compareTracing) {
@@ -330,7 +342,7 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
     ? [{ tracing: booleans.has("tracing"), ownerResolution, graphStandIn, round: 1 }]
     : []
   return {
-    durationS: num("duration", "BENCH_DURATION", 15, false, 0.5),
+    durationS: num("duration", "BENCH_DURATION", compareTracing ? DEFAULT_TRACING_DURATION_S : 15, false, 0.5),
     warmupS,
     concurrency: num("concurrency", "BENCH_CONCURRENCY", 32, true, 1),
     apps,
@@ -667,19 +679,20 @@ const startOtlpSink = async (protocol: OtlpProtocol): Promise<OtlpSink> => {
 const formatBytes = (bytes: number) =>
   bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(2)} MiB` : bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`
 
-/** What the sink received, overall and in the measured window. */
-const sinkNotes = (sink: OtlpSink, load: LoadResult, acceptedEvents: number, stoppedAt: number | undefined) => {
+/** What the sink received, overall and in the measured windows. */
+const sinkNotes = (sink: OtlpSink, windows: ReadonlyArray<LoadResult>, acceptedEvents: number, stoppedAt: number | undefined) => {
   const all = sink.exports()
   const total = all.reduce((sum, e) => sum + e.bytes, 0)
-  const inWindow = all.filter((e) => e.at >= load.measureStart && e.at < load.measureEnd)
+  const inWindow = all.filter((e) => windows.some((load) => e.at >= load.measureStart && e.at < load.measureEnd))
   const windowBytes = inWindow.reduce((sum, e) => sum + e.bytes, 0)
+  const windowS = windows.reduce((sum, load) => sum + (load.measureEnd - load.measureStart) / 1000, 0)
   const afterStop = stoppedAt === undefined ? [] : all.filter((e) => e.at >= stoppedAt)
   const spans = all.every((e) => e.spans !== undefined) ? all.reduce((sum, e) => sum + e.spans!, 0) : undefined
   const types = [...sink.contentTypes()].map(([type, n]) => `${type} ×${n}`).join(", ")
   const notes = [
     `OTLP sink (${sink.protocol}, ${sink.endpoint}) received ${all.length} export requests, ${formatBytes(total)}, ` +
       `${spans === undefined ? "span count n/a" : `${spans} spans`} ` +
-      `(${inWindow.length} requests, ${formatBytes(windowBytes)} = ${formatBytes(windowBytes / ((load.measureEnd - load.measureStart) / 1000))}/s in the measured window; ` +
+      `(${inWindow.length} requests, ${formatBytes(windowBytes)} = ${formatBytes(windowBytes / windowS)}/s in the measured window${windows.length > 1 ? "s" : ""}; ` +
       `${afterStop.length} after SIGTERM)` +
       (acceptedEvents > 0
         ? `, ${fmt(total / acceptedEvents, 0)} B${spans === undefined ? "" : ` and ${(spans / acceptedEvents).toFixed(2)} spans`} per accepted event`
@@ -1036,10 +1049,27 @@ const mediaCheckNotes = (stats: ConsumerStats, bodies: Bodies) => {
 // ---------------------------------------------------------------------------------------------
 // The service
 
-const runServicePhase = async (settings: Settings, runId: string, workload: Workload, phase: ServicePhase) => {
+/** A service child that is up, has its worker apps and queues, and can be measured (more than once). */
+interface RunningService {
+  readonly phase: ServicePhase
+  readonly port: number
+  readonly secret: string
+  readonly proc: Child
+  readonly queues: ReadonlyArray<string>
+  /** The bench's OTLP sink, when this service exports traces. */
+  readonly sink: OtlpSink | undefined
+  readonly standIn: GraphStandIn | undefined
+  /** Notes on how the service was set up, for each of its results. */
+  readonly notes: ReadonlyArray<string>
+  readonly stop: () => Promise<Awaited<ReturnType<typeof stopChild>> | undefined>
+  /** performance.now() of the SIGTERM, once stopped. */
+  readonly stoppedAt: () => number | undefined
+}
+
+/** Starts src/main.ts with its own database and queues and creates the bench's worker apps. */
+const startService = async (settings: Settings, runId: string, workload: Workload, phase: ServicePhase, name: string): Promise<RunningService> => {
   const { owners } = workload
   const tracing = phase.tracing
-  const name = phaseName(settings, phase)
   const dbName = `chatico_bench_${runId}`
   const port = await freePort()
   const secret = randomBytes(24).toString("hex")
@@ -1085,8 +1115,8 @@ const runServicePhase = async (settings: Settings, runId: string, workload: Work
         `(no worker app); ${describeGraphLimits(settings.graphLimits!, workload.mediaOwners.size)}`
     )
   }
-  // --tracing / --compare-tracing: the sink is the only destination of this phase's traces, and
-  // the untraced phase of a comparison exports nothing.
+  // --tracing / --compare-tracing: the sink is the only destination of this service's traces, and
+  // the untraced service of a comparison exports nothing.
   let sink: OtlpSink | undefined
   if (tracing) {
     sink = await startOtlpSink(settings.otlpProtocol)
@@ -1105,9 +1135,9 @@ const runServicePhase = async (settings: Settings, runId: string, workload: Work
     delete env.OTEL_EXPORTER_OTLP_ENDPOINT
     delete env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
   }
-  // The bench is a single client: the service's per-client webhook limit (default 1000/s, burst
-  // 2000) would cap whichever phase is faster and hide the cost of tracing (or of owner
-  // resolution). A comparison turns it off in both phases unless RATE_LIMIT_WEBHOOK is set.
+  // The bench is a single client: the service's per-client webhook limit would cap whichever
+  // service is faster and hide the cost of tracing (or of owner resolution). A comparison turns
+  // it off in both unless RATE_LIMIT_WEBHOOK is set.
   const limiterOff = (settings.compareTracing || settings.compareOwnerResolution) && process.env.RATE_LIMIT_WEBHOOK === undefined
   if (limiterOff) env.RATE_LIMIT_WEBHOOK = "0"
   const queues = owners.map((_, i) => `bench.${runId}.q${i}`)
@@ -1170,44 +1200,102 @@ const runServicePhase = async (settings: Settings, runId: string, workload: Work
     } finally {
       await connection.close().catch(() => {})
     }
+    if (limiterOff) notes.push(`webhook rate limit off (RATE_LIMIT_WEBHOOK=0), as in the other phase of the comparison`)
+    if (sink === undefined && settings.compareTracing) notes.push(`tracing off (no OTLP endpoint passed to the service)`)
+    return { phase, port, secret, proc, queues, sink, standIn, notes, stop, stoppedAt: () => stoppedAt }
+  } catch (err) {
+    reportFailure(name, proc, err)
+    throw err
+  }
+}
 
+const reportFailure = (name: string, proc: Child, err: unknown) => {
+  const tail = proc.tail()
+  console.error(`[bench] ${name} phase failed: ${err instanceof Error ? err.message : String(err)}`)
+  if (tail) console.error(`[bench] last ${name} output (${proc.logFile}):\n${tail}`)
+}
+
+/** One measured window (warm-up + duration) of a running service. */
+const measureService = async (settings: Settings, workload: Workload, service: RunningService, name: string): Promise<PhaseResult> => {
+  try {
     const measured = await measurePhase(
       name,
       settings,
-      { port, secret, proc },
-      owners,
-      queues,
-      `9${randomInt(1e5, 1e6)}${tracing ? 3 : 1}`,
-      bodiesFor(workload, phase.graphStandIn)
+      service,
+      workload.owners,
+      service.queues,
+      `9${randomInt(1e5, 1e6)}${service.phase.tracing ? 3 : 1}`,
+      bodiesFor(workload, service.phase.graphStandIn)
     )
+    const { standIn, sink } = service
     const graph = standIn === undefined ? undefined : graphFigures(standIn, measured.load, workload.mediaOwners?.size ?? 0)
-    const result: PhaseResult = { ...measured, phase, ...(graph === undefined ? {} : { graph }) }
-    result.notes.unshift(...notes)
+    const result: PhaseResult = { ...measured, phase: service.phase, ...(graph === undefined ? {} : { graph }) }
+    result.notes.unshift(...service.notes)
     if (standIn !== undefined && graph !== undefined) {
       result.notes.push(...graphNotes(standIn, graph, result.load))
       if (settings.graphLimits?.setByBench === true) result.notes.push(describeGraphLimits(settings.graphLimits, graph.mediaInBodies))
     }
-    if (limiterOff) result.notes.push(`webhook rate limit off (RATE_LIMIT_WEBHOOK=0), as in the other phase of the comparison`)
-    if (!proc.isRunning()) result.notes.push(`the service process died during the run (see ${proc.logFile})`)
-    const stopResult = await stop()
-    if (stopResult !== undefined && !stopResult.alreadyExited) {
-      result.notes.push(`SIGTERM → exit in ${(stopResult.ms / 1000).toFixed(2)} s (code ${stopResult.code}${stopResult.killed ? ", had to SIGKILL" : ""})`)
-    }
-    if (sink === undefined) {
-      if (settings.compareTracing) result.notes.push(`tracing off (no OTLP endpoint passed to the service)`)
-      return result
-    }
-    await sleep(200) // a final export the exporter sent while the process exited
-    result.notes.push(...sinkNotes(sink, result.load, result.expectedEvents, stoppedAt))
-    const exports = sink.exports()
+    if (!service.proc.isRunning()) result.notes.push(`the service process died during the run (see ${service.proc.logFile})`)
+    if (sink === undefined) return result
+    // what reached the sink while this window's load ran
+    const exports = sink.exports().filter((e) => e.at >= result.load.measureStart && e.at < result.load.measureEnd)
     const spans = exports.every((e) => e.spans !== undefined) ? exports.reduce((sum, e) => sum + e.spans!, 0) : undefined
     return { ...result, tracing: { exportRequests: exports.length, exportBytes: exports.reduce((sum, e) => sum + e.bytes, 0), spans } }
   } catch (err) {
-    const tail = proc.tail()
-    console.error(`[bench] ${name} phase failed: ${err instanceof Error ? err.message : String(err)}`)
-    if (tail) console.error(`[bench] last ${name} output (${proc.logFile}):\n${tail}`)
+    reportFailure(name, service.proc, err)
     throw err
   }
+}
+
+/** SIGTERM; what the exit and (with tracing) the sink say goes into the notes of `last`. */
+const stopService = async (service: RunningService, windows: ReadonlyArray<PhaseResult>) => {
+  const last = windows[windows.length - 1]
+  const stopResult = await service.stop()
+  if (last === undefined) return
+  if (stopResult !== undefined && !stopResult.alreadyExited) {
+    last.notes.push(`SIGTERM → exit in ${(stopResult.ms / 1000).toFixed(2)} s (code ${stopResult.code}${stopResult.killed ? ", had to SIGKILL" : ""})`)
+  }
+  if (service.sink === undefined) return
+  await sleep(200) // a final export the exporter sent while the process exited
+  const accepted = windows.reduce((sum, r) => sum + r.expectedEvents, 0)
+  last.notes.push(...sinkNotes(service.sink, windows.map((r) => r.load), accepted, service.stoppedAt()))
+}
+
+/** One service, one window: start, measure, stop. */
+const runServicePhase = async (settings: Settings, runId: string, workload: Workload, phase: ServicePhase) => {
+  const name = phaseName(settings, phase)
+  const service = await startService(settings, runId, workload, phase, name)
+  const result = await measureService(settings, workload, service, name)
+  await stopService(service, [result])
+  return result
+}
+
+/**
+ * --compare-tracing: an untraced and a traced service run side by side (each with its own
+ * database and queues); the load goes to one at a time, in windows that alternate
+ * off, on / on, off / … over `rounds` rounds. Both see the same machine minute by minute, so a
+ * drift in what else the machine does shifts both alike.
+ */
+const runTracingComparison = async (settings: Settings, runId: string, workload: Workload) => {
+  const base = { ownerResolution: settings.ownerResolution, graphStandIn: settings.servicePhases[0]?.graphStandIn ?? false, round: 0 }
+  const plain = await startService(settings, runId, workload, { ...base, tracing: false }, "service")
+  const traced = await startService(settings, `${runId}t`, workload, { ...base, tracing: true }, "service+tracing")
+  // Unmeasured load first, so the windows compare warm services, not V8 compiling one of them.
+  for (const service of [plain, traced]) {
+    if (interrupted) break
+    const name = `${service === plain ? "service" : "service+tracing"} (settling)`
+    const settled = await measureService({ ...settings, warmupS: 0, durationS: TRACING_SETTLE_S }, workload, service, name)
+    log(`${name}: ${settled.delivered} events delivered, not measured`)
+  }
+  const results: Array<PhaseResult> = []
+  for (const phase of settings.servicePhases) {
+    if (interrupted) break
+    const service = phase.tracing ? traced : plain
+    const result = await measureService(settings, workload, { ...service, phase }, phaseName(settings, phase))
+    results.push(result)
+  }
+  for (const service of [plain, traced]) await stopService(service, results.filter((r) => r.phase!.tracing === service.phase.tracing))
+  return results
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1327,8 +1415,8 @@ const median = (values: ReadonlyArray<number>) => {
 }
 
 /**
- * --compare-tracing: the cost of each round (1 − traced / plain delivered ev/s, both phases of
- * the round run back to back) and their median, PASS when the median is within the budget.
+ * --compare-tracing: the cost of each round (1 − traced / plain delivered ev/s, the round's two
+ * windows back to back) and their median, PASS when the median is within the budget.
  * False on FAIL, a failed phase, a traced phase whose spans never reached the sink, or non-200
  * answers in a measured window.
  */
@@ -1380,6 +1468,16 @@ const compareTracingReport = (settings: Settings, results: ReadonlyArray<PhaseRe
   }
   const cost = median(costs)
   const pass = ok && costs.length === settings.rounds && cost <= TRACING_BUDGET
+  const meanRate = (tracing: boolean) => {
+    const rates = phases.filter((r) => r.phase!.tracing === tracing && r.deliveredRate !== undefined).map((r) => r.deliveredRate!)
+    return rates.reduce((a, b) => a + b, 0) / rates.length
+  }
+  if (settings.rounds > 1) {
+    console.log(
+      `mean delivered ev/s over the windows: ${fmt(meanRate(true))} with tracing, ${fmt(meanRate(false))} without ` +
+        `(cost ${fmt((1 - meanRate(true) / meanRate(false)) * 100, 1)} %)`
+    )
+  }
   console.log(
     `tracing cost (1 − delivered ev/s with tracing / without${settings.rounds > 1 ? `, median of ${costs.length} rounds` : ""}): ` +
       `${(cost * 100).toFixed(1)} %, budget ${(TRACING_BUDGET * 100).toFixed(0)} %: ${pass ? "PASS" : "FAIL"}` +
@@ -1488,15 +1586,24 @@ const main = async () => {
   const results: Array<PhaseResult> = []
   let failed = false
   try {
-    for (const [i, phase] of settings.servicePhases.entries()) {
-      if (interrupted) break
+    if (settings.compareTracing) {
       try {
-        // a comparison's second phase gets its own database and queues
-        results.push(await runServicePhase(settings, i === 0 ? runId : `${runId}${settings.compareOwnerResolution ? "g" : "t"}${i}`, workload, phase))
+        results.push(...(await runTracingComparison(settings, runId, workload)))
       } catch {
         failed = true
       }
-      await runCleanups() // stop the service, delete its queues, drop its database before the next phase runs
+      await runCleanups() // stop both services, delete their queues, drop their databases
+    } else {
+      for (const [i, phase] of settings.servicePhases.entries()) {
+        if (interrupted) break
+        try {
+          // a comparison's second phase gets its own database and queues
+          results.push(await runServicePhase(settings, i === 0 ? runId : `${runId}g${i}`, workload, phase))
+        } catch {
+          failed = true
+        }
+        await runCleanups() // stop the service, delete its queues, drop its database before the next phase runs
+      }
     }
     if (settings.runBaseline && !interrupted) {
       try {
