@@ -1,4 +1,4 @@
-import { Context, Effect, Option, Tracer } from "effect"
+import { Context, Effect, type Exit, Tracer } from "effect"
 
 /** True when spans are exported (an OTLP endpoint, or a test's exporter, is configured). */
 export const TracingOn = Context.Reference<boolean>("chatico/services/TraceContext/TracingOn", {
@@ -21,9 +21,22 @@ export const spanFromTraceparent = (traceparent: string | null): Tracer.External
   })
 }
 
-/** The current span's `traceparent` when tracing is on, else null. */
-export const currentTraceparent = Effect.gen(function*() {
-  if (!(yield* TracingOn)) return null
-  const span = yield* Effect.option(Effect.currentParentSpan)
-  return Option.match(span, { onNone: () => null, onSome: traceparentOf })
-})
+/**
+ * Runs `use` in a new span that it is handed, like `Effect.withSpan` but for
+ * the hot path: no stack frame is recorded, and the span is the parent of
+ * what `use` starts. `spanExit` turns the effect's exit into the span's (an
+ * HTTP answer can be a success of the effect and an error of the span).
+ */
+export const inSpan = <A, E, R>(
+  name: string,
+  options: Tracer.SpanOptionsNoTrace,
+  use: (span: Tracer.Span) => Effect.Effect<A, E, R>,
+  spanExit: (exit: Exit.Exit<A, E>, span: Tracer.Span) => Exit.Exit<unknown, unknown> = (exit) => exit
+): Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>> =>
+  Effect.flatMap(Effect.makeSpan(name, options), (span) =>
+    use(span).pipe(
+      Effect.provideService(Tracer.ParentSpan, span),
+      Effect.onExit((exit) =>
+        Effect.clockWith((clock) => Effect.sync(() => span.end(clock.currentTimeNanosUnsafe(), spanExit(exit, span))))
+      )
+    ))

@@ -1,12 +1,12 @@
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Effect, Exit, Layer, Option, Redacted, Result, Tracer } from "effect"
+import { Effect, Exit, Layer, Option, Redacted, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "effect/http"
 import { parseWebhook } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { constantTimeEqual } from "../services/ConstantTime.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { TracingOn } from "../services/TraceContext.ts"
+import { inSpan, TracingOn } from "../services/TraceContext.ts"
 import { Journal } from "./Journal.ts"
 
 /** Seconds Meta is asked to wait before redelivering after a 503. */
@@ -74,8 +74,9 @@ const webhookSpan = <E, R>(
   request: HttpServerRequest.HttpServerRequest,
   handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
 ) =>
-  Effect.flatMap(
-    Effect.makeSpan(`${request.method} ${WEBHOOK_PATH}`, {
+  inSpan(
+    `${request.method} ${WEBHOOK_PATH}`,
+    {
       kind: "server",
       ...Option.match(HttpTraceContext.fromHeaders(request.headers), {
         onNone: () => ({ root: true }),
@@ -89,25 +90,14 @@ const webhookSpan = <E, R>(
         ...(request.headers["user-agent"] === undefined ? {} : { "user_agent.original": request.headers["user-agent"] }),
         ...Option.match(request.remoteAddress, { onNone: () => ({}), onSome: (address) => ({ "client.address": address }) })
       }
-    }),
-    (span) =>
-      handler.pipe(
-        // The parent span alone: `withParentSpan` would also capture a stack trace per request.
-        Effect.provideService(Tracer.ParentSpan, span),
-        Effect.onExit((exit) =>
-          Effect.clockWith((clock) =>
-            Effect.sync(() => {
-              // As OpenTelemetry's HTTP conventions say: only a 5xx answer is an error of the server span.
-              let spanExit: Exit.Exit<unknown, unknown> = exit
-              if (Exit.isSuccess(exit)) {
-                span.attribute("http.response.status_code", exit.value.status)
-                if (exit.value.status >= 500) spanExit = Exit.fail(new Error(`answered ${exit.value.status}`))
-              }
-              span.end(clock.currentTimeNanosUnsafe(), spanExit)
-            })
-          )
-        )
-      )
+    },
+    () => handler,
+    (exit, span) => {
+      if (Exit.isFailure(exit)) return exit
+      span.attribute("http.response.status_code", exit.value.status)
+      // As OpenTelemetry's HTTP conventions say: only a 5xx answer is an error of the server span.
+      return exit.value.status >= 500 ? Exit.fail(new Error(`answered ${exit.value.status}`)) : exit
+    }
   )
 
 const detail = (status: number, message: string, headers?: Record<string, string>) =>

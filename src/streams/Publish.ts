@@ -1,9 +1,9 @@
-import { Context, Duration, Effect, Layer, Queue, Schedule } from "effect"
+import { Context, Duration, Effect, Layer, Queue, Schedule, type Tracer } from "effect"
 import { SqlClient } from "effect/sql"
 import { AppConfig } from "../layers/Config.ts"
 import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { currentTraceparent, spanFromTraceparent, TracingOn } from "../services/TraceContext.ts"
+import { inSpan, spanFromTraceparent, traceparentOf, TracingOn } from "../services/TraceContext.ts"
 import type { JournaledEvent } from "./Journal.ts"
 import { type Destination, Router } from "./Route.ts"
 
@@ -84,54 +84,30 @@ export class Delivery extends Context.Service<Delivery, {
         event: JournaledEvent,
         destination: Exclude<Destination, { readonly _tag: "Wait" }>,
         queue: string,
-        attempt: number
+        attempt: number,
+        traceparent: string | null
       ) =>
-        Effect.flatMap(currentTraceparent, (traceparent) =>
-          broker.publish({
-            queue,
-            body: messageBody(event, destination.ownerId),
-            properties: {
-              messageId: event.eventId,
-              contentType: "application/json",
-              deliveryMode: 2,
-              timestamp: Math.floor(Date.now() / 1000),
-              type: `${event.object}.${event.field}`,
-              headers: {
-                "x-owner-id": destination.ownerId,
-                "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
-                "x-attempt": attempt,
-                // The producer span's context, so a worker's consumer continues the trace.
-                ...(traceparent === null ? {} : { traceparent })
-              }
+        broker.publish({
+          queue,
+          body: messageBody(event, destination.ownerId),
+          properties: {
+            messageId: event.eventId,
+            contentType: "application/json",
+            deliveryMode: 2,
+            timestamp: Math.floor(Date.now() / 1000),
+            type: `${event.object}.${event.field}`,
+            headers: {
+              "x-owner-id": destination.ownerId,
+              "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
+              "x-attempt": attempt,
+              // The producer span's context, so a worker's consumer continues the trace.
+              ...(traceparent === null ? {} : { traceparent })
             }
-          }))
+          }
+        })
 
-      // One producer span per event, in its webhook's trace (also after a
-      // restart: the context comes from the journal). Owner resolution happens
-      // inside it, so a Graph API call shows as its child.
-      const traced = <A, E, R>(event: JournaledEvent, effect: Effect.Effect<A, E, R>) => {
-        if (!tracing) return effect
-        const parent = event.span ?? spanFromTraceparent(event.traceparent)
-        return effect.pipe(
-          Effect.withSpan("publish", {
-            kind: "producer",
-            ...(parent === undefined ? { root: true } : { parent }),
-            attributes: {
-              "messaging.system": "rabbitmq",
-              "messaging.operation.type": "send",
-              "messaging.operation.name": "publish",
-              "messaging.message.id": event.eventId
-            }
-          }, { captureStackTrace: false })
-        )
-      }
-
-      const annotateDestination = (queue: string, destination: Exclude<Destination, { readonly _tag: "Wait" }>) =>
-        tracing
-          ? Effect.annotateCurrentSpan("messaging.destination.name", queue)
-          : Effect.void
-
-      const deliverOne = Effect.fnUntraced(function*(event: JournaledEvent) {
+      /** Routes and publishes one event; `span` is its producer span when tracing is on. */
+      const deliverOne = Effect.fnUntraced(function*(event: JournaledEvent, span: Tracer.Span | undefined) {
         const destination = yield* router.route(event)
         if (destination._tag === "Wait") {
           return { _tag: "Deferred", event, attempts: event.attempts, lastError: destination.reason } satisfies Outcome
@@ -139,13 +115,14 @@ export class Delivery extends Context.Service<Delivery, {
         const queue = destination._tag === "WorkerApp" ? destination.app.queue_name : UNROUTABLE_QUEUE
         const appId = destination._tag === "WorkerApp" ? destination.app.id : null
         const status = destination._tag === "WorkerApp" ? "routed" as const : "unroutable" as const
-        yield* annotateDestination(queue, destination)
+        span?.attribute("messaging.destination.name", queue)
+        const traceparent = span === undefined ? null : traceparentOf(span)
         let attempts = event.attempts
         let lastError: string | null = null
         const attempt = Effect.suspend(() => {
           attempts++
           const sent = Date.now()
-          return publishTo(event, destination, queue, attempts).pipe(
+          return publishTo(event, destination, queue, attempts, traceparent).pipe(
             Effect.tap(() => Metrics.observe(Metrics.confirmLatency, Metrics.seconds(sent)))
           )
         }).pipe(
@@ -167,7 +144,7 @@ export class Delivery extends Context.Service<Delivery, {
         }
         // The retry budget is spent: park the event in the worker app's dead-letter queue.
         attempts++
-        const parked = yield* publishTo(event, destination, deadLetterQueue(queue), attempts).pipe(Effect.result)
+        const parked = yield* publishTo(event, destination, deadLetterQueue(queue), attempts, traceparent).pipe(Effect.result)
         return parked._tag === "Success"
           ? {
             _tag: "Routed",
@@ -181,7 +158,23 @@ export class Delivery extends Context.Service<Delivery, {
           : { _tag: "Deferred", event, attempts, lastError: `${parked.failure.reason}: ${parked.failure.detail}` } satisfies Outcome
       })
 
-      const deliver = (event: JournaledEvent) => traced(event, deliverOne(event))
+      // One producer span per event, in its webhook's trace (also after a
+      // restart: the context comes from the journal). Owner resolution happens
+      // inside it, so a Graph API call shows as its child.
+      const deliver = (event: JournaledEvent) => {
+        if (!tracing) return deliverOne(event, undefined)
+        const parent = event.span ?? spanFromTraceparent(event.traceparent)
+        return inSpan("publish", {
+          kind: "producer",
+          ...(parent === undefined ? { root: true } : { parent }),
+          attributes: {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+            "messaging.message.id": event.eventId
+          }
+        }, (span) => deliverOne(event, span))
+      }
 
       const writeOutcomes = (outcomes: ReadonlyArray<Outcome>) => {
         const now = new Date()
