@@ -1247,8 +1247,11 @@ const measureService = async (settings: Settings, workload: Workload, service: R
   }
 }
 
-/** SIGTERM; what the exit and (with tracing) the sink say goes into the notes of `last`. */
-const stopService = async (service: RunningService, windows: ReadonlyArray<PhaseResult>) => {
+/**
+ * SIGTERM; what the exit and (with tracing) the sink say goes into the notes of the last window.
+ * Spans per event count the events of `unmeasured` load too (they were exported as well).
+ */
+const stopService = async (service: RunningService, windows: ReadonlyArray<PhaseResult>, unmeasured?: PhaseResult) => {
   const last = windows[windows.length - 1]
   const stopResult = await service.stop()
   if (last === undefined) return
@@ -1257,7 +1260,7 @@ const stopService = async (service: RunningService, windows: ReadonlyArray<Phase
   }
   if (service.sink === undefined) return
   await sleep(200) // a final export the exporter sent while the process exited
-  const accepted = windows.reduce((sum, r) => sum + r.expectedEvents, 0)
+  const accepted = windows.reduce((sum, r) => sum + r.expectedEvents, unmeasured?.expectedEvents ?? 0)
   last.notes.push(...sinkNotes(service.sink, windows.map((r) => r.load), accepted, service.stoppedAt()))
 }
 
@@ -1281,10 +1284,12 @@ const runTracingComparison = async (settings: Settings, runId: string, workload:
   const plain = await startService(settings, runId, workload, { ...base, tracing: false }, "service")
   const traced = await startService(settings, `${runId}t`, workload, { ...base, tracing: true }, "service+tracing")
   // Unmeasured load first, so the windows compare warm services, not V8 compiling one of them.
+  const settling = new Map<RunningService, PhaseResult>()
   for (const service of [plain, traced]) {
     if (interrupted) break
     const name = `${service === plain ? "service" : "service+tracing"} (settling)`
     const settled = await measureService({ ...settings, warmupS: 0, durationS: TRACING_SETTLE_S }, workload, service, name)
+    settling.set(service, settled)
     log(`${name}: ${settled.delivered} events delivered, not measured`)
   }
   const results: Array<PhaseResult> = []
@@ -1294,7 +1299,10 @@ const runTracingComparison = async (settings: Settings, runId: string, workload:
     const result = await measureService(settings, workload, { ...service, phase }, phaseName(settings, phase))
     results.push(result)
   }
-  for (const service of [plain, traced]) await stopService(service, results.filter((r) => r.phase!.tracing === service.phase.tracing))
+  for (const service of [plain, traced]) {
+    const windows = results.filter((r) => r.phase!.tracing === service.phase.tracing)
+    await stopService(service, windows, settling.get(service))
+  }
   return results
 }
 
