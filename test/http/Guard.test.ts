@@ -1,11 +1,11 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { createHmac } from "node:crypto"
-import { APP_SECRET, TestApp } from "../support/TestApp.ts"
+import { TestApp } from "../support/TestApp.ts"
+import { sign } from "../support/Webhooks.ts"
 
 const signed = (body: string) => ({
   "content-type": "application/json",
-  "x-hub-signature-256": `sha256=${createHmac("sha256", APP_SECRET).update(body).digest("hex")}`
+  "x-hub-signature-256": sign(body)
 })
 
 layer(TestApp.layer("guard", { rateLimitAdmin: 2, rateLimitWebhook: 5 }), {

@@ -2,12 +2,12 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import amqp from "amqplib"
 import { Effect, Schema } from "effect"
-import { createHmac } from "node:crypto"
 import { createServer } from "node:http"
 import { tracingWith } from "../../src/layers/Observability.ts"
 import { collect, deleteQueues, dropDatabase, faultEnv, newName, psql, startService, stopService, waitHealthy } from "../faults/harness.ts"
 import { startTcpProxy } from "../support/TcpProxy.ts"
 import { APP_SECRET, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
+import { sign } from "../support/Webhooks.ts"
 
 const exporter = new InMemorySpanExporter()
 const queue = `t.trace.${Math.random().toString(36).slice(2, 8)}`
@@ -54,7 +54,7 @@ layer(
       exporter.reset()
       const changes = [1, 2, 3].map((i) => ({ field: "comments", value: { id: `trace-c${i}`, text: "hi" } }))
       const body = JSON.stringify({ object: "instagram", entry: [{ id: ownerId, time: 1, changes }] })
-      const signature = `sha256=${createHmac("sha256", APP_SECRET).update(body).digest("hex")}`
+      const signature = sign(body)
       const response = yield* app.request("/webhook", {
         method: "POST",
         auth: false,
@@ -107,7 +107,7 @@ layer(
         Promise.all(bodies.map((b) =>
           fetch(`${app.baseUrl}/webhook`, {
             method: "POST",
-            headers: { "content-type": "application/json", "x-hub-signature-256": `sha256=${createHmac("sha256", APP_SECRET).update(b).digest("hex")}` },
+            headers: { "content-type": "application/json", "x-hub-signature-256": sign(b) },
             body: b
           }).then((r) => r.arrayBuffer())
         ))
@@ -143,7 +143,7 @@ layer(
         body,
         headers: {
           "content-type": "application/json",
-          "x-hub-signature-256": `sha256=${createHmac("sha256", APP_SECRET).update(body).digest("hex")}`,
+          "x-hub-signature-256": sign(body),
           traceparent: `00-${callerTrace}-00f067aa0ba902b7-01`
         }
       })
@@ -226,7 +226,7 @@ describe("tracing across a crash", () => {
           method: "POST",
           headers: {
             "content-type": "application/json",
-            "x-hub-signature-256": `sha256=${createHmac("sha256", "fault-app-secret").update(body).digest("hex")}`
+            "x-hub-signature-256": sign(body, "fault-app-secret")
           },
           body
         })

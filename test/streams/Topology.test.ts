@@ -1,8 +1,8 @@
 import { assert, layer } from "@effect/vitest"
 import amqp from "amqplib"
 import { Effect, Schema } from "effect"
-import { createHmac } from "node:crypto"
-import { APP_SECRET, TestApp } from "../support/TestApp.ts"
+import { TestApp } from "../support/TestApp.ts"
+import { sign } from "../support/Webhooks.ts"
 
 const queue = `t.topology.${Math.random().toString(36).slice(2, 8)}`
 const ownerId = "7700000001"
@@ -28,7 +28,7 @@ const post = (baseUrl: string, commentId: string) => {
   return Effect.promise(() =>
     fetch(`${baseUrl}/webhook`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-hub-signature-256": `sha256=${createHmac("sha256", APP_SECRET).update(body).digest("hex")}` },
+      headers: { "content-type": "application/json", "x-hub-signature-256": sign(body) },
       body
     }).then((response) => response.status)
   )
