@@ -57,13 +57,14 @@
  * pending until DELIVERY_LEASE); the settings line says so. The baseline (no owner lookups)
  * gets the same media with `entry[].id` = the owner.
  *
- * `--compare-owner-resolution` runs the service phase twice with the same settings and media:
- * `service[entry]` (OWNER_RESOLUTION=entry, `entry[].id` = the owner, no stand-in) and
- * `service[graph]` (OWNER_RESOLUTION=graph with `--graph-standin`), and prints the stand-in's
- * calls and the throughput difference 1 − delivered ev/s(graph) / delivered ev/s(entry) with
- * PASS / FAIL against a 10 % budget (issue 4). Both phases run with RATE_LIMIT_WEBHOOK=0 unless
- * set. NOT COMPARABLE (exit code 1, as FAIL) when either measured window has non-200 answers, or
- * either phase has missing or misrouted events, or the stand-in was never asked. No baseline
+ * `--compare-owner-resolution` runs two services side by side with the same settings and media,
+ * in windows and rounds as `--compare-tracing`: `service[entry]` (OWNER_RESOLUTION=entry,
+ * `entry[].id` = the owner, no stand-in) and `service[graph]` (OWNER_RESOLUTION=graph with
+ * `--graph-standin`; its unmeasured first load fills the owner cache). It prints the stand-in's
+ * calls and each round's throughput difference 1 − delivered ev/s(graph) / delivered ev/s(entry),
+ * and their median with PASS / FAIL against a 10 % budget (issue 4). Both run with
+ * RATE_LIMIT_WEBHOOK=0 unless set. NOT COMPARABLE (exit code 1, as FAIL) when any measured window
+ * has non-200 answers, missing or misrouted events, or the stand-in was never asked. No baseline
  * unless `--with-baseline`.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
@@ -117,7 +118,7 @@ interface Settings {
   /** Service phases to run, in order. */
   readonly servicePhases: ReadonlyArray<ServicePhase>
   readonly compareTracing: boolean
-  /** Rounds of --compare-tracing: each runs both phases (ABBA order across rounds). */
+  /** Rounds of a side-by-side comparison: each measures both services once (ABBA order across rounds). */
   readonly rounds: number
   readonly compareOwnerResolution: boolean
   /** OTLP protocol of the sink and the service's exporter (when a phase traces). */
@@ -201,15 +202,16 @@ type OtlpProtocol = "http/protobuf" | "http/json" | "grpc"
 /** Largest throughput cost of tracing that --compare-tracing accepts (issue 5). */
 const TRACING_BUDGET = 0.15
 /**
- * Rounds of --compare-tracing unless --rounds says otherwise: here one pair of windows with the
- * same code in both services differed by up to ±15 %; the median of ten is steadier.
+ * Rounds of --compare-tracing / --compare-owner-resolution unless --rounds says otherwise: here
+ * one pair of windows with the same code in both services differed by up to ±15 %; the median
+ * of ten is steadier.
  */
-const DEFAULT_TRACING_ROUNDS = 10
-/** --compare-tracing's window (warm-up + measured) unless --warmup / --duration say otherwise. */
-const DEFAULT_TRACING_WARMUP_S = 1
-const DEFAULT_TRACING_DURATION_S = 5
-/** Seconds of unmeasured load each service of --compare-tracing gets before the first window. */
-const TRACING_SETTLE_S = 10
+const DEFAULT_COMPARISON_ROUNDS = 10
+/** A comparison's window (warm-up + measured) unless --warmup / --duration say otherwise. */
+const DEFAULT_WINDOW_WARMUP_S = 1
+const DEFAULT_WINDOW_DURATION_S = 5
+/** Seconds of unmeasured load each service of a comparison gets before the first window. */
+const SETTLE_S = 10
 /** Largest throughput cost of OWNER_RESOLUTION=graph (cache warm) over entry that --compare-owner-resolution accepts (issue 4). */
 const OWNER_RESOLUTION_BUDGET = 0.1
 /** Media per app with --graph-standin / --compare-owner-resolution unless --media-per-app says otherwise. */
@@ -224,11 +226,11 @@ const OWNER_LOOKUP_WAIT_S = 3
 
 const usage = `usage: node bench/run.ts [--duration S] [--warmup S] [--concurrency C] [--apps N] [--changes-per-body E] [--baseline-only | --service-only]
                          [--tracing] [--compare-tracing [--rounds N] [--with-baseline]]
-                         [--graph-standin] [--compare-owner-resolution [--with-baseline]] [--media-per-app M]
+                         [--graph-standin] [--compare-owner-resolution [--rounds N] [--with-baseline]] [--media-per-app M]
   --tracing          the service exports traces (OTLP, protocol from OTEL_EXPORTER_OTLP_PROTOCOL, default http/protobuf)
                      to a sink in the bench process; its row is "service+tracing", the notes count the exports received
   --compare-tracing  two services side by side, tracing off ("service") and on ("service+tracing"); the load alternates
-                     between them in windows (default ${DEFAULT_TRACING_WARMUP_S} + ${DEFAULT_TRACING_DURATION_S} s) over --rounds rounds (default ${DEFAULT_TRACING_ROUNDS}; off, on / on, off / …),
+                     between them in windows (default ${DEFAULT_WINDOW_WARMUP_S} + ${DEFAULT_WINDOW_DURATION_S} s) over --rounds rounds (default ${DEFAULT_COMPARISON_ROUNDS}; off, on / on, off / …),
                      the throughput cost 1 - delivered(tracing)/delivered(plain) of each round, and their median with
                      PASS/FAIL against ${TRACING_BUDGET * 100} % (exit code 1 on FAIL); webhook rate limit off in both unless
                      RATE_LIMIT_WEBHOOK is set; no baseline unless --with-baseline
@@ -236,10 +238,11 @@ const usage = `usage: node bench/run.ts [--duration S] [--warmup S] [--concurren
                      INSTAGRAM_ACCESS_TOKEN set by the bench; OWNER_RESOLUTION graph unless set to auto): every entry[].id is an
                      account without worker app, so only the media owner routes right; the notes count the stand-in's calls
   --compare-owner-resolution
-                     the service phase twice: OWNER_RESOLUTION=entry ("service[entry]") then graph with --graph-standin
-                     ("service[graph]"), and the cost 1 - delivered(graph)/delivered(entry) with PASS/FAIL against
-                     ${OWNER_RESOLUTION_BUDGET * 100} % (exit code 1 on FAIL or NOT COMPARABLE: non-200s, missing or misrouted events);
-                     webhook rate limit off in both phases unless RATE_LIMIT_WEBHOOK is set; no baseline unless --with-baseline
+                     two services side by side, windows and rounds as --compare-tracing: OWNER_RESOLUTION=entry
+                     ("service[entry]") and graph with --graph-standin ("service[graph]"); the median of the rounds' costs
+                     1 - delivered(graph)/delivered(entry) with PASS/FAIL against ${OWNER_RESOLUTION_BUDGET * 100} % (exit code 1 on FAIL or
+                     NOT COMPARABLE: non-200s, missing or misrouted events); webhook rate limit off in both unless
+                     RATE_LIMIT_WEBHOOK is set; no baseline unless --with-baseline
   --media-per-app M  distinct media per worker app in the bodies (default ${DEFAULT_MEDIA_PER_APP} with the two flags above, else ${PLAIN_MEDIA_PER_OWNER});
                      GRAPH_API_CALLS_PER_SECOND is raised (and said so) only if the default token bucket
                      (${GRAPH_DEFAULT_CALLS_PER_SECOND}/s, burst ${GRAPH_DEFAULT_BURST}) could not resolve apps × M media within half the warm-up (≤ 1.5 s)
@@ -319,22 +322,26 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
   }
   const queueType = process.env.QUEUE_TYPE === "classic" ? "classic" : "quorum"
   const runService = !booleans.has("baseline-only")
-  const warmupS = num("warmup", "BENCH_WARMUP", compareTracing ? DEFAULT_TRACING_WARMUP_S : 2, false, 0)
+  const sideBySide = compareTracing || compareOwnerResolution
+  const warmupS = num("warmup", "BENCH_WARMUP", sideBySide ? DEFAULT_WINDOW_WARMUP_S : 2, false, 0)
   const apps = num("apps", "BENCH_APPS", 10, true, 1)
   const mediaPerApp = num("media-per-app", "BENCH_MEDIA_PER_APP", ownerAware ? DEFAULT_MEDIA_PER_APP : PLAIN_MEDIA_PER_OWNER, true, 1)
-  if (flags.has("rounds") && !compareTracing) {
-    console.error(`--rounds goes with --compare-tracing\n${usage}`)
+  if (flags.has("rounds") && !sideBySide) {
+    console.error(`--rounds goes with --compare-tracing or --compare-owner-resolution\n${usage}`)
     process.exit(2)
   }
-  const rounds = compareTracing ? num("rounds", "BENCH_ROUNDS", DEFAULT_TRACING_ROUNDS, true, 1) : 1
-  // Alternate which phase runs first (ABBA), so a machine that slows down or speeds up over the
+  const rounds = sideBySide ? num("rounds", "BENCH_ROUNDS", DEFAULT_COMPARISON_ROUNDS, true, 1) : 1
+  // Alternate which side goes first (ABBA), so a machine that slows down or speeds up over the
   // run does not favour one of them.
   const tracingOrder = (round: number) => (round % 2 === 1 ? [false, true] : [true, false])
   const servicePhases: ReadonlyArray<ServicePhase> = compareOwnerResolution
-    ? [
-      { tracing: booleans.has("tracing"), ownerResolution: "entry", graphStandIn: false, round: 1 },
-      { tracing: booleans.has("tracing"), ownerResolution: "graph", graphStandIn: true, round: 1 }
-    ]
+    ? Array.from({ length: rounds }, (_, i) =>
+      tracingOrder(i + 1).map((graph) => ({
+        tracing: booleans.has("tracing"),
+        ownerResolution: graph ? "graph" : "entry",
+        graphStandIn: graph,
+        round: i + 1
+      }))).flat()
     : compareTracing
     ? Array.from({ length: rounds }, (_, i) => tracingOrder(i + 1).map((tracing) => ({ tracing, ownerResolution, graphStandIn, round: i + 1 })))
       .flat()
@@ -342,7 +349,7 @@ const parseSettings = (argv: ReadonlyArray<string>): Settings => {
     ? [{ tracing: booleans.has("tracing"), ownerResolution, graphStandIn, round: 1 }]
     : []
   return {
-    durationS: num("duration", "BENCH_DURATION", compareTracing ? DEFAULT_TRACING_DURATION_S : 15, false, 0.5),
+    durationS: num("duration", "BENCH_DURATION", sideBySide ? DEFAULT_WINDOW_DURATION_S : 15, false, 0.5),
     warmupS,
     concurrency: num("concurrency", "BENCH_CONCURRENCY", 32, true, 1),
     apps,
@@ -1274,33 +1281,37 @@ const runServicePhase = async (settings: Settings, runId: string, workload: Work
 }
 
 /**
- * --compare-tracing: an untraced and a traced service run side by side (each with its own
- * database and queues); the load goes to one at a time, in windows that alternate
- * off, on / on, off / … over `rounds` rounds. Both see the same machine minute by minute, so a
+ * --compare-tracing / --compare-owner-resolution: the two services of the comparison run side by
+ * side (each with its own database and queues); the load goes to one at a time, in windows that
+ * alternate A, B / B, A / … over `rounds` rounds. Both see the same machine minute by minute, so a
  * drift in what else the machine does shifts both alike.
  */
-const runTracingComparison = async (settings: Settings, runId: string, workload: Workload) => {
-  const base = { ownerResolution: settings.ownerResolution, graphStandIn: settings.servicePhases[0]?.graphStandIn ?? false, round: 0 }
-  const plain = await startService(settings, runId, workload, { ...base, tracing: false }, "service")
-  const traced = await startService(settings, `${runId}t`, workload, { ...base, tracing: true }, "service+tracing")
-  // Unmeasured load first, so the windows compare warm services, not V8 compiling one of them.
+const runSideBySide = async (settings: Settings, runId: string, workload: Workload) => {
+  const sideOf = (phase: ServicePhase) => (settings.compareTracing ? phase.tracing : phase.graphStandIn)
+  const first = settings.servicePhases.find((phase) => !sideOf(phase))!
+  const second = settings.servicePhases.find((phase) => sideOf(phase))!
+  const baseName = (phase: ServicePhase) => phaseName({ ...settings, rounds: 1 }, phase)
+  const a = await startService(settings, runId, workload, { ...first, round: 0 }, baseName(first))
+  const b = await startService(settings, `${runId}${settings.compareTracing ? "t" : "g"}`, workload, { ...second, round: 0 }, baseName(second))
+  const serviceOf = (phase: ServicePhase) => (sideOf(phase) ? b : a)
+  // Unmeasured load first, so the windows compare warm services (and, with the Graph API
+  // stand-in, a warm owner cache), not V8 compiling one of them.
   const settling = new Map<RunningService, PhaseResult>()
-  for (const service of [plain, traced]) {
+  for (const service of [a, b]) {
     if (interrupted) break
-    const name = `${service === plain ? "service" : "service+tracing"} (settling)`
-    const settled = await measureService({ ...settings, warmupS: 0, durationS: TRACING_SETTLE_S }, workload, service, name)
+    const name = `${baseName(service.phase)} (settling)`
+    const settled = await measureService({ ...settings, warmupS: 0, durationS: SETTLE_S }, workload, service, name)
     settling.set(service, settled)
     log(`${name}: ${settled.delivered} events delivered, not measured`)
   }
   const results: Array<PhaseResult> = []
   for (const phase of settings.servicePhases) {
     if (interrupted) break
-    const service = phase.tracing ? traced : plain
-    const result = await measureService(settings, workload, { ...service, phase }, phaseName(settings, phase))
+    const result = await measureService(settings, workload, { ...serviceOf(phase), phase }, phaseName(settings, phase))
     results.push(result)
   }
-  for (const service of [plain, traced]) {
-    const windows = results.filter((r) => r.phase!.tracing === service.phase.tracing)
+  for (const service of [a, b]) {
+    const windows = results.filter((r) => sideOf(r.phase!) === sideOf(service.phase))
     await stopService(service, windows, settling.get(service))
   }
   return results
@@ -1494,52 +1505,69 @@ const compareTracingReport = (settings: Settings, results: ReadonlyArray<PhaseRe
   return pass
 }
 
-const compareOwnerResolutionReport = (results: ReadonlyArray<PhaseResult>): boolean => {
-  const entry = results.find((r) => r.phase !== undefined && !r.phase.graphStandIn)
-  const graph = results.find((r) => r.phase?.graphStandIn === true)
+/**
+ * --compare-owner-resolution: the cost of each round (1 − graph / entry delivered ev/s, the
+ * round's two windows back to back) and their median; PASS when the median is within the budget
+ * and every window delivered every event to its media owner's queue.
+ */
+const compareOwnerResolutionReport = (settings: Settings, results: ReadonlyArray<PhaseResult>): boolean => {
+  const entries = results.filter((r) => r.phase !== undefined && !r.phase.graphStandIn)
+  const graphs = results.filter((r) => r.phase?.graphStandIn === true)
   console.log("")
-  if (graph?.graph !== undefined) {
-    const g = graph.graph
+  const lastGraph = graphs[graphs.length - 1]
+  if (lastGraph?.graph !== undefined) {
+    const g = lastGraph.graph
+    const inWindows = graphs.reduce((sum, r) => sum + (r.graph?.inWindow ?? 0), 0)
     console.log(
-      `Graph API stand-in calls: ${g.calls} for ${g.mediaAsked} distinct media (${g.mediaInBodies} in the bodies): ` +
-        `${g.inWarmup} in the warm-up, ${g.inWindow} in the measured window, ${g.afterWindow} after it` +
-        ` (${fmt(graph.load.totalOk * graph.eventsPerBody)} events accepted)`
+      `Graph API stand-in calls: ${g.calls} for ${g.mediaAsked} distinct media (${g.mediaInBodies} in the bodies), ` +
+        `${inWindows} of them in the measured windows, for ${fmt(graphs.reduce((sum, r) => sum + r.expectedEvents, 0))} events accepted in the windows`
     )
   }
-  if (entry?.deliveredRate === undefined || graph?.deliveredRate === undefined || entry.deliveredRate <= 0) {
-    console.log(`owner resolution cost: n/a (${entry === undefined || graph === undefined ? "a service phase failed" : "no deliveries"}): FAIL`)
-    return false
-  }
-  const cost = 1 - graph.deliveredRate / entry.deliveredRate
   const problems: Array<string> = []
-  for (const r of [entry, graph]) {
+  for (const r of results.filter((r) => r.phase !== undefined)) {
     if (r.load.measuredFailures.size > 0) problems.push(`${r.name}: non-200 answers in the measured window (${formatCounts(r.load.measuredFailures)})`)
     if (r.expectedEvents > r.delivered) problems.push(`${r.name}: ${r.expectedEvents - r.delivered} of ${r.expectedEvents} accepted events missing`)
     if (r.misrouted > 0) problems.push(`${r.name}: ${r.misrouted} messages whose x-owner-id is not their queue's owner`)
     if (r.misroutedByMedia > 0) problems.push(`${r.name}: ${r.misroutedByMedia} messages outside their media owner's queue`)
     if (r.unknownMedia > 0) problems.push(`${r.name}: ${r.unknownMedia} messages without a media_id of the bench's`)
   }
-  if (graph.graph === undefined || graph.graph.calls === 0) problems.push(`${graph.name}: the Graph API stand-in was never asked`)
-  else if (graph.graph.badAuth > 0) problems.push(`${graph.name}: ${graph.graph.badAuth} Graph API calls with a wrong token or appsecret_proof`)
-  const verdict = problems.length > 0 ? "NOT COMPARABLE" : cost <= OWNER_RESOLUTION_BUDGET ? "PASS" : "FAIL"
-  console.log(
-    `owner resolution cost (1 − delivered ev/s ${graph.name} / ${entry.name}): ${(cost * 100).toFixed(1)} %` +
-      ` (${fmt(graph.deliveredRate)} / ${fmt(entry.deliveredRate)}), budget ${(OWNER_RESOLUTION_BUDGET * 100).toFixed(0)} %: ${verdict}`
-  )
-  const accepted = (r: PhaseResult) => (r.load.measuredOk * r.eventsPerBody) / r.durationS
-  const acceptedCost = 1 - accepted(graph) / accepted(entry)
-  console.log(
-    `accepted events/s: ${fmt(accepted(graph))} graph / ${fmt(accepted(entry))} entry ` +
-      `(graph ${fmt(Math.abs(acceptedCost) * 100, 1)} % ${acceptedCost >= 0 ? "below" : "above"} entry)`
-  )
+  if (lastGraph?.graph === undefined || lastGraph.graph.calls === 0) problems.push(`service[graph]: the Graph API stand-in was never asked`)
+  else if (lastGraph.graph.badAuth > 0) problems.push(`service[graph]: ${lastGraph.graph.badAuth} Graph API calls with a wrong token or appsecret_proof`)
   const perEvent = (r: PhaseResult) =>
     r.cpuPct !== undefined && r.deliveredRate !== undefined && r.deliveredRate > 0 ? (r.cpuPct / 100 / r.deliveredRate) * 1e6 : undefined
-  const [cpuEntry, cpuGraph] = [perEvent(entry), perEvent(graph)]
-  if (cpuEntry !== undefined && cpuGraph !== undefined) {
+  const costs: Array<number> = []
+  const cpuCosts: Array<number> = []
+  for (let round = 1; round <= settings.rounds; round++) {
+    const entry = entries.find((r) => r.phase!.round === round)
+    const graph = graphs.find((r) => r.phase!.round === round)
+    const label = settings.rounds > 1 ? `round ${round}: ` : ""
+    if (entry?.deliveredRate === undefined || graph?.deliveredRate === undefined || entry.deliveredRate <= 0) {
+      console.log(`${label}owner resolution cost n/a (${entry === undefined || graph === undefined ? "a service phase failed" : "no deliveries"})`)
+      continue
+    }
+    const cost = 1 - graph.deliveredRate / entry.deliveredRate
+    costs.push(cost)
+    const [cpuEntry, cpuGraph] = [perEvent(entry), perEvent(graph)]
+    const cpu = cpuEntry !== undefined && cpuGraph !== undefined ? (cpuGraph - cpuEntry) / cpuEntry : undefined
+    if (cpu !== undefined) cpuCosts.push(cpu)
     console.log(
-      `service CPU per delivered event: ${fmt(cpuEntry, 0)} µs entry, ${fmt(cpuGraph, 0)} µs graph (${cpuGraph >= cpuEntry ? "+" : ""}${fmt(((cpuGraph - cpuEntry) / cpuEntry) * 100, 1)} %)`
+      `${label}owner resolution cost ${(cost * 100).toFixed(1)} % (${fmt(graph.deliveredRate)} graph / ${fmt(entry.deliveredRate)} entry delivered ev/s)` +
+        (cpu === undefined ? "" : `; service CPU per delivered event ${fmt(cpuEntry, 0)} → ${fmt(cpuGraph, 0)} µs (${cpu >= 0 ? "+" : ""}${fmt(cpu * 100, 1)} %)`)
     )
   }
+  if (costs.length < settings.rounds) problems.push(`${settings.rounds - costs.length} of ${settings.rounds} rounds without a result`)
+  if (costs.length === 0) {
+    console.log(`owner resolution cost: n/a: FAIL`)
+    if (problems.length > 0) console.log(`NOT COMPARABLE: ${problems.join("; ")}`)
+    return false
+  }
+  const cost = median(costs)
+  const verdict = problems.length > 0 ? "NOT COMPARABLE" : cost <= OWNER_RESOLUTION_BUDGET ? "PASS" : "FAIL"
+  console.log(
+    `owner resolution cost (1 − delivered ev/s graph / entry${settings.rounds > 1 ? `, median of ${costs.length} rounds` : ""}): ` +
+      `${(cost * 100).toFixed(1)} %, budget ${(OWNER_RESOLUTION_BUDGET * 100).toFixed(0)} %: ${verdict}` +
+      (cpuCosts.length > 0 ? `; service CPU per delivered event ${median(cpuCosts) >= 0 ? "+" : ""}${fmt(median(cpuCosts) * 100, 1)} % (median)` : "")
+  )
   if (problems.length > 0) console.log(`NOT COMPARABLE: ${problems.join("; ")}`)
   return verdict === "PASS"
 }
@@ -1594,9 +1622,9 @@ const main = async () => {
   const results: Array<PhaseResult> = []
   let failed = false
   try {
-    if (settings.compareTracing) {
+    if (settings.compareTracing || settings.compareOwnerResolution) {
       try {
-        results.push(...(await runTracingComparison(settings, runId, workload)))
+        results.push(...(await runSideBySide(settings, runId, workload)))
       } catch {
         failed = true
       }
@@ -1645,7 +1673,7 @@ const main = async () => {
       }
     }
     if (settings.compareTracing && !compareTracingReport(settings, results)) failed = true
-    if (settings.compareOwnerResolution && !compareOwnerResolutionReport(results)) failed = true
+    if (settings.compareOwnerResolution && !compareOwnerResolutionReport(settings, results)) failed = true
     console.log("")
     console.log(
       "accepted = 200s of requests started in the measured window / duration; delivered ev/s = unique deliveries since the window opened / " +
