@@ -33,10 +33,12 @@ export interface JournaledEvent {
   readonly valueRaw: string
   readonly receivedAt: Date
   readonly attempts: number
-  /** W3C traceparent of the webhook's request span: delivery continues its trace, even after a restart. */
-  readonly traceparent: string | null
-  /** The request span itself, while this process still holds it (fresh events): no need to parse `traceparent`. */
-  readonly span?: Tracer.AnySpan | undefined
+  /**
+   * The webhook request's span, parent of the event's publish span: the live
+   * span for a fresh event, rebuilt from the journal's traceparent after a
+   * restart, so delivery continues the webhook's trace either way.
+   */
+  readonly parentSpan: Tracer.AnySpan | undefined
 }
 
 export class JournalUnavailable extends Schema.TaggedError<JournalUnavailable>()("JournalUnavailable", {
@@ -59,12 +61,7 @@ interface Pending {
   readonly done: Deferred.Deferred<RecordResult, JournalUnavailable>
 }
 
-export const toJournaled = (
-  event: WebhookEvent,
-  receivedAt: Date,
-  traceparent: string | null,
-  span?: Tracer.AnySpan | undefined
-): JournaledEvent => ({
+export const toJournaled = (event: WebhookEvent, receivedAt: Date, parentSpan: Tracer.AnySpan | undefined): JournaledEvent => ({
   eventId: event.eventId,
   object: event.object,
   field: event.field,
@@ -74,8 +71,7 @@ export const toJournaled = (
   valueRaw: event.valueRaw,
   receivedAt,
   attempts: 0,
-  traceparent,
-  span
+  parentSpan
 })
 
 /**
@@ -171,7 +167,7 @@ export class Journal extends Context.Service<Journal, {
 
         const fresh: Array<JournaledEvent> = []
         for (const { event, pending } of rows) {
-          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt, pending.traceparent, pending.span))
+          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt, pending.span))
         }
         const counted = new Set<string>()
         for (const pending of batch) {

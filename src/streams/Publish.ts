@@ -3,7 +3,7 @@ import { SqlClient } from "effect/sql"
 import { AppConfig } from "../layers/Config.ts"
 import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { inSpan, spanFromTraceparent, traceparentOf, TracingOn } from "../services/TraceContext.ts"
+import { inSpan, traceparentOf, TracingOn } from "../services/TraceContext.ts"
 import type { JournaledEvent } from "./Journal.ts"
 import { type Destination, Router } from "./Route.ts"
 
@@ -163,10 +163,9 @@ export class Delivery extends Context.Service<Delivery, {
       // inside it, so a Graph API call shows as its child.
       const deliver = (event: JournaledEvent) => {
         if (!tracing) return deliverOne(event, undefined)
-        const parent = event.span ?? spanFromTraceparent(event.traceparent)
         return inSpan("publish", {
           kind: "producer",
-          ...(parent === undefined ? { root: true } : { parent }),
+          ...(event.parentSpan === undefined ? { root: true } : { parent: event.parentSpan }),
           attributes: {
             "messaging.system": "rabbitmq",
             "messaging.operation.type": "send",

@@ -3,6 +3,7 @@ import { SqlClient } from "effect/sql"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import { Broker } from "../services/Broker.ts"
+import { spanFromTraceparent } from "../services/TraceContext.ts"
 import type { JournaledEvent } from "./Journal.ts"
 import { Delivery } from "./Publish.ts"
 
@@ -22,7 +23,8 @@ interface ClaimedRow {
   readonly trace_context: { readonly traceparent?: unknown } | string | null
 }
 
-const traceparentOf = (context: ClaimedRow["trace_context"]) => {
+/** The traceparent the journal kept for a row, if any. */
+const journaledTraceparent = (context: ClaimedRow["trace_context"]) => {
   const parsed: unknown = typeof context === "string" ? JSON.parse(context) : context
   if (typeof parsed === "object" && parsed !== null && "traceparent" in parsed && typeof parsed.traceparent === "string") {
     return parsed.traceparent
@@ -40,7 +42,7 @@ const toEvent = (row: ClaimedRow): JournaledEvent => ({
   valueRaw: row.value_raw,
   receivedAt: row.received_at instanceof Date ? row.received_at : new Date(row.received_at),
   attempts: row.attempts,
-  traceparent: traceparentOf(row.trace_context)
+  parentSpan: spanFromTraceparent(journaledTraceparent(row.trace_context))
 })
 
 /**
