@@ -1287,7 +1287,7 @@ const runServicePhase = async (settings: Settings, runId: string, workload: Work
  * drift in what else the machine does shifts both alike.
  */
 const runSideBySide = async (settings: Settings, runId: string, workload: Workload) => {
-  const sideOf = (phase: ServicePhase) => (settings.compareTracing ? phase.tracing : phase.graphStandIn)
+  const sideOf = (phase: ServicePhase) => isSideB(settings, phase)
   const first = settings.servicePhases.find((phase) => !sideOf(phase))!
   const second = settings.servicePhases.find((phase) => sideOf(phase))!
   const baseName = (phase: ServicePhase) => phaseName({ ...settings, rounds: 1 }, phase)
@@ -1425,12 +1425,47 @@ const row = (r: PhaseResult): Array<string> => {
   ]
 }
 
-/** The --compare-owner-resolution verdict; false on FAIL or NOT COMPARABLE. */
 /** The middle value (the mean of the two middle ones for an even count). */
 const median = (values: ReadonlyArray<number>) => {
   const sorted = [...values].sort((x, y) => x - y)
   const mid = Math.floor(sorted.length / 2)
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
+/** Side B of a comparison: the traced service (--compare-tracing) or the graph one (--compare-owner-resolution). */
+const isSideB = (settings: Settings, phase: ServicePhase) => (settings.compareTracing ? phase.tracing : phase.graphStandIn)
+
+const cpuPerEvent = (r: PhaseResult) =>
+  r.cpuPct !== undefined && r.deliveredRate !== undefined && r.deliveredRate > 0 ? (r.cpuPct / 100 / r.deliveredRate) * 1e6 : undefined
+
+/**
+ * Prints each round of a side-by-side comparison: its cost 1 − B / A of delivered ev/s and the
+ * change in the service's CPU per delivered event. `label` names the cost ("tracing cost").
+ * Rounds without both figures are printed as n/a and left out.
+ */
+const roundCosts = (settings: Settings, results: ReadonlyArray<PhaseResult>, label: string) => {
+  const costs: Array<number> = []
+  const cpuCosts: Array<number> = []
+  for (let round = 1; round <= settings.rounds; round++) {
+    const inRound = results.filter((r) => r.phase?.round === round)
+    const a = inRound.find((r) => !isSideB(settings, r.phase!))
+    const b = inRound.find((r) => isSideB(settings, r.phase!))
+    const prefix = settings.rounds > 1 ? `round ${round}: ` : ""
+    if (a?.deliveredRate === undefined || b?.deliveredRate === undefined || a.deliveredRate <= 0) {
+      console.log(`${prefix}${label} n/a (${a === undefined || b === undefined ? "a service phase failed" : "no deliveries"})`)
+      continue
+    }
+    const cost = 1 - b.deliveredRate / a.deliveredRate
+    costs.push(cost)
+    const [cpuA, cpuB] = [cpuPerEvent(a), cpuPerEvent(b)]
+    const cpu = cpuA !== undefined && cpuB !== undefined ? (cpuB - cpuA) / cpuA : undefined
+    if (cpu !== undefined) cpuCosts.push(cpu)
+    console.log(
+      `${prefix}${label} ${(cost * 100).toFixed(1)} % (${fmt(b.deliveredRate)} ${b.name} / ${fmt(a.deliveredRate)} ${a.name} delivered ev/s)` +
+        (cpu === undefined ? "" : `; service CPU per delivered event ${fmt(cpuA, 0)} → ${fmt(cpuB, 0)} µs (${cpu >= 0 ? "+" : ""}${fmt(cpu * 100, 1)} %)`)
+    )
+  }
+  return { costs, cpuCosts }
 }
 
 /**
@@ -1440,31 +1475,9 @@ const median = (values: ReadonlyArray<number>) => {
  * answers in a measured window.
  */
 const compareTracingReport = (settings: Settings, results: ReadonlyArray<PhaseResult>): boolean => {
-  const cpuPerEvent = (r: PhaseResult) =>
-    r.cpuPct !== undefined && r.deliveredRate !== undefined && r.deliveredRate > 0 ? (r.cpuPct / 100 / r.deliveredRate) * 1e6 : undefined
   console.log("")
-  const costs: Array<number> = []
-  const cpuCosts: Array<number> = []
-  let ok = true
-  for (let round = 1; round <= settings.rounds; round++) {
-    const plain = results.find((r) => r.phase?.round === round && !r.phase.tracing)
-    const traced = results.find((r) => r.phase?.round === round && r.phase.tracing)
-    const label = settings.rounds > 1 ? `round ${round}: ` : ""
-    if (plain?.deliveredRate === undefined || traced?.deliveredRate === undefined || plain.deliveredRate <= 0) {
-      console.log(`${label}tracing cost n/a (${plain === undefined || traced === undefined ? "a service phase failed" : "no deliveries"})`)
-      ok = false
-      continue
-    }
-    const cost = 1 - traced.deliveredRate / plain.deliveredRate
-    costs.push(cost)
-    const [cpuPlain, cpuTraced] = [cpuPerEvent(plain), cpuPerEvent(traced)]
-    const cpu = cpuPlain !== undefined && cpuTraced !== undefined ? (cpuTraced - cpuPlain) / cpuPlain : undefined
-    if (cpu !== undefined) cpuCosts.push(cpu)
-    console.log(
-      `${label}tracing cost ${(cost * 100).toFixed(1)} % (${fmt(traced.deliveredRate)} / ${fmt(plain.deliveredRate)} delivered ev/s)` +
-        (cpu === undefined ? "" : `; service CPU per delivered event ${fmt(cpuPlain, 0)} → ${fmt(cpuTraced, 0)} µs (${cpu >= 0 ? "+" : ""}${fmt(cpu * 100, 1)} %)`)
-    )
-  }
+  const { costs, cpuCosts } = roundCosts(settings, results, "tracing cost")
+  let ok = costs.length === settings.rounds
   const phases = results.filter((r) => r.phase !== undefined)
   const silent = phases.filter((r) => r.phase!.tracing && ((r.tracing?.exportRequests ?? 0) === 0 || r.tracing?.spans === 0))
   if (silent.length > 0) {
@@ -1486,7 +1499,7 @@ const compareTracingReport = (settings: Settings, results: ReadonlyArray<PhaseRe
     return false
   }
   const cost = median(costs)
-  const pass = ok && costs.length === settings.rounds && cost <= TRACING_BUDGET
+  const pass = ok && cost <= TRACING_BUDGET
   const meanRate = (tracing: boolean) => {
     const rates = phases.filter((r) => r.phase!.tracing === tracing && r.deliveredRate !== undefined).map((r) => r.deliveredRate!)
     return rates.reduce((a, b) => a + b, 0) / rates.length
@@ -1511,7 +1524,6 @@ const compareTracingReport = (settings: Settings, results: ReadonlyArray<PhaseRe
  * and every window delivered every event to its media owner's queue.
  */
 const compareOwnerResolutionReport = (settings: Settings, results: ReadonlyArray<PhaseResult>): boolean => {
-  const entries = results.filter((r) => r.phase !== undefined && !r.phase.graphStandIn)
   const graphs = results.filter((r) => r.phase?.graphStandIn === true)
   console.log("")
   const lastGraph = graphs[graphs.length - 1]
@@ -1533,28 +1545,7 @@ const compareOwnerResolutionReport = (settings: Settings, results: ReadonlyArray
   }
   if (lastGraph?.graph === undefined || lastGraph.graph.calls === 0) problems.push(`service[graph]: the Graph API stand-in was never asked`)
   else if (lastGraph.graph.badAuth > 0) problems.push(`service[graph]: ${lastGraph.graph.badAuth} Graph API calls with a wrong token or appsecret_proof`)
-  const perEvent = (r: PhaseResult) =>
-    r.cpuPct !== undefined && r.deliveredRate !== undefined && r.deliveredRate > 0 ? (r.cpuPct / 100 / r.deliveredRate) * 1e6 : undefined
-  const costs: Array<number> = []
-  const cpuCosts: Array<number> = []
-  for (let round = 1; round <= settings.rounds; round++) {
-    const entry = entries.find((r) => r.phase!.round === round)
-    const graph = graphs.find((r) => r.phase!.round === round)
-    const label = settings.rounds > 1 ? `round ${round}: ` : ""
-    if (entry?.deliveredRate === undefined || graph?.deliveredRate === undefined || entry.deliveredRate <= 0) {
-      console.log(`${label}owner resolution cost n/a (${entry === undefined || graph === undefined ? "a service phase failed" : "no deliveries"})`)
-      continue
-    }
-    const cost = 1 - graph.deliveredRate / entry.deliveredRate
-    costs.push(cost)
-    const [cpuEntry, cpuGraph] = [perEvent(entry), perEvent(graph)]
-    const cpu = cpuEntry !== undefined && cpuGraph !== undefined ? (cpuGraph - cpuEntry) / cpuEntry : undefined
-    if (cpu !== undefined) cpuCosts.push(cpu)
-    console.log(
-      `${label}owner resolution cost ${(cost * 100).toFixed(1)} % (${fmt(graph.deliveredRate)} graph / ${fmt(entry.deliveredRate)} entry delivered ev/s)` +
-        (cpu === undefined ? "" : `; service CPU per delivered event ${fmt(cpuEntry, 0)} → ${fmt(cpuGraph, 0)} µs (${cpu >= 0 ? "+" : ""}${fmt(cpu * 100, 1)} %)`)
-    )
-  }
+  const { costs, cpuCosts } = roundCosts(settings, results, "owner resolution cost")
   if (costs.length < settings.rounds) problems.push(`${settings.rounds - costs.length} of ${settings.rounds} rounds without a result`)
   if (costs.length === 0) {
     console.log(`owner resolution cost: n/a: FAIL`)
