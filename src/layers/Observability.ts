@@ -3,28 +3,20 @@ import * as OtelTracer from "@effect/opentelemetry/OtelTracer"
 import * as Resource from "@effect/opentelemetry/Resource"
 import { OTLPTraceExporter as OtlpGrpcExporter } from "@opentelemetry/exporter-trace-otlp-grpc"
 import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto"
 import { BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { Config, Effect, Layer, Option, Tracer } from "effect"
+import { Config, Effect, Layer, Option, Schema, Tracer } from "effect"
 import { HttpMiddleware } from "effect/http"
 import { TracingOn } from "../services/TraceContext.ts"
 import { isWebhookRequest } from "../streams/Accept.ts"
+import * as OtlpSpans from "./OtlpSpans.ts"
 
 export const SERVICE_NAME = "chatico-mapper"
 export const SERVICE_VERSION = "0.1.0"
 
 // The exporters read the rest of the standard OTEL_EXPORTER_OTLP_* variables
 // (endpoint, headers, timeout) themselves; the sampler comes from OTEL_TRACES_SAMPLER.
-const exporterFor = (protocol: string): SpanExporter => {
-  switch (protocol) {
-    case "grpc":
-      return new OtlpGrpcExporter()
-    case "http/json":
-      return new OtlpJsonExporter()
-    default:
-      return new OtlpProtoExporter()
-  }
-}
+const exporterFor = (protocol: "grpc" | "http/json"): SpanExporter =>
+  protocol === "grpc" ? new OtlpGrpcExporter() : new OtlpJsonExporter()
 
 /**
  * Effect spans become OpenTelemetry spans. Unlike `OtelTracer.layer`, this
@@ -38,6 +30,9 @@ const EffectSpansToOtel = Layer.effect(
   Effect.map(OtelTracer.make, (otel) => Tracer.make({ span: (options) => otel.span(options) }))
 )
 
+/** The spans' resource: service name and version, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. */
+const resource = Resource.layerFromEnv(Resource.configToAttributes({ serviceName: SERVICE_NAME, serviceVersion: SERVICE_VERSION }))
+
 /**
  * Builds tracing from a span processor: one trace per webhook. The webhook
  * routes make their own server span (`streams/Accept.ts`); effect's HTTP
@@ -48,8 +43,28 @@ export const tracingWith = (processor: SpanProcessor) =>
     EffectSpansToOtel.pipe(
       Layer.provide(OtelTracer.layerTracer),
       Layer.provide(NodeSdk.layerTracerProvider(processor)),
-      Layer.provide(Resource.layerFromEnv(Resource.configToAttributes({ serviceName: SERVICE_NAME, serviceVersion: SERVICE_VERSION })))
+      Layer.provide(resource)
     ),
+    Layer.succeed(TracingOn, true),
+    Layer.succeed(HttpMiddleware.TracerDisabledWhen, isWebhookRequest)
+  )
+
+/**
+ * The default trace path (OTLP over HTTP/protobuf, `layers/OtlpSpans.ts`):
+ * effect's spans encoded as they end, sent by the SDK's OTLP/HTTP transport.
+ * `send` replaces the transport in tests.
+ */
+export const tracingToOtlp = (options: {
+  readonly sampler: OtlpSpans.SamplerName
+  readonly ratio: number
+  readonly send?: OtlpSpans.Transport | undefined
+  readonly limits?: Partial<OtlpSpans.BatchLimits> | undefined
+}) =>
+  Layer.mergeAll(
+    Layer.unwrap(Effect.gen(function*() {
+      const otel = yield* Resource.Resource
+      return OtlpSpans.layer({ ...options, resource: otel.attributes })
+    })).pipe(Layer.provide(resource)),
     Layer.succeed(TracingOn, true),
     Layer.succeed(HttpMiddleware.TracerDisabledWhen, isWebhookRequest)
   )
@@ -67,10 +82,18 @@ export const ObservabilityLive = Layer.unwrap(Effect.gen(function*() {
   const tracesEndpoint = yield* Config.String("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").pipe(Config.option)
   const disabled = yield* Config.String("OTEL_SDK_DISABLED").pipe(Config.withDefault("false"))
   if (disabled === "true" || (Option.isNone(endpoint) && Option.isNone(tracesEndpoint))) return TracingOff
-  const protocol = yield* Config.String("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").pipe(
-    Config.orElse(() => Config.String("OTEL_EXPORTER_OTLP_PROTOCOL")),
-    Config.withDefault("http/protobuf")
+  const protocols = ["http/protobuf", "http/json", "grpc"] as const
+  const tracesProtocol = yield* Config.Literals(protocols, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").pipe(Config.option)
+  const protocol = Option.isSome(tracesProtocol)
+    ? tracesProtocol.value
+    : yield* Config.Literals(protocols, "OTEL_EXPORTER_OTLP_PROTOCOL").pipe(Config.withDefault("http/protobuf" as const))
+  const sampler = yield* Config.Literals(OtlpSpans.SAMPLERS, "OTEL_TRACES_SAMPLER").pipe(
+    Config.withDefault("parentbased_always_on" as const)
   )
-  yield* Effect.logInfo("tracing on").pipe(Effect.annotateLogs({ protocol }))
+  const ratio = yield* Config.schema(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })), "OTEL_TRACES_SAMPLER_ARG").pipe(
+    Config.withDefault(1)
+  )
+  yield* Effect.logInfo("tracing on").pipe(Effect.annotateLogs({ protocol, sampler }))
+  if (protocol === "http/protobuf") return tracingToOtlp({ sampler, ratio })
   return tracingWith(new BatchSpanProcessor(exporterFor(protocol)))
 }).pipe(Effect.orDie))

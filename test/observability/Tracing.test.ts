@@ -1,26 +1,23 @@
 import { assert, describe, it, layer } from "@effect/vitest"
-import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import amqp from "amqplib"
-import { Effect, Schema } from "effect"
+import { Effect } from "effect"
 import { createServer } from "node:http"
-import { tracingWith } from "../../src/layers/Observability.ts"
+import { tracingToOtlp, tracingWith } from "../../src/layers/Observability.ts"
 import { collect, deleteQueues, dropDatabase, faultEnv, newName, psql, startService, stopService, waitHealthy } from "../faults/harness.ts"
 import { startTcpProxy } from "../support/TcpProxy.ts"
 import { APP_SECRET, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
+import { decodeTraceRequest, fromReadable, type TestSpan } from "../support/Otlp.ts"
 import { sign } from "../support/Webhooks.ts"
 
-const exporter = new InMemorySpanExporter()
-const queue = `t.trace.${Math.random().toString(36).slice(2, 8)}`
 const ownerId = "3300000001"
-
-const hex = (span: ReadableSpan) => span.spanContext()
 
 interface Received {
   readonly traceparent: string
   readonly eventId: string
 }
 
-const consume = (expected: number) =>
+const consume = (queue: string, expected: number) =>
   Effect.promise(async () => {
     const connection = await amqp.connect("amqp://guest:guest@127.0.0.1:5672")
     const channel = await connection.createChannel()
@@ -39,162 +36,196 @@ const consume = (expected: number) =>
     return received
   })
 
-layer(
-  TestApp.layer("tracing", {}, tracingWith(new SimpleSpanProcessor(exporter))),
-  { excludeTestServices: true, timeout: "60 seconds" }
-)("tracing", (it) => {
-  it.effect("one webhook with three changes is one trace: HTTP span, journal batch span, three publish spans", () =>
-    Effect.gen(function*() {
-      const app = yield* TestApp
-      const created = yield* app.request("/worker-apps/", {
-        method: "POST",
-        json: { name: "traced", owner_id: ownerId, queue_name: queue }
-      })
-      assert.strictEqual(created.status, 201)
-      exporter.reset()
-      const changes = [1, 2, 3].map((i) => ({ field: "comments", value: { id: `trace-c${i}`, text: "hi" } }))
-      const body = JSON.stringify({ object: "instagram", entry: [{ id: ownerId, time: 1, changes }] })
-      const signature = sign(body)
-      const response = yield* app.request("/webhook", {
-        method: "POST",
-        auth: false,
-        body,
-        headers: { "content-type": "application/json", "x-hub-signature-256": signature }
-      })
-      assert.strictEqual(response.status, 200)
-      const messages = yield* consume(3)
-      assert.strictEqual(messages.length, 3)
+/** Waits (up to 5 s) until the finished spans satisfy `done`; exports may trail the answer a little. */
+const spansWhen = (spans: () => ReadonlyArray<TestSpan>, done: (spans: ReadonlyArray<TestSpan>) => boolean) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + 5_000
+    while (Date.now() < deadline && !done(spans())) await new Promise((resolve) => setTimeout(resolve, 20))
+    return spans()
+  })
 
-      // A publish span ends at its confirm, which may come just after the consumer got the message.
-      yield* Effect.promise(async () => {
-        const deadline = Date.now() + 5_000
-        while (Date.now() < deadline && exporter.getFinishedSpans().filter((s) => s.name === "publish").length < 3) {
-          await new Promise((resolve) => setTimeout(resolve, 50))
-        }
-      })
-      const spans = exporter.getFinishedSpans()
-      const server = spans.find((span) => span.kind === 1 && span.attributes["http.request.method"] === "POST")
-      assert.isDefined(server, spans.map((s) => s.name).join(", "))
-      // OpenTelemetry's HTTP server span: `{method} {route}`, the route, the path, the status.
-      assert.strictEqual(server!.name, "POST /webhook")
-      assert.strictEqual(server!.attributes["http.route"], "/webhook")
-      assert.strictEqual(server!.attributes["url.path"], "/webhook")
-      assert.strictEqual(server!.attributes["http.response.status_code"], 200)
-      assert.strictEqual(server!.status.code, 1) // OK
-      const traceId = hex(server!).traceId
-      const inTrace = spans.filter((span) => hex(span).traceId === traceId)
-      // The journal span: the batch write that committed this webhook.
-      assert.isTrue(inTrace.some((span) => span.name === "Journal.batch"), inTrace.map((s) => s.name).join(", "))
-      const publishes = inTrace.filter((span) => span.name === "publish")
-      assert.strictEqual(publishes.length, 3)
-      for (const span of publishes) {
-        assert.strictEqual(span.kind, 3)
-        assert.strictEqual(span.attributes["messaging.system"], "rabbitmq")
-        assert.strictEqual(span.attributes["messaging.destination.name"], queue)
-      }
-      const publishIds = new Set(publishes.map((span) => hex(span).spanId))
-      for (const message of messages) {
-        const [, messageTrace, messageSpan] = message.traceparent.split("-")
-        assert.strictEqual(messageTrace, traceId)
-        assert.isTrue(publishIds.has(messageSpan ?? ""))
-      }
-      // Webhooks journaled together: each trace holds the batch span or is linked from it.
-      exporter.reset()
-      const bodies = [1, 2, 3, 4, 5].map((i) =>
-        JSON.stringify({ object: "instagram", entry: [{ id: ownerId, time: 1, changes: [{ field: "comments", value: { id: `trace-b${i}` } }] }] })
-      )
-      yield* Effect.promise(() =>
-        Promise.all(bodies.map((b) =>
-          fetch(`${app.baseUrl}/webhook`, {
-            method: "POST",
-            headers: { "content-type": "application/json", "x-hub-signature-256": sign(b) },
-            body: b
-          }).then((r) => r.arrayBuffer())
-        ))
-      )
-      yield* consume(5)
-      const after = exporter.getFinishedSpans()
-      const serverTraces = after.filter((span) => span.kind === 1).map((span) => hex(span).traceId)
-      assert.strictEqual(serverTraces.length, 5)
-      const batches = after.filter((span) => span.name === "Journal.batch")
-      for (const trace of serverTraces) {
-        assert.isTrue(
-          batches.some((b) => hex(b).traceId === trace || b.links.some((l) => l.context.traceId === trace)),
-          `trace ${trace} has no journal batch span`
-        )
-      }
-      yield* Effect.promise(() => deleteQueues([queue]))
-      // No secret, signature or message body in any attribute.
-      const attributes = JSON.stringify(spans.map((span) => span.attributes))
-      for (const secret of [APP_SECRET, signature.slice(7), "test-secret-key-0123456789", "trace-c1"]) {
-        assert.notInclude(attributes, secret)
-      }
-    }))
+const SERVER = 2
+const PRODUCER = 4
 
-  it.effect("a webhook continues the caller's traceparent; the handshake's token is not recorded", () =>
-    Effect.gen(function*() {
-      const app = yield* TestApp
-      exporter.reset()
-      const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
-      const body = JSON.stringify({ object: "page", entry: [{ id: ownerId, time: 1, changes: [{ field: "feed", value: { id: "trace-p1" } }] }] })
-      const posted = yield* app.request("/webhook", {
-        method: "POST",
-        auth: false,
-        body,
-        headers: {
-          "content-type": "application/json",
-          "x-hub-signature-256": sign(body),
-          traceparent: `00-${callerTrace}-00f067aa0ba902b7-01`
-        }
-      })
-      assert.strictEqual(posted.status, 200)
-      const handshake = yield* app.request(`/webhook?hub.mode=subscribe&hub.verify_token=${VERIFY_TOKEN}&hub.challenge=42`, { auth: false })
-      assert.strictEqual(handshake.status, 200)
-      const refused = yield* app.request(`/webhook?hub.mode=subscribe&hub.verify_token=wrong-token-7&hub.challenge=42`, { auth: false })
-      assert.strictEqual(refused.status, 403)
-      const servers = exporter.getFinishedSpans().filter((span) => span.kind === 1)
-      const post = servers.find((span) => span.name === "POST /webhook")
-      assert.isDefined(post, servers.map((s) => s.name).join(", "))
-      assert.strictEqual(hex(post!).traceId, callerTrace)
-      assert.strictEqual(post!.parentSpanContext?.spanId, "00f067aa0ba902b7")
-      const gets = servers.filter((span) => span.name === "GET /webhook")
-      assert.deepStrictEqual(gets.map((span) => span.attributes["http.response.status_code"]).sort(), [200, 403])
-      for (const span of gets) assert.strictEqual(span.attributes["url.path"], "/webhook")
-      const attributes = JSON.stringify(servers.map((span) => span.attributes))
-      assert.notInclude(attributes, VERIFY_TOKEN)
-      assert.notInclude(attributes, "wrong-token-7")
-    }))
-})
-
-const OtlpSpan = Schema.Struct({ traceId: Schema.String, spanId: Schema.String, name: Schema.String })
-const decodeExport = Schema.decodeUnknownSync(Schema.Struct({
-  resourceSpans: Schema.optional(Schema.Array(Schema.Struct({
-    scopeSpans: Schema.optional(Schema.Array(Schema.Struct({ spans: Schema.optional(Schema.Array(OtlpSpan)) })))
-  })))
-}))
-
-/** A stand-in OTLP/HTTP JSON collector on loopback: keeps every span it is sent. */
-const startCollector = () =>
-  new Promise<{ port: number; spans: Array<{ traceId: string; spanId: string; name: string }>; close: () => void }>(
-    (resolve) => {
-      const spans: Array<{ traceId: string; spanId: string; name: string }> = []
-      const server = createServer((request, response) => {
-        const chunks: Array<Buffer> = []
-        request.on("data", (chunk: Buffer) => chunks.push(chunk))
-        request.on("end", () => {
-          const body = decodeExport(JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}"))
-          for (const resource of body.resourceSpans ?? []) {
-            for (const scope of resource.scopeSpans ?? []) spans.push(...(scope.spans ?? []))
-          }
-          response.writeHead(200, { "content-type": "application/json" }).end("{}")
-        })
-      })
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address()
-        resolve({ port: typeof address === "object" && address !== null ? address.port : 0, spans, close: () => server.close() })
-      })
+// Both trace paths: the default (OTLP/protobuf, effect's spans encoded as they
+// end, `layers/OtlpSpans.ts`; the requests are decoded here) and
+// `@effect/opentelemetry` with the SDK (grpc and http/json; in-memory exporter).
+const sdkExporter = new InMemorySpanExporter()
+const decoded: Array<TestSpan> = []
+const variants = [
+  {
+    name: "OTLP/protobuf",
+    layer: tracingToOtlp({
+      sampler: "parentbased_always_on",
+      ratio: 1,
+      limits: { scheduledDelayMillis: 20 },
+      send: {
+        send: (request, _spans, done) => {
+          decoded.push(...decodeTraceRequest(request))
+          done(true)
+        },
+        shutdown: () => Promise.resolve()
+      }
+    }),
+    spans: (): ReadonlyArray<TestSpan> => decoded.slice(),
+    reset: () => {
+      decoded.length = 0
     }
-  )
+  },
+  {
+    name: "@effect/opentelemetry and the SDK",
+    layer: tracingWith(new SimpleSpanProcessor(sdkExporter)),
+    spans: (): ReadonlyArray<TestSpan> => sdkExporter.getFinishedSpans().map(fromReadable),
+    reset: () => sdkExporter.reset()
+  }
+]
+
+for (const variant of variants) {
+  const queue = `t.trace.${Math.random().toString(36).slice(2, 8)}`
+  const { reset } = variant
+  layer(
+    TestApp.layer("tracing", {}, variant.layer),
+    { excludeTestServices: true, timeout: "60 seconds" }
+  )(`tracing (${variant.name})`, (it) => {
+    it.effect("one webhook with three changes is one trace: HTTP span, journal batch span, three publish spans", () =>
+      Effect.gen(function*() {
+        const app = yield* TestApp
+        const created = yield* app.request("/worker-apps/", {
+          method: "POST",
+          json: { name: "traced", owner_id: ownerId, queue_name: queue }
+        })
+        assert.strictEqual(created.status, 201)
+        reset()
+        const changes = [1, 2, 3].map((i) => ({ field: "comments", value: { id: `trace-c${i}`, text: "hi" } }))
+        const body = JSON.stringify({ object: "instagram", entry: [{ id: ownerId, time: 1, changes }] })
+        const signature = sign(body)
+        const response = yield* app.request("/webhook", {
+          method: "POST",
+          auth: false,
+          body,
+          headers: { "content-type": "application/json", "x-hub-signature-256": signature }
+        })
+        assert.strictEqual(response.status, 200)
+        const messages = yield* consume(queue, 3)
+        assert.strictEqual(messages.length, 3)
+
+        // A publish span ends at its confirm, which may come just after the consumer got the message.
+        const spans = yield* spansWhen(variant.spans, (all) => all.filter((s) => s.name === "publish").length >= 3)
+        const server = spans.find((span) => span.kind === SERVER && span.attributes["url.path"] === "/webhook")
+        assert.isDefined(server, spans.map((s) => s.name).join(", "))
+        // OpenTelemetry's HTTP server span: `{method} {route}`, the route, the path, the status.
+        assert.strictEqual(server!.name, "POST /webhook")
+        assert.strictEqual(server!.attributes["http.route"], "/webhook")
+        assert.strictEqual(server!.attributes["url.path"], "/webhook")
+        assert.strictEqual(server!.attributes["http.response.status_code"], 200)
+        assert.strictEqual(server!.status, 1) // OK
+        const traceId = server!.traceId
+        const inTrace = spans.filter((span) => span.traceId === traceId)
+        // The journal span: the batch write that committed this webhook.
+        assert.isTrue(inTrace.some((span) => span.name === "Journal.batch"), inTrace.map((s) => s.name).join(", "))
+        const publishes = inTrace.filter((span) => span.name === "publish")
+        assert.strictEqual(publishes.length, 3)
+        for (const span of publishes) {
+          assert.strictEqual(span.kind, PRODUCER)
+          assert.strictEqual(span.attributes["messaging.system"], "rabbitmq")
+          assert.strictEqual(span.attributes["messaging.destination.name"], queue)
+        }
+        const publishIds = new Set(publishes.map((span) => span.spanId))
+        for (const message of messages) {
+          const [, messageTrace, messageSpan] = message.traceparent.split("-")
+          assert.strictEqual(messageTrace, traceId)
+          assert.isTrue(publishIds.has(messageSpan ?? ""))
+        }
+        // Webhooks journaled together: each trace holds the batch span or is linked from it.
+        reset()
+        const bodies = [1, 2, 3, 4, 5].map((i) =>
+          JSON.stringify({ object: "instagram", entry: [{ id: ownerId, time: 1, changes: [{ field: "comments", value: { id: `trace-b${i}` } }] }] })
+        )
+        yield* Effect.promise(() =>
+          Promise.all(bodies.map((b) =>
+            fetch(`${app.baseUrl}/webhook`, {
+              method: "POST",
+              headers: { "content-type": "application/json", "x-hub-signature-256": sign(b) },
+              body: b
+            }).then((r) => r.arrayBuffer())
+          ))
+        )
+        yield* consume(queue, 5)
+        const isWebhook = (span: TestSpan) => span.kind === SERVER && span.attributes["url.path"] === "/webhook"
+        const after = yield* spansWhen(variant.spans, (all) => all.filter(isWebhook).length >= 5)
+        const serverTraces = after.filter(isWebhook).map((span) => span.traceId)
+        assert.strictEqual(serverTraces.length, 5)
+        const batches = after.filter((span) => span.name === "Journal.batch")
+        for (const trace of serverTraces) {
+          assert.isTrue(
+            batches.some((b) => b.traceId === trace || b.links.some((l) => l.traceId === trace)),
+            `trace ${trace} has no journal batch span`
+          )
+        }
+        yield* Effect.promise(() => deleteQueues([queue]))
+        // No secret, signature or message body in any attribute.
+        const attributes = JSON.stringify(spans.map((span) => span.attributes))
+        for (const secret of [APP_SECRET, signature.slice(7), "test-secret-key-0123456789", "trace-c1"]) {
+          assert.notInclude(attributes, secret)
+        }
+      }))
+
+    it.effect("a webhook continues the caller's traceparent; the handshake's token is not recorded", () =>
+      Effect.gen(function*() {
+        const app = yield* TestApp
+        reset()
+        const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        const body = JSON.stringify({ object: "page", entry: [{ id: ownerId, time: 1, changes: [{ field: "feed", value: { id: "trace-p1" } }] }] })
+        const posted = yield* app.request("/webhook", {
+          method: "POST",
+          auth: false,
+          body,
+          headers: {
+            "content-type": "application/json",
+            "x-hub-signature-256": sign(body),
+            traceparent: `00-${callerTrace}-00f067aa0ba902b7-01`
+          }
+        })
+        assert.strictEqual(posted.status, 200)
+        const handshake = yield* app.request(`/webhook?hub.mode=subscribe&hub.verify_token=${VERIFY_TOKEN}&hub.challenge=42`, { auth: false })
+        assert.strictEqual(handshake.status, 200)
+        const refused = yield* app.request(`/webhook?hub.mode=subscribe&hub.verify_token=wrong-token-7&hub.challenge=42`, { auth: false })
+        assert.strictEqual(refused.status, 403)
+        const servers = (yield* spansWhen(variant.spans, (all) => all.filter((span) => span.kind === SERVER).length >= 3))
+          .filter((span) => span.kind === SERVER)
+        const post = servers.find((span) => span.name === "POST /webhook")
+        assert.isDefined(post, servers.map((s) => s.name).join(", "))
+        assert.strictEqual(post!.traceId, callerTrace)
+        assert.strictEqual(post!.parentSpanId, "00f067aa0ba902b7")
+        const gets = servers.filter((span) => span.name === "GET /webhook")
+        assert.deepStrictEqual(gets.map((span) => span.attributes["http.response.status_code"]).sort(), [200, 403])
+        for (const span of gets) assert.strictEqual(span.attributes["url.path"], "/webhook")
+        const attributes = JSON.stringify(servers.map((span) => span.attributes))
+        assert.notInclude(attributes, VERIFY_TOKEN)
+        assert.notInclude(attributes, "wrong-token-7")
+      }))
+  })
+}
+
+/** A stand-in OTLP/HTTP protobuf collector on loopback: keeps every span it is sent. */
+const startCollector = () =>
+  new Promise<{ port: number; spans: Array<ReturnType<typeof decodeTraceRequest>[number]>; contentTypes: Set<string>; close: () => void }>((resolve) => {
+    const spans: Array<ReturnType<typeof decodeTraceRequest>[number]> = []
+    const contentTypes = new Set<string>()
+    const server = createServer((request, response) => {
+      const chunks: Array<Buffer> = []
+      request.on("data", (chunk: Buffer) => chunks.push(chunk))
+      request.on("end", () => {
+        contentTypes.add(request.headers["content-type"] ?? "")
+        spans.push(...decodeTraceRequest(Buffer.concat(chunks)))
+        response.writeHead(200, { "content-type": "application/x-protobuf" }).end()
+      })
+    })
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      resolve({ port: typeof address === "object" && address !== null ? address.port : 0, spans, contentTypes, close: () => server.close() })
+    })
+  })
 
 describe("tracing across a crash", () => {
   it.live("after SIGKILL and recovery, the publish span belongs to the webhook's trace", () =>
@@ -203,9 +234,9 @@ describe("tracing across a crash", () => {
       const proxy = await startTcpProxy(5672)
       const database = newName("trace")
       const crashQueue = `t.trace.crash.${Math.random().toString(36).slice(2, 8)}`
+      // The default protocol (http/protobuf): the service's own encoder and the SDK's transport.
       const otel = {
         OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.port}`,
-        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
         OTEL_BSP_SCHEDULE_DELAY: "100"
       }
       let service = await startService(faultEnv(database, { ...otel, RABBITMQ_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}` }))
@@ -248,7 +279,10 @@ describe("tracing across a crash", () => {
         assert.isDefined(publish)
         assert.strictEqual(publish!.traceId, traceId)
         // The first process's HTTP span reached the collector before the kill: the trace is whole.
-        assert.isTrue(collector.spans.some((s) => s.traceId === traceId && s.name !== "publish"))
+        assert.isTrue(collector.spans.some((s) => s.traceId === traceId && s.name === "POST /webhook"))
+        assert.strictEqual(publish!.attributes["messaging.system"], "rabbitmq")
+        assert.strictEqual(publish!.resource["service.name"], "chatico-mapper")
+        assert.deepStrictEqual([...collector.contentTypes], ["application/x-protobuf"])
       } finally {
         await stopService(service)
         await proxy.close()
