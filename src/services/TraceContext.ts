@@ -22,21 +22,30 @@ export const spanFromTraceparent = (traceparent: string | null): Tracer.External
 }
 
 /**
- * Runs `use` in a new span that it is handed, like `Effect.withSpan` but for
- * the hot path: no stack frame is recorded, and the span is the parent of
- * what `use` starts. `spanExit` turns the effect's exit into the span's (an
- * HTTP answer can be a success of the effect and an error of the span).
+ * Runs `use` with a new span that it is handed and that ends with it, like
+ * `Effect.useSpan` but for the hot path: no stack frame is recorded, and
+ * `spanExit` turns the effect's exit into the span's (an HTTP answer can be a
+ * success of the effect and an error of the span). The span is not made the
+ * parent of what `use` starts: `use` passes it on where it is needed, and the
+ * fiber's context is left alone.
  */
-export const inSpan = <A, E, R>(
+export const withOwnSpan = <A, E, R>(
   name: string,
   options: Tracer.SpanOptionsNoTrace,
   use: (span: Tracer.Span) => Effect.Effect<A, E, R>,
   spanExit: (exit: Exit.Exit<A, E>, span: Tracer.Span) => Exit.Exit<unknown, unknown> = (exit) => exit
-): Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>> =>
+): Effect.Effect<A, E, R> =>
   Effect.flatMap(Effect.makeSpan(name, options), (span) =>
     use(span).pipe(
-      Effect.provideService(Tracer.ParentSpan, span),
       Effect.onExit((exit) =>
         Effect.clockWith((clock) => Effect.sync(() => span.end(clock.currentTimeNanosUnsafe(), spanExit(exit, span))))
       )
     ))
+
+/** `withOwnSpan`, with the span as the parent of what `use` starts (the Graph API's client spans). */
+export const inSpan = <A, E, R>(
+  name: string,
+  options: Tracer.SpanOptionsNoTrace,
+  use: (span: Tracer.Span) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>> =>
+  withOwnSpan(name, options, (span) => Effect.provideService(use(span), Tracer.ParentSpan, span))

@@ -1,12 +1,12 @@
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Effect, Exit, Layer, Option, Redacted, Result } from "effect"
+import { Effect, Exit, Layer, Option, Redacted, Result, type Tracer } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "effect/http"
 import { parseWebhook } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { constantTimeEqual } from "../services/ConstantTime.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { inSpan, TracingOn } from "../services/TraceContext.ts"
+import { TracingOn, withOwnSpan } from "../services/TraceContext.ts"
 import { Journal } from "./Journal.ts"
 
 /** Seconds Meta is asked to wait before redelivering after a 503. */
@@ -72,9 +72,9 @@ export const isWebhookRequest = (request: HttpServerRequest.HttpServerRequest) =
  */
 const webhookSpan = <E, R>(
   request: HttpServerRequest.HttpServerRequest,
-  handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+  handler: (span: Tracer.Span) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
 ) =>
-  inSpan(
+  withOwnSpan(
     `${request.method} ${WEBHOOK_PATH}`,
     {
       kind: "server",
@@ -91,7 +91,7 @@ const webhookSpan = <E, R>(
         ...Option.match(request.remoteAddress, { onNone: () => ({}), onSome: (address) => ({ "client.address": address }) })
       }
     },
-    () => handler,
+    handler,
     (exit, span) => {
       if (Exit.isFailure(exit)) return exit
       span.attribute("http.response.status_code", exit.value.status)
@@ -114,8 +114,13 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
   const router = yield* HttpRouter.HttpRouter
   const verifyToken = Redacted.value(config.webhookVerifyToken)
   const tracing = yield* TracingOn
-  const traced = (handler: (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse>) =>
-    tracing ? (request: HttpServerRequest.HttpServerRequest) => webhookSpan(request, handler(request)) : handler
+  // The server span is handed to the handler (the journal keeps its trace), not put in the context.
+  const traced = (
+    handler: (request: HttpServerRequest.HttpServerRequest, span: Tracer.Span | undefined) => Effect.Effect<HttpServerResponse.HttpServerResponse>
+  ) =>
+    tracing
+      ? (request: HttpServerRequest.HttpServerRequest) => webhookSpan(request, (span) => handler(request, span))
+      : (request: HttpServerRequest.HttpServerRequest) => handler(request, undefined)
 
   const verify = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
     const params = new URL(request.url, "http://localhost").searchParams
@@ -132,7 +137,7 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
   const refuse = (result: string, status: number, message: string, headers?: Record<string, string>) =>
     Effect.as(Metrics.count(Metrics.webhooks, { result }), detail(status, message, headers))
 
-  const receive = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
+  const receive = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest, span: Tracer.Span | undefined) {
     const started = Date.now()
     const body = yield* readBody(request, config.maxBodyBytes)
     if (body._tag === "TooLarge") {
@@ -151,7 +156,7 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
         Effect.annotateLogs({ object, events: events.length })
       )
     }
-    return yield* journal.record(events, new Date(started), routable).pipe(
+    return yield* journal.record(events, new Date(started), routable, span).pipe(
       Effect.tap((result) =>
         Effect.all([
           Metrics.count(Metrics.webhooks, { result: "accepted" }),

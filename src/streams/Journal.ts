@@ -82,10 +82,12 @@ export const toJournaled = (event: WebhookEvent, receivedAt: Date, parentSpan: T
  * delivered again.
  */
 export class Journal extends Context.Service<Journal, {
+  /** `span`: the webhook's server span when tracing is on; its trace goes into the rows. */
   record(
     events: ReadonlyArray<WebhookEvent>,
     receivedAt: Date,
-    routable: boolean
+    routable: boolean,
+    span: Tracer.AnySpan | undefined
   ): Effect.Effect<RecordResult, JournalUnavailable>
   /** Requests waiting in the mailbox. */
   readonly depth: Effect.Effect<number>
@@ -257,7 +259,7 @@ export class Journal extends Context.Service<Journal, {
         }).pipe(Effect.timeout("3 seconds"), Effect.ignore)
       )
 
-      const record = (events: ReadonlyArray<WebhookEvent>, receivedAt: Date, routable: boolean) =>
+      const record = (events: ReadonlyArray<WebhookEvent>, receivedAt: Date, routable: boolean, span: Tracer.AnySpan | undefined) =>
         Effect.gen(function*() {
           if (events.length === 0) return { fresh: 0, duplicates: 0 }
           if (closing) return yield* new JournalUnavailable({ reason: "closing", detail: "the service is shutting down" })
@@ -265,8 +267,6 @@ export class Journal extends Context.Service<Journal, {
             Effect.mapError((error) => new JournalUnavailable({ reason: "database", detail: error.detail }))
           )
           const done = yield* Deferred.make<RecordResult, JournalUnavailable>()
-          // The request's span, looked up once: its traceparent goes into the row.
-          const span = tracing ? Option.getOrUndefined(yield* Effect.option(Effect.currentParentSpan)) : undefined
           const traceparent = span === undefined ? null : traceparentOf(span)
           if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, traceparent, span, done })) {
             return yield* new JournalUnavailable({ reason: "full", detail: "the journal mailbox is full" })
