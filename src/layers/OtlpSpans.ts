@@ -21,6 +21,9 @@ import { Cause, Config, Effect, Exit, Inspectable, Layer, Option, Schema, Tracer
 
 const varintSize = (value: number) => (value < 0x80 ? 1 : value < 0x4000 ? 2 : value < 0x200000 ? 3 : value < 0x10000000 ? 4 : 5)
 
+const hexValue = (code: number) =>
+  code >= 48 && code <= 57 ? code - 48 : code >= 97 && code <= 102 ? code - 87 : code >= 65 && code <= 70 ? code - 55 : 0
+
 /** A growable protobuf writer; a length-delimited field reserves one length byte and shifts when it needs more. */
 export class ProtoWriter {
   buffer: Buffer
@@ -109,20 +112,38 @@ export class ProtoWriter {
     }
     this.buffer[i] = v
   }
+  /** UTF-8; short ASCII strings (names, keys, ids) are copied here, cheaper than a call into `Buffer#write`. */
   string(value: string) {
-    this.ensure(1 + value.length * 3)
+    const length = value.length
+    this.ensure(4 + length * 3)
+    if (length < 0x80) {
+      const buffer = this.buffer
+      const start = this.pos + 1
+      let i = 0
+      for (; i < length; i++) {
+        const code = value.charCodeAt(i)
+        if (code >= 0x80) break
+        buffer[start + i] = code
+      }
+      if (i === length) {
+        buffer[this.pos] = length
+        this.pos = start + length
+        return
+      }
+    }
     const at = this.begin()
     this.pos += this.buffer.write(value, this.pos, "utf8")
     this.end(at)
   }
-  /** A W3C id (hex) as bytes. */
+  /** A W3C id (hex) as bytes; a character that is not hex counts as 0. */
   hexId(hex: string) {
     const size = hex.length >>> 1
     this.ensure(1 + size)
-    this.buffer[this.pos++] = size
-    const written = this.buffer.write(hex, this.pos, "hex")
-    if (written < size) this.buffer.fill(0, this.pos + written, this.pos + size)
-    this.pos += size
+    const buffer = this.buffer
+    buffer[this.pos++] = size
+    for (let i = 0; i < size; i++) {
+      buffer[this.pos++] = (hexValue(hex.charCodeAt(2 * i)) << 4) | hexValue(hex.charCodeAt(2 * i + 1))
+    }
   }
   raw(bytes: Uint8Array) {
     this.ensure(bytes.length)
@@ -203,12 +224,21 @@ const FLAG_IS_REMOTE = 0x200
 
 const spanFlags = (sampled: boolean, remote: boolean) => (sampled ? 1 : 0) | FLAG_HAS_IS_REMOTE | (remote ? FLAG_IS_REMOTE : 0)
 
+interface Outcome {
+  readonly code: number
+  readonly message: string | undefined
+  readonly errors: ReadonlyArray<Error>
+  readonly interrupted: boolean
+}
+
+const SUCCEEDED: Outcome = { code: STATUS_OK, message: undefined, errors: [], interrupted: false }
+
 /** What the span records when it ends, as `@effect/opentelemetry` records an exit. */
-const exitOutcome = (exit: Exit.Exit<unknown, unknown>) => {
-  if (Exit.isSuccess(exit)) return { code: STATUS_OK, message: undefined, errors: [], interrupted: false }
+const exitOutcome = (exit: Exit.Exit<unknown, unknown>): Outcome => {
+  if (Exit.isSuccess(exit)) return SUCCEEDED
   if (Cause.hasInterruptsOnly(exit.cause)) return { code: 0, message: undefined, errors: [], interrupted: true }
   const errors = Cause.prettyErrors(exit.cause, { includeCauseInStack: true })
-  if (errors.length === 0) return { code: STATUS_OK, message: undefined, errors, interrupted: false }
+  if (errors.length === 0) return SUCCEEDED
   return { code: STATUS_ERROR, message: errors[0]!.message, errors, interrupted: false }
 }
 
