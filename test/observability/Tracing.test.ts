@@ -1,14 +1,15 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import amqp from "amqplib"
-import { Effect } from "effect"
+import { Effect, Layer, Option, Redacted } from "effect"
 import { createServer } from "node:http"
 import { tracingToOtlp, tracingWith } from "../../src/layers/Observability.ts"
 import { collect, deleteQueues, dropDatabase, faultEnv, newName, psql, startService, stopService, waitHealthy } from "../faults/harness.ts"
 import { startTcpProxy } from "../support/TcpProxy.ts"
 import { APP_SECRET, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 import { decodeTraceRequest, fromReadable, type TestSpan } from "../support/Otlp.ts"
-import { sign } from "../support/Webhooks.ts"
+import { GRAPH_TOKEN, GraphStandIn, replies } from "../support/GraphStandIn.ts"
+import { commentEvent, postWebhook, sign, uniqueId, webhookText } from "../support/Webhooks.ts"
 
 const ownerId = "3300000001"
 
@@ -45,6 +46,7 @@ const spansWhen = (spans: () => ReadonlyArray<TestSpan>, done: (spans: ReadonlyA
   })
 
 const SERVER = 2
+const CLIENT = 3
 const PRODUCER = 4
 
 // Both trace paths: the default (OTLP/protobuf, effect's spans encoded as they
@@ -291,4 +293,60 @@ describe("tracing across a crash", () => {
         await deleteQueues([crashQueue])
       }
     }), 60_000)
+})
+
+// Owner resolution by the Graph API: its call is part of the webhook's trace, under the publish span.
+const graphSpans: Array<TestSpan> = []
+const graphQueue = `t.trace.graph.${Math.random().toString(36).slice(2, 8)}`
+layer(
+  Layer.unwrap(Effect.map(GraphStandIn, (standIn) =>
+    TestApp.layer("tracing_graph", {
+      ownerResolution: "graph",
+      instagramAccessToken: Option.some(Redacted.make(GRAPH_TOKEN)),
+      graphApiUrl: standIn.url
+    }, tracingToOtlp({
+      sampler: "parentbased_always_on",
+      ratio: 1,
+      limits: { scheduledDelayMillis: 20 },
+      send: {
+        send: (request, _spans, done) => {
+          graphSpans.push(...decodeTraceRequest(request))
+          done(true)
+        },
+        shutdown: () => Promise.resolve()
+      }
+    })))).pipe(Layer.provideMerge(GraphStandIn.layer)),
+  { excludeTestServices: true, timeout: "60 seconds" }
+)("tracing with owner resolution by the Graph API", (it) => {
+  it.effect("the Graph API call is a client span under the event's publish span, in the webhook's trace", () =>
+    Effect.gen(function*() {
+      const app = yield* TestApp
+      const standIn = yield* GraphStandIn
+      const owner = uniqueId()
+      const media = uniqueId()
+      standIn.script(media, replies.owner(owner))
+      const created = yield* app.request("/worker-apps/", {
+        method: "POST",
+        json: { name: "traced-graph", owner_id: owner, queue_name: graphQueue }
+      })
+      assert.strictEqual(created.status, 201)
+      // The entry is an account no worker app serves: only the media's owner routes the event.
+      const response = yield* postWebhook(app, webhookText([[commentEvent(uniqueId(), { mediaId: media })]]))
+      assert.strictEqual(response.status, 200)
+      assert.strictEqual((yield* consume(graphQueue, 1)).length, 1)
+      yield* Effect.promise(() => deleteQueues([graphQueue]))
+      const spans = yield* spansWhen(() => graphSpans, (all) => all.some((span) => span.name === "publish"))
+      const server = spans.find((span) => span.kind === SERVER && span.attributes["url.path"] === "/webhook")
+      assert.isDefined(server)
+      const inTrace = spans.filter((span) => span.traceId === server!.traceId)
+      const publish = inTrace.find((span) => span.name === "publish")
+      assert.isDefined(publish, inTrace.map((s) => s.name).join(", "))
+      const lookup = inTrace.find((span) => span.name === "GraphApi.mediaOwner")
+      assert.isDefined(lookup, inTrace.map((s) => s.name).join(", "))
+      assert.strictEqual(lookup!.parentSpanId, publish!.spanId)
+      const client = inTrace.find((span) => span.kind === CLIENT && span.parentSpanId === lookup!.spanId)
+      assert.isDefined(client, inTrace.map((s) => `${s.name}/${s.kind}`).join(", "))
+      // The call's URL is recorded with its token and proof redacted.
+      assert.notInclude(JSON.stringify(client!.attributes), GRAPH_TOKEN)
+    }))
 })
