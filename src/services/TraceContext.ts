@@ -41,11 +41,3 @@ export const withOwnSpan = <A, E, R>(
         Effect.clockWith((clock) => Effect.sync(() => span.end(clock.currentTimeNanosUnsafe(), spanExit(exit, span))))
       )
     ))
-
-/** `withOwnSpan`, with the span as the parent of what `use` starts (the Graph API's client spans). */
-export const inSpan = <A, E, R>(
-  name: string,
-  options: Tracer.SpanOptionsNoTrace,
-  use: (span: Tracer.Span) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>> =>
-  withOwnSpan(name, options, (span) => Effect.provideService(use(span), Tracer.ParentSpan, span))

@@ -3,7 +3,7 @@ import { SqlClient } from "effect/sql"
 import { AppConfig } from "../layers/Config.ts"
 import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { inSpan, traceparentOf, TracingOn } from "../services/TraceContext.ts"
+import { traceparentOf, TracingOn, withOwnSpan } from "../services/TraceContext.ts"
 import type { JournaledEvent } from "./Journal.ts"
 import { type Destination, Router } from "./Route.ts"
 
@@ -108,7 +108,7 @@ export class Delivery extends Context.Service<Delivery, {
 
       /** Routes and publishes one event; `span` is its producer span when tracing is on. */
       const deliverOne = Effect.fnUntraced(function*(event: JournaledEvent, span: Tracer.Span | undefined) {
-        const destination = yield* router.route(event)
+        const destination = yield* router.route(event, span)
         if (destination._tag === "Wait") {
           return { _tag: "Deferred", event, attempts: event.attempts, lastError: destination.reason } satisfies Outcome
         }
@@ -160,10 +160,10 @@ export class Delivery extends Context.Service<Delivery, {
 
       // One producer span per event, in its webhook's trace (also after a
       // restart: the context comes from the journal). Owner resolution happens
-      // inside it, so a Graph API call shows as its child.
+      // inside it: the router makes it the parent of a Graph API lookup.
       const deliver = (event: JournaledEvent) => {
         if (!tracing) return deliverOne(event, undefined)
-        return inSpan("publish", {
+        return withOwnSpan("publish", {
           kind: "producer",
           ...(event.parentSpan === undefined ? { root: true } : { parent: event.parentSpan }),
           attributes: {

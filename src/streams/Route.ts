@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schedule } from "effect"
+import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schedule, Tracer } from "effect"
 import type { WorkerApp } from "../domain/WorkerApp.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
@@ -44,8 +44,11 @@ export type Destination =
  * (throttled, down, token rejected) the event waits, pending.
  */
 export class Router extends Context.Service<Router, {
-  /** Waits for the first snapshot, then routes. */
-  route(event: JournaledEvent): Effect.Effect<Destination>
+  /**
+   * Waits for the first snapshot, then routes. `span` (the event's publish
+   * span, when tracing is on) is the parent of a Graph API lookup's spans.
+   */
+  route(event: JournaledEvent, span?: Tracer.AnySpan): Effect.Effect<Destination>
   /** Reloads the snapshot now (after an admin change on this instance). */
   readonly refresh: Effect.Effect<void>
 }>()("chatico/streams/Route/Router") {
@@ -136,8 +139,8 @@ export class Router extends Context.Service<Router, {
         }
       }
 
-      const throughGraph = (event: JournaledEvent, mediaId: string) =>
-        mediaOwners.lookup(mediaId).pipe(
+      const throughGraph = (event: JournaledEvent, mediaId: string, span: Tracer.AnySpan | undefined) =>
+        (span === undefined ? mediaOwners.lookup(mediaId) : Effect.provideService(mediaOwners.lookup(mediaId), Tracer.ParentSpan, span)).pipe(
           Effect.timeoutOption(OWNER_LOOKUP_WAIT),
           Effect.map(Option.match({
             onNone: (): Destination => ({
@@ -154,13 +157,13 @@ export class Router extends Context.Service<Router, {
           )
         )
 
-      const route = (event: JournaledEvent) =>
+      const route = (event: JournaledEvent, span?: Tracer.AnySpan) =>
         Effect.flatMap(Deferred.await(loaded), () => {
           const mediaId = event.mediaId
           if (!graph.enabled || mediaId === null || (mode === "auto" && byOwner.has(event.entryId))) {
             return Effect.succeed(toDestination(event.entryId))
           }
-          return throughGraph(event, mediaId)
+          return throughGraph(event, mediaId, span)
         })
 
       return Router.of({ route, refresh })
