@@ -63,6 +63,25 @@ export const isWebhookRequest = (request: HttpServerRequest.HttpServerRequest) =
   return url.startsWith(WEBHOOK_PATH) && (url.length === WEBHOOK_PATH.length || url[WEBHOOK_PATH.length] === "/" || url[WEBHOOK_PATH.length] === "?")
 }
 
+/** The server span's kind, parent (a caller's `traceparent`) and attributes, built without intermediate objects. */
+const webhookSpanOptions = (request: HttpServerRequest.HttpServerRequest): Tracer.SpanOptionsNoTrace => {
+  const url = request.url
+  const query = url.indexOf("?")
+  const attributes: Record<string, unknown> = {
+    "http.request.method": request.method,
+    "http.route": WEBHOOK_PATH,
+    "url.path": query === -1 ? url : url.slice(0, query),
+    "url.scheme": "http"
+  }
+  const userAgent = request.headers["user-agent"]
+  if (userAgent !== undefined) attributes["user_agent.original"] = userAgent
+  if (Option.isSome(request.remoteAddress)) attributes["client.address"] = request.remoteAddress.value
+  const parent = HttpTraceContext.fromHeaders(request.headers)
+  return Option.isSome(parent)
+    ? { kind: "server", parent: parent.value, attributes }
+    : { kind: "server", root: true, attributes }
+}
+
 /**
  * The server span of a webhook request, with OpenTelemetry's HTTP server
  * attributes. Made here instead of by effect's HTTP tracer, which parses the
@@ -76,21 +95,7 @@ const webhookSpan = <E, R>(
 ) =>
   withOwnSpan(
     `${request.method} ${WEBHOOK_PATH}`,
-    {
-      kind: "server",
-      ...Option.match(HttpTraceContext.fromHeaders(request.headers), {
-        onNone: () => ({ root: true }),
-        onSome: (parent) => ({ parent })
-      }),
-      attributes: {
-        "http.request.method": request.method,
-        "http.route": WEBHOOK_PATH,
-        "url.path": request.url.split("?", 1)[0],
-        "url.scheme": "http",
-        ...(request.headers["user-agent"] === undefined ? {} : { "user_agent.original": request.headers["user-agent"] }),
-        ...Option.match(request.remoteAddress, { onNone: () => ({}), onSome: (address) => ({ "client.address": address }) })
-      }
-    },
+    webhookSpanOptions(request),
     handler,
     (exit, span) => {
       if (Exit.isFailure(exit)) return exit
