@@ -504,7 +504,16 @@ export class SpanBatcher {
       this.counts.dropped++
       return
     }
-    writeSpan(this.writer, span)
+    const start = this.writer.pos
+    try {
+      writeSpan(this.writer, span)
+    } catch (error) {
+      // A span that cannot be encoded is dropped, never a failure of the request that ended it.
+      this.writer.pos = start
+      this.counts.dropped++
+      this.lastError = error
+      return
+    }
     this.batched++
     if (this.batched >= this.limits.maxExportBatchSize) this.flush()
     else if (this.timer === undefined) {
