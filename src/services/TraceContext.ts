@@ -41,3 +41,11 @@ export const withOwnSpan = <A, E, R>(
         Effect.clockWith((clock) => Effect.sync(() => span.end(clock.currentTimeNanosUnsafe(), spanExit(exit, span))))
       )
     ))
+
+/**
+ * `effect` with `span` as its current span, so its log lines carry the span's
+ * trace and span ids (and a Graph API call becomes its child); for the paths
+ * that need it, since changing the context costs something on every event.
+ */
+export const underSpan = <A, E, R>(effect: Effect.Effect<A, E, R>, span: Tracer.AnySpan | undefined): Effect.Effect<A, E, R> =>
+  span === undefined ? effect : Effect.provideService(effect, Tracer.ParentSpan, span)

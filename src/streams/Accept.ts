@@ -6,7 +6,7 @@ import { AppConfig } from "../layers/Config.ts"
 import { constantTimeEqual } from "../services/ConstantTime.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { TracingOn, withOwnSpan } from "../services/TraceContext.ts"
+import { TracingOn, underSpan, withOwnSpan } from "../services/TraceContext.ts"
 import { Journal } from "./Journal.ts"
 
 /** Seconds Meta is asked to wait before redelivering after a 503. */
@@ -119,7 +119,8 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
   const router = yield* HttpRouter.HttpRouter
   const verifyToken = Redacted.value(config.webhookVerifyToken)
   const tracing = yield* TracingOn
-  // The server span is handed to the handler (the journal keeps its trace), not put in the context.
+  // The server span is handed to the handler (the journal keeps its trace), not put in the
+  // context; the few log lines of a request get it with `underSpan`.
   const traced = (
     handler: (request: HttpServerRequest.HttpServerRequest, span: Tracer.Span | undefined) => Effect.Effect<HttpServerResponse.HttpServerResponse>
   ) =>
@@ -127,7 +128,7 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
       ? (request: HttpServerRequest.HttpServerRequest) => webhookSpan(request, (span) => handler(request, span))
       : (request: HttpServerRequest.HttpServerRequest) => handler(request, undefined)
 
-  const verify = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
+  const verify = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest, span: Tracer.Span | undefined) {
     const params = new URL(request.url, "http://localhost").searchParams
     const mode = params.get("hub.mode")
     const token = params.get("hub.verify_token")
@@ -135,7 +136,7 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
     if (mode === "subscribe" && token !== null && challenge !== null && constantTimeEqual(token, verifyToken)) {
       return HttpServerResponse.text(challenge, { contentType: "text/plain" })
     }
-    yield* Effect.logWarning("webhook verification refused")
+    yield* underSpan(Effect.logWarning("webhook verification refused"), span)
     return HttpServerResponse.text("verification failed", { status: 403 })
   })
 
@@ -157,8 +158,9 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
     const { object, events } = parsed.success
     const routable = object === "instagram"
     if (!routable) {
-      yield* Effect.logInfo("webhook for another object journaled, not routed").pipe(
-        Effect.annotateLogs({ object, events: events.length })
+      yield* underSpan(
+        Effect.logInfo("webhook for another object journaled, not routed").pipe(Effect.annotateLogs({ object, events: events.length })),
+        span
       )
     }
     return yield* journal.record(events, new Date(started), routable, span).pipe(
@@ -175,8 +177,11 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
       ),
       Effect.catchTag("JournalUnavailable", (error) =>
         Effect.andThen(
-          Effect.logWarning("webhook refused: journal unavailable").pipe(
-            Effect.annotateLogs({ reason: error.reason, detail: error.detail })
+          underSpan(
+            Effect.logWarning("webhook refused: journal unavailable").pipe(
+              Effect.annotateLogs({ reason: error.reason, detail: error.detail })
+            ),
+            span
           ),
           refuse("unavailable", 503, "events could not be recorded; retry later", {
             "retry-after": String(RETRY_AFTER_SECONDS)

@@ -1,10 +1,11 @@
 import { PgClient } from "@effect/sql-pg"
-import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schedule, Tracer } from "effect"
+import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schedule, type Tracer } from "effect"
 import type { WorkerApp } from "../domain/WorkerApp.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import { GraphApi } from "../services/GraphApi.ts"
 import { MediaOwners, type OwnerLookup } from "../services/MediaOwners.ts"
+import { underSpan } from "../services/TraceContext.ts"
 import { WORKER_APPS_CHANNEL, WorkerApps } from "../services/WorkerApps.ts"
 import type { JournaledEvent } from "./Journal.ts"
 
@@ -140,7 +141,7 @@ export class Router extends Context.Service<Router, {
       }
 
       const throughGraph = (event: JournaledEvent, mediaId: string, span: Tracer.AnySpan | undefined) =>
-        (span === undefined ? mediaOwners.lookup(mediaId) : Effect.provideService(mediaOwners.lookup(mediaId), Tracer.ParentSpan, span)).pipe(
+        underSpan(mediaOwners.lookup(mediaId), span).pipe(
           Effect.timeoutOption(OWNER_LOOKUP_WAIT),
           Effect.map(Option.match({
             onNone: (): Destination => ({

@@ -37,6 +37,24 @@ const consume = (queue: string, expected: number) =>
     return received
   })
 
+/** The service's JSON log lines (it logs with console.log) from `start()` until `restore()`. */
+const logs = {
+  lines: [] as Array<string>,
+  original: console.log,
+  start() {
+    this.lines.length = 0
+    this.original = console.log
+    console.log = (...args: Array<unknown>) => {
+      const line = args.map(String).join(" ")
+      if (line.startsWith("{")) this.lines.push(line)
+      this.original(...args)
+    }
+  },
+  restore() {
+    console.log = this.original
+  }
+}
+
 /** Waits (up to 5 s) until the finished spans satisfy `done`; exports may trail the answer a little. */
 const spansWhen = (spans: () => ReadonlyArray<TestSpan>, done: (spans: ReadonlyArray<TestSpan>) => boolean) =>
   Effect.promise(async () => {
@@ -176,6 +194,7 @@ for (const variant of variants) {
       Effect.gen(function*() {
         const app = yield* TestApp
         reset()
+        logs.start()
         const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
         const body = JSON.stringify({ object: "page", entry: [{ id: ownerId, time: 1, changes: [{ field: "feed", value: { id: "trace-p1" } }] }] })
         const posted = yield* app.request("/webhook", {
@@ -205,7 +224,11 @@ for (const variant of variants) {
         const attributes = JSON.stringify(servers.map((span) => span.attributes))
         assert.notInclude(attributes, VERIFY_TOKEN)
         assert.notInclude(attributes, "wrong-token-7")
-      }))
+        // A request's log lines carry its server span's trace and span ids (the tests log warnings and up).
+        const refusedSpan = gets.find((span) => span.attributes["http.response.status_code"] === 403)!
+        const logged = (message: string) => logs.lines.map((line) => JSON.parse(line)).find((line) => line.message === message)
+        assert.deepInclude(logged("webhook verification refused"), { trace_id: refusedSpan.traceId, span_id: refusedSpan.spanId })
+      }).pipe(Effect.ensuring(Effect.sync(() => logs.restore()))))
   })
 }
 
