@@ -70,23 +70,27 @@ const PRODUCER = 4
 // Both trace paths: the default (OTLP/protobuf, effect's spans encoded as they
 // end, `layers/OtlpSpans.ts`; the requests are decoded here) and
 // `@effect/opentelemetry` with the SDK (grpc and http/json; in-memory exporter).
+/** The default trace path, its export requests decoded into `into` (sent 20 ms after a span ends). */
+const decodedTracing = (into: Array<TestSpan>) =>
+  tracingToOtlp({
+    sampler: "parentbased_always_on",
+    ratio: 1,
+    limits: { scheduledDelayMillis: 20 },
+    send: {
+      send: (request, _spans, done) => {
+        into.push(...decodeTraceRequest(request))
+        done(true)
+      },
+      shutdown: () => Promise.resolve()
+    }
+  })
+
 const sdkExporter = new InMemorySpanExporter()
 const decoded: Array<TestSpan> = []
 const variants = [
   {
     name: "OTLP/protobuf",
-    layer: tracingToOtlp({
-      sampler: "parentbased_always_on",
-      ratio: 1,
-      limits: { scheduledDelayMillis: 20 },
-      send: {
-        send: (request, _spans, done) => {
-          decoded.push(...decodeTraceRequest(request))
-          done(true)
-        },
-        shutdown: () => Promise.resolve()
-      }
-    }),
+    layer: decodedTracing(decoded),
     spans: (): ReadonlyArray<TestSpan> => decoded.slice(),
     reset: () => {
       decoded.length = 0
@@ -327,18 +331,7 @@ layer(
       ownerResolution: "graph",
       instagramAccessToken: Option.some(Redacted.make(GRAPH_TOKEN)),
       graphApiUrl: standIn.url
-    }, tracingToOtlp({
-      sampler: "parentbased_always_on",
-      ratio: 1,
-      limits: { scheduledDelayMillis: 20 },
-      send: {
-        send: (request, _spans, done) => {
-          graphSpans.push(...decodeTraceRequest(request))
-          done(true)
-        },
-        shutdown: () => Promise.resolve()
-      }
-    })))).pipe(Layer.provideMerge(GraphStandIn.layer)),
+    }, decodedTracing(graphSpans)))).pipe(Layer.provideMerge(GraphStandIn.layer)),
   { excludeTestServices: true, timeout: "60 seconds" }
 )("tracing with owner resolution by the Graph API", (it) => {
   it.effect("the Graph API call is a client span under the event's publish span, in the webhook's trace", () =>
