@@ -956,11 +956,16 @@ const measurePhase = async (
     const warmupMs = settings.warmupS * 1000
     const durationMs = settings.durationS * 1000
     // CPU of the target over the measured window
-    let cpuStart: number | undefined
-    let cpuEnd: number | undefined
+    // (each sample keeps when it was taken: the end timer can lose the race with the load's end)
+    const cpuSample = () => {
+      const cpu = target.proc.sampler.cpuSeconds()
+      return cpu === undefined ? undefined : { at: performance.now(), cpu }
+    }
+    let cpuStart: { readonly at: number; readonly cpu: number } | undefined
+    let cpuEnd: { readonly at: number; readonly cpu: number } | undefined
     const cpuTimers = [
-      setTimeout(() => (cpuStart = target.proc.sampler.cpuSeconds()), warmupMs),
-      setTimeout(() => (cpuEnd = target.proc.sampler.cpuSeconds()), warmupMs + durationMs)
+      setTimeout(() => (cpuStart = cpuSample()), warmupMs),
+      setTimeout(() => (cpuEnd = cpuSample()), warmupMs + durationMs)
     ]
     log(`${name}: load C=${settings.concurrency} E=${settings.changesPerBody} for ${settings.warmupS} s warm-up + ${settings.durationS} s`)
     const load = await runLoad({
@@ -974,6 +979,7 @@ const measurePhase = async (
       factory
     })
     cpuTimers.forEach(clearTimeout)
+    if (cpuStart !== undefined && cpuEnd === undefined) cpuEnd = cpuSample()
     const expected = load.totalOk * factory.eventsPerBody
     log(
       `${name}: load done: ${load.totalRequests} requests, ${load.totalOk} answered 200 (${expected} events to deliver); waiting for deliveries`
@@ -1017,7 +1023,9 @@ const measurePhase = async (
         `${fmt(load.measuredRequests / settings.durationS, 0)} req/s answered; ` +
         `bench process CPU ${(benchCpu * 100).toFixed(0)}% of a core`
     )
-    const cpuPct = cpuStart !== undefined && cpuEnd !== undefined ? ((cpuEnd - cpuStart) / settings.durationS) * 100 : undefined
+    const cpuPct = cpuStart !== undefined && cpuEnd !== undefined && cpuEnd.at > cpuStart.at
+      ? ((cpuEnd.cpu - cpuStart.cpu) / ((cpuEnd.at - cpuStart.at) / 1000)) * 100
+      : undefined
     return {
       name,
       load,
