@@ -10,6 +10,21 @@ const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 /** The W3C `traceparent` of a span. */
 export const traceparentOf = (span: Tracer.AnySpan) => `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
 
+/** W3C Trace Context's limit on a `tracestate` header we pass on. */
+const TRACESTATE_MAX_LENGTH = 512
+const TRACESTATE = /^[\x20-\x7e]+$/
+
+/**
+ * A caller's `tracestate`, to be passed on unchanged with its trace (W3C Trace
+ * Context): only printable ASCII up to 512 characters, else none.
+ */
+export const validTracestate = (value: string | undefined): string | undefined => {
+  const trimmed = value?.trim()
+  return trimmed !== undefined && trimmed.length > 0 && trimmed.length <= TRACESTATE_MAX_LENGTH && TRACESTATE.test(trimmed)
+    ? trimmed
+    : undefined
+}
+
 /** The span a `traceparent` names, to continue its trace in another process or after a restart. */
 export const spanFromTraceparent = (traceparent: string | null): Tracer.ExternalSpan | undefined => {
   const match = traceparent === null ? null : TRACEPARENT.exec(traceparent)

@@ -6,7 +6,7 @@ import { AppConfig } from "../layers/Config.ts"
 import { constantTimeEqual } from "../services/ConstantTime.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { TracingOn, underSpan, withOwnSpan } from "../services/TraceContext.ts"
+import { TracingOn, underSpan, validTracestate, withOwnSpan } from "../services/TraceContext.ts"
 import { Journal } from "./Journal.ts"
 
 /** Seconds Meta is asked to wait before redelivering after a 503. */
@@ -163,7 +163,9 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
         span
       )
     }
-    return yield* journal.record(events, new Date(started), routable, span).pipe(
+    // A caller's tracestate goes on with the trace it continues (a span whose parent came from traceparent).
+    const tracestate = span !== undefined && Option.isSome(span.parent) ? validTracestate(request.headers["tracestate"]) : undefined
+    return yield* journal.record(events, new Date(started), routable, span, tracestate).pipe(
       Effect.tap((result) =>
         Effect.all([
           Metrics.count(Metrics.webhooks, { result: "accepted" }),

@@ -39,6 +39,8 @@ export interface JournaledEvent {
    * restart, so delivery continues the webhook's trace either way.
    */
   readonly parentSpan: Tracer.AnySpan | undefined
+  /** The `tracestate` the webhook's caller sent with its `traceparent`, passed on to the worker. */
+  readonly tracestate: string | undefined
 }
 
 export class JournalUnavailable extends Schema.TaggedError<JournalUnavailable>()("JournalUnavailable", {
@@ -57,11 +59,17 @@ interface Pending {
   /** Only `instagram` events are delivered; others are journaled as `ignored`. */
   readonly routable: boolean
   readonly traceparent: string | null
+  readonly tracestate: string | undefined
   readonly span: Tracer.AnySpan | undefined
   readonly done: Deferred.Deferred<RecordResult, JournalUnavailable>
 }
 
-export const toJournaled = (event: WebhookEvent, receivedAt: Date, parentSpan: Tracer.AnySpan | undefined): JournaledEvent => ({
+export const toJournaled = (
+  event: WebhookEvent,
+  receivedAt: Date,
+  parentSpan: Tracer.AnySpan | undefined,
+  tracestate: string | undefined
+): JournaledEvent => ({
   eventId: event.eventId,
   object: event.object,
   field: event.field,
@@ -71,7 +79,8 @@ export const toJournaled = (event: WebhookEvent, receivedAt: Date, parentSpan: T
   valueRaw: event.valueRaw,
   receivedAt,
   attempts: 0,
-  parentSpan
+  parentSpan,
+  tracestate
 })
 
 /**
@@ -82,12 +91,16 @@ export const toJournaled = (event: WebhookEvent, receivedAt: Date, parentSpan: T
  * delivered again.
  */
 export class Journal extends Context.Service<Journal, {
-  /** `span`: the webhook's server span when tracing is on; its trace goes into the rows. */
+  /**
+   * `span`: the webhook's server span when tracing is on; its trace (and the
+   * caller's `tracestate`, if any) goes into the rows.
+   */
   record(
     events: ReadonlyArray<WebhookEvent>,
     receivedAt: Date,
     routable: boolean,
-    span: Tracer.AnySpan | undefined
+    span: Tracer.AnySpan | undefined,
+    tracestate?: string
   ): Effect.Effect<RecordResult, JournalUnavailable>
   /** Requests waiting in the mailbox. */
   readonly depth: Effect.Effect<number>
@@ -125,7 +138,13 @@ export class Journal extends Context.Service<Journal, {
             status: pending.routable ? "pending" : "ignored",
             value: textOnly ? null : event.valueRaw,
             value_raw: event.valueRaw,
-            trace_context: pending.traceparent === null ? null : JSON.stringify({ traceparent: pending.traceparent }),
+            trace_context: pending.traceparent === null
+              ? null
+              : JSON.stringify(
+                pending.tracestate === undefined
+                  ? { traceparent: pending.traceparent }
+                  : { traceparent: pending.traceparent, tracestate: pending.tracestate }
+              ),
             lease_until: leaseUntil
           }))
         if (!Arr.isArrayNonEmpty(values)) return Effect.succeed([])
@@ -169,7 +188,7 @@ export class Journal extends Context.Service<Journal, {
 
         const fresh: Array<JournaledEvent> = []
         for (const { event, pending } of rows) {
-          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt, pending.span))
+          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt, pending.span, pending.tracestate))
         }
         const counted = new Set<string>()
         for (const pending of batch) {
@@ -259,7 +278,13 @@ export class Journal extends Context.Service<Journal, {
         }).pipe(Effect.timeout("3 seconds"), Effect.ignore)
       )
 
-      const record = (events: ReadonlyArray<WebhookEvent>, receivedAt: Date, routable: boolean, span: Tracer.AnySpan | undefined) =>
+      const record = (
+        events: ReadonlyArray<WebhookEvent>,
+        receivedAt: Date,
+        routable: boolean,
+        span: Tracer.AnySpan | undefined,
+        tracestate?: string
+      ) =>
         Effect.gen(function*() {
           if (events.length === 0) return { fresh: 0, duplicates: 0 }
           if (closing) return yield* new JournalUnavailable({ reason: "closing", detail: "the service is shutting down" })
@@ -268,7 +293,8 @@ export class Journal extends Context.Service<Journal, {
           )
           const done = yield* Deferred.make<RecordResult, JournalUnavailable>()
           const traceparent = span === undefined ? null : traceparentOf(span)
-          if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, traceparent, span, done })) {
+          const state = span === undefined ? undefined : tracestate
+          if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, traceparent, tracestate: state, span, done })) {
             return yield* new JournalUnavailable({ reason: "full", detail: "the journal mailbox is full" })
           }
           return yield* Deferred.await(done).pipe(

@@ -100,8 +100,9 @@ export class Delivery extends Context.Service<Delivery, {
               "x-owner-id": destination.ownerId,
               "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
               "x-attempt": attempt,
-              // The producer span's context, so a worker's consumer continues the trace.
-              ...(traceparent === null ? {} : { traceparent })
+              // The producer span's context, so a worker's consumer continues the trace
+              // (with the tracestate of the webhook's caller, if it sent one).
+              ...(traceparent === null ? {} : event.tracestate === undefined ? { traceparent } : { traceparent, tracestate: event.tracestate })
             }
           }
         })

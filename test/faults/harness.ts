@@ -67,14 +67,18 @@ export const collect = async (queue: string) => {
   const channel = await connection.createChannel()
   await channel.prefetch(500)
   const seen = new Map<string, number>()
+  const headers = new Map<string, Record<string, unknown>>()
   await channel.consume(queue, (message) => {
     if (message === null) return
     const body = JSON.parse(message.content.toString()) as { value: { id: string } }
     seen.set(body.value.id, (seen.get(body.value.id) ?? 0) + 1)
+    headers.set(body.value.id, message.properties.headers ?? {})
     channel.ack(message)
   })
   return {
     seen,
+    /** The AMQP headers of the last message with each id. */
+    headers,
     /** Waits until every id has arrived (or the deadline passes); returns the ids still missing. */
     waitFor: async (ids: ReadonlyArray<string>, timeoutMs = 30_000) => {
       const deadline = Date.now() + timeoutMs

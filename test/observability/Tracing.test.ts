@@ -15,6 +15,7 @@ const ownerId = "3300000001"
 
 interface Received {
   readonly traceparent: string
+  readonly tracestate: unknown
   readonly eventId: string
 }
 
@@ -31,7 +32,11 @@ const consume = (queue: string, expected: number) =>
         continue
       }
       const header = message.properties.headers?.traceparent
-      received.push({ traceparent: typeof header === "string" ? header : "", eventId: String(message.properties.messageId) })
+      received.push({
+        traceparent: typeof header === "string" ? header : "",
+        tracestate: message.properties.headers?.tracestate,
+        eventId: String(message.properties.messageId)
+      })
     }
     await connection.close()
     return received
@@ -233,6 +238,47 @@ for (const variant of variants) {
         const logged = (message: string) => logs.lines.map((line) => JSON.parse(line)).find((line) => line.message === message)
         assert.deepInclude(logged("webhook verification refused"), { trace_id: refusedSpan.traceId, span_id: refusedSpan.spanId })
       }).pipe(Effect.ensuring(Effect.sync(() => logs.restore()))))
+
+    it.effect("a caller's tracestate goes on, unchanged, with its trace to the worker's message", () =>
+      Effect.gen(function*() {
+        const app = yield* TestApp
+        const stateQueue = `${queue}.state`
+        const owner = "3300000009"
+        const created = yield* app.request("/worker-apps/", {
+          method: "POST",
+          json: { name: "traced-state", owner_id: owner, queue_name: stateQueue }
+        })
+        assert.strictEqual(created.status, 201)
+        const callerTrace = "0af7651916cd43dd8448eb211c80319c"
+        const tracestate = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+        const bodies = [tracestate, `long=${"x".repeat(600)}`].map((state, i) => ({
+          state,
+          body: JSON.stringify({ object: "instagram", entry: [{ id: owner, time: 1, changes: [{ field: "comments", value: { id: `trace-s${i}` } }] }] })
+        }))
+        for (const { body, state } of bodies) {
+          const response = yield* Effect.promise(() =>
+            fetch(`${app.baseUrl}/webhook`, {
+              method: "POST",
+              headers: {
+                "content-type": "application/json",
+                "x-hub-signature-256": sign(body),
+                traceparent: `00-${callerTrace}-b7ad6b7169203331-01`,
+                tracestate: state
+              },
+              body
+            })
+          )
+          assert.strictEqual(response.status, 200)
+        }
+        const messages = yield* consume(stateQueue, 2)
+        yield* Effect.promise(() => deleteQueues([stateQueue]))
+        assert.strictEqual(messages.length, 2)
+        for (const message of messages) assert.strictEqual(message.traceparent.split("-")[1], callerTrace)
+        // The valid one is passed on as it came; one over W3C's 512 characters is not passed on at all.
+        assert.deepStrictEqual(messages.map((message) => message.tracestate).sort(), [tracestate, undefined])
+        const database = yield* Effect.map(TestApp, (a) => a.database)
+        assert.include(psql(database, "SELECT trace_context::text FROM webhook_events WHERE trace_context ? 'tracestate'"), tracestate)
+      }))
   })
 }
 
@@ -286,7 +332,10 @@ describe("tracing across a crash", () => {
           method: "POST",
           headers: {
             "content-type": "application/json",
-            "x-hub-signature-256": sign(body, "fault-app-secret")
+            "x-hub-signature-256": sign(body, "fault-app-secret"),
+            // A caller's trace, with vendor state that must survive the crash too.
+            traceparent: "00-5b8aa5a2d2c872e8321cf37308d69df2-051581bf3cb55c13-01",
+            tracestate: "vendor=crash-proof"
           },
           body
         })
@@ -299,6 +348,9 @@ describe("tracing across a crash", () => {
         service = await startService(faultEnv(database, otel), service.port)
         await waitHealthy(service)
         assert.deepStrictEqual(await consumer.waitFor(["crash-c1"]), [])
+        assert.strictEqual(traceId, "5b8aa5a2d2c872e8321cf37308d69df2")
+        assert.strictEqual(consumer.headers.get("crash-c1")?.["tracestate"], "vendor=crash-proof")
+        assert.strictEqual(String(consumer.headers.get("crash-c1")?.["traceparent"]).split("-")[1], traceId)
         await consumer.close()
         const deadline = Date.now() + 10_000
         while (Date.now() < deadline && !collector.spans.some((s) => s.name === "publish" && s.traceId === traceId)) {
