@@ -394,14 +394,21 @@ export const SAMPLERS: ReadonlyArray<SamplerName> = [
   "parentbased_traceidratio"
 ]
 
-/** The SDK's `TraceIdRatioBasedSampler` test: the trace id's 32-bit words xor-ed, against ratio × 2³²−1. */
+const INVALID_TRACE_ID = "00000000000000000000000000000000"
+
+/**
+ * The SDK's `TraceIdRatioBasedSampler` test: the trace id's 32-bit words
+ * xor-ed, below ratio × (2³² − 1) (every valid id at ratio 1, none at 0).
+ */
 const ratioSampled = (traceId: string, ratio: number) => {
+  if (traceId === INVALID_TRACE_ID) return false
+  const upperBound = ratio === 1 ? 0x100000000 : Math.floor(ratio * 0xffffffff)
   let accumulation = 0
   for (let i = 0; i < traceId.length / 8; i++) {
     const part = Number.parseInt(traceId.slice(i * 8, i * 8 + 8), 16)
     accumulation = (accumulation ^ part) >>> 0
   }
-  return accumulation <= Math.floor(ratio * 0xffffffff)
+  return accumulation < upperBound
 }
 
 /**

@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer"
-import type { ReadableSpan } from "@opentelemetry/sdk-trace-base"
+import { ROOT_CONTEXT } from "@opentelemetry/api"
+import { type ReadableSpan, SamplingDecision, TraceIdRatioBasedSampler } from "@opentelemetry/sdk-trace-base"
+import { randomBytes } from "node:crypto"
 import { Cause, Effect, Exit, Option, Tracer } from "effect"
 import * as OtlpSpans from "../../src/layers/OtlpSpans.ts"
 import { decodeTraceRequest } from "../support/Otlp.ts"
@@ -173,6 +175,23 @@ describe("OtlpSpans", () => {
       assert.isFalse(span.sampled)
       assert.match(span.traceId, /^[0-9a-f]{32}$/)
     }))
+
+  it("decides traceidratio exactly as the SDK's TraceIdRatioBasedSampler", () => {
+    const ids = [
+      "ffffffffffffffffffffffffffffffff",
+      "00000000000000000000000000000001",
+      "00000000000000000000000000000000",
+      ...Array.from({ length: 2000 }, () => randomBytes(16).toString("hex"))
+    ]
+    for (const ratio of [0, 0.001, 0.25, 0.5, 0.999, 1]) {
+      const ours = OtlpSpans.makeSampler("traceidratio", ratio)
+      const sdk = new TraceIdRatioBasedSampler(ratio)
+      const differing = ids.filter((id) =>
+        ours(false, id, true) !== (sdk.shouldSample(ROOT_CONTEXT, id).decision === SamplingDecision.RECORD_AND_SAMPLED)
+      )
+      assert.deepStrictEqual(differing, [], `ratio ${ratio}`)
+    }
+  })
 
   it("batches up to maxExportBatchSize, drops what exceeds maxQueueSize until the collector answers", async () => {
     const sent: Array<{ spans: number; done: (ok: boolean, error?: unknown) => void }> = []
