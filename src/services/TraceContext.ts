@@ -7,6 +7,16 @@ export const TracingOn = Context.Reference<boolean>("chatico/services/TraceConte
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 
+/**
+ * A webhook's trace as the journal and the delivery stages carry it: the
+ * request's server span, and the `tracestate` its caller sent with the W3C
+ * `traceparent` it continues (passed on unchanged), if any.
+ */
+export interface RequestTrace {
+  readonly span: Tracer.AnySpan
+  readonly tracestate: string | undefined
+}
+
 /** The W3C `traceparent` of a span. */
 export const traceparentOf = (span: Tracer.AnySpan) => `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
 

@@ -6,7 +6,7 @@ import { AppConfig } from "../layers/Config.ts"
 import { constantTimeEqual } from "../services/ConstantTime.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { TracingOn, underSpan, validTracestate, withOwnSpan } from "../services/TraceContext.ts"
+import { type RequestTrace, TracingOn, underSpan, validTracestate, withOwnSpan } from "../services/TraceContext.ts"
 import { Journal } from "./Journal.ts"
 
 /** Seconds Meta is asked to wait before redelivering after a 503. */
@@ -63,8 +63,12 @@ export const isWebhookRequest = (request: HttpServerRequest.HttpServerRequest) =
   return url.startsWith(WEBHOOK_PATH) && (url.length === WEBHOOK_PATH.length || url[WEBHOOK_PATH.length] === "/" || url[WEBHOOK_PATH.length] === "?")
 }
 
-/** The server span's kind, parent (a caller's `traceparent`) and attributes, built without intermediate objects. */
-const webhookSpanOptions = (request: HttpServerRequest.HttpServerRequest): Tracer.SpanOptionsNoTrace => {
+/**
+ * The server span's kind, parent and attributes, built without intermediate
+ * objects, and the caller's `tracestate` when the parent is a W3C
+ * `traceparent` (a b3 parent has none).
+ */
+const webhookSpanStart = (request: HttpServerRequest.HttpServerRequest) => {
   const url = request.url
   const query = url.indexOf("?")
   const attributes: Record<string, unknown> = {
@@ -76,10 +80,12 @@ const webhookSpanOptions = (request: HttpServerRequest.HttpServerRequest): Trace
   const userAgent = request.headers["user-agent"]
   if (userAgent !== undefined) attributes["user_agent.original"] = userAgent
   if (Option.isSome(request.remoteAddress)) attributes["client.address"] = request.remoteAddress.value
-  const parent = HttpTraceContext.fromHeaders(request.headers)
-  return Option.isSome(parent)
+  const w3c = HttpTraceContext.w3c(request.headers)
+  const parent = Option.isSome(w3c) ? w3c : HttpTraceContext.fromHeaders(request.headers)
+  const options: Tracer.SpanOptionsNoTrace = Option.isSome(parent)
     ? { kind: "server", parent: parent.value, attributes }
     : { kind: "server", root: true, attributes }
+  return { options, tracestate: Option.isSome(w3c) ? validTracestate(request.headers["tracestate"]) : undefined }
 }
 
 /**
@@ -91,12 +97,13 @@ const webhookSpanOptions = (request: HttpServerRequest.HttpServerRequest): Trace
  */
 const webhookSpan = <E, R>(
   request: HttpServerRequest.HttpServerRequest,
-  handler: (span: Tracer.Span) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
-) =>
-  withOwnSpan(
+  handler: (trace: RequestTrace) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+) => {
+  const { options, tracestate } = webhookSpanStart(request)
+  return withOwnSpan(
     `${request.method} ${WEBHOOK_PATH}`,
-    webhookSpanOptions(request),
-    handler,
+    options,
+    (span) => handler({ span, tracestate }),
     (exit, span) => {
       if (Exit.isFailure(exit)) return exit
       span.attribute("http.response.status_code", exit.value.status)
@@ -104,6 +111,7 @@ const webhookSpan = <E, R>(
       return exit.value.status >= 500 ? Exit.fail(new Error(`answered ${exit.value.status}`)) : exit
     }
   )
+}
 
 const detail = (status: number, message: string, headers?: Record<string, string>) =>
   HttpServerResponse.jsonUnsafe({ detail: message }, { status, ...(headers === undefined ? {} : { headers }) })
@@ -119,16 +127,16 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
   const router = yield* HttpRouter.HttpRouter
   const verifyToken = Redacted.value(config.webhookVerifyToken)
   const tracing = yield* TracingOn
-  // The server span is handed to the handler (the journal keeps its trace), not put in the
-  // context; the few log lines of a request get it with `underSpan`.
+  // The request's trace is handed to the handler (the journal keeps it), not put in the
+  // context; the few log lines of a request get the span with `underSpan`.
   const traced = (
-    handler: (request: HttpServerRequest.HttpServerRequest, span: Tracer.Span | undefined) => Effect.Effect<HttpServerResponse.HttpServerResponse>
+    handler: (request: HttpServerRequest.HttpServerRequest, trace: RequestTrace | undefined) => Effect.Effect<HttpServerResponse.HttpServerResponse>
   ) =>
     tracing
-      ? (request: HttpServerRequest.HttpServerRequest) => webhookSpan(request, (span) => handler(request, span))
+      ? (request: HttpServerRequest.HttpServerRequest) => webhookSpan(request, (trace) => handler(request, trace))
       : (request: HttpServerRequest.HttpServerRequest) => handler(request, undefined)
 
-  const verify = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest, span: Tracer.Span | undefined) {
+  const verify = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest, trace: RequestTrace | undefined) {
     const params = new URL(request.url, "http://localhost").searchParams
     const mode = params.get("hub.mode")
     const token = params.get("hub.verify_token")
@@ -136,14 +144,14 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
     if (mode === "subscribe" && token !== null && challenge !== null && constantTimeEqual(token, verifyToken)) {
       return HttpServerResponse.text(challenge, { contentType: "text/plain" })
     }
-    yield* underSpan(Effect.logWarning("webhook verification refused"), span)
+    yield* underSpan(Effect.logWarning("webhook verification refused"), trace?.span)
     return HttpServerResponse.text("verification failed", { status: 403 })
   })
 
   const refuse = (result: string, status: number, message: string, headers?: Record<string, string>) =>
     Effect.as(Metrics.count(Metrics.webhooks, { result }), detail(status, message, headers))
 
-  const receive = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest, span: Tracer.Span | undefined) {
+  const receive = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest, trace: RequestTrace | undefined) {
     const started = Date.now()
     const body = yield* readBody(request, config.maxBodyBytes)
     if (body._tag === "TooLarge") {
@@ -160,12 +168,10 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
     if (!routable) {
       yield* underSpan(
         Effect.logInfo("webhook for another object journaled, not routed").pipe(Effect.annotateLogs({ object, events: events.length })),
-        span
+        trace?.span
       )
     }
-    // A caller's tracestate goes on with the trace it continues (a span whose parent came from traceparent).
-    const tracestate = span !== undefined && Option.isSome(span.parent) ? validTracestate(request.headers["tracestate"]) : undefined
-    return yield* journal.record(events, new Date(started), routable, span, tracestate).pipe(
+    return yield* journal.record(events, new Date(started), routable, trace).pipe(
       Effect.tap((result) =>
         Effect.all([
           Metrics.count(Metrics.webhooks, { result: "accepted" }),
@@ -183,7 +189,7 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
             Effect.logWarning("webhook refused: journal unavailable").pipe(
               Effect.annotateLogs({ reason: error.reason, detail: error.detail })
             ),
-            span
+            trace?.span
           ),
           refuse("unavailable", 503, "events could not be recorded; retry later", {
             "retry-after": String(RETRY_AFTER_SECONDS)

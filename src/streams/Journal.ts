@@ -4,7 +4,7 @@ import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { traceparentOf, TracingOn } from "../services/TraceContext.ts"
+import { type RequestTrace, traceparentOf, TracingOn } from "../services/TraceContext.ts"
 import { Delivery } from "./Publish.ts"
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
@@ -91,16 +91,12 @@ export const toJournaled = (
  * delivered again.
  */
 export class Journal extends Context.Service<Journal, {
-  /**
-   * `span`: the webhook's server span when tracing is on; its trace (and the
-   * caller's `tracestate`, if any) goes into the rows.
-   */
+  /** `trace`: the webhook's trace when tracing is on; it goes into the rows. */
   record(
     events: ReadonlyArray<WebhookEvent>,
     receivedAt: Date,
     routable: boolean,
-    span: Tracer.AnySpan | undefined,
-    tracestate?: string
+    trace: RequestTrace | undefined
   ): Effect.Effect<RecordResult, JournalUnavailable>
   /** Requests waiting in the mailbox. */
   readonly depth: Effect.Effect<number>
@@ -278,13 +274,7 @@ export class Journal extends Context.Service<Journal, {
         }).pipe(Effect.timeout("3 seconds"), Effect.ignore)
       )
 
-      const record = (
-        events: ReadonlyArray<WebhookEvent>,
-        receivedAt: Date,
-        routable: boolean,
-        span: Tracer.AnySpan | undefined,
-        tracestate?: string
-      ) =>
+      const record = (events: ReadonlyArray<WebhookEvent>, receivedAt: Date, routable: boolean, trace: RequestTrace | undefined) =>
         Effect.gen(function*() {
           if (events.length === 0) return { fresh: 0, duplicates: 0 }
           if (closing) return yield* new JournalUnavailable({ reason: "closing", detail: "the service is shutting down" })
@@ -292,9 +282,9 @@ export class Journal extends Context.Service<Journal, {
             Effect.mapError((error) => new JournalUnavailable({ reason: "database", detail: error.detail }))
           )
           const done = yield* Deferred.make<RecordResult, JournalUnavailable>()
+          const span = trace?.span
           const traceparent = span === undefined ? null : traceparentOf(span)
-          const state = span === undefined ? undefined : tracestate
-          if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, traceparent, tracestate: state, span, done })) {
+          if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, traceparent, tracestate: trace?.tracestate, span, done })) {
             return yield* new JournalUnavailable({ reason: "full", detail: "the journal mailbox is full" })
           }
           return yield* Deferred.await(done).pipe(
