@@ -36,7 +36,7 @@ export const validTracestate = (value: string | undefined): string | undefined =
 }
 
 /** The span a `traceparent` names, to continue its trace in another process or after a restart. */
-export const spanFromTraceparent = (traceparent: string | null): Tracer.ExternalSpan | undefined => {
+const spanFromTraceparent = (traceparent: string | null): Tracer.ExternalSpan | undefined => {
   const match = traceparent === null ? null : TRACEPARENT.exec(traceparent)
   if (match === null) return undefined
   return Tracer.externalSpan({
@@ -44,6 +44,26 @@ export const spanFromTraceparent = (traceparent: string | null): Tracer.External
     spanId: match[2]!,
     sampled: (Number.parseInt(match[3]!, 16) & 1) === 1
   })
+}
+
+/**
+ * The journal's `trace_context` for a request's events: its traceparent (and
+ * tracestate), so that delivery after a restart continues the same trace.
+ */
+export const journalTraceContext = (trace: RequestTrace): string => {
+  const traceparent = traceparentOf(trace.span)
+  return JSON.stringify(trace.tracestate === undefined ? { traceparent } : { traceparent, tracestate: trace.tracestate })
+}
+
+/** The trace a journal row's `trace_context` names (as JSON text or as parsed by the driver), if any. */
+export const traceFromJournal = (stored: unknown): RequestTrace | undefined => {
+  const parsed: unknown = typeof stored === "string" ? JSON.parse(stored) : stored
+  if (typeof parsed !== "object" || parsed === null || !("traceparent" in parsed) || typeof parsed.traceparent !== "string") {
+    return undefined
+  }
+  const span = spanFromTraceparent(parsed.traceparent)
+  if (span === undefined) return undefined
+  return { span, tracestate: "tracestate" in parsed && typeof parsed.tracestate === "string" ? parsed.tracestate : undefined }
 }
 
 /**

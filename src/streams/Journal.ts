@@ -1,10 +1,10 @@
-import { Array as Arr, Cause, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema, type Tracer } from "effect"
+import { Array as Arr, Cause, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { type RequestTrace, traceparentOf, TracingOn } from "../services/TraceContext.ts"
+import { journalTraceContext, type RequestTrace, TracingOn } from "../services/TraceContext.ts"
 import { Delivery } from "./Publish.ts"
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
@@ -34,13 +34,12 @@ export interface JournaledEvent {
   readonly receivedAt: Date
   readonly attempts: number
   /**
-   * The webhook request's span, parent of the event's publish span: the live
-   * span for a fresh event, rebuilt from the journal's traceparent after a
-   * restart, so delivery continues the webhook's trace either way.
+   * The webhook's trace (when it was traced): its span, parent of the event's
+   * publish span, is the live span for a fresh event and rebuilt from the
+   * journal's traceparent after a restart, so delivery continues the
+   * webhook's trace either way; its tracestate is passed on to the worker.
    */
-  readonly parentSpan: Tracer.AnySpan | undefined
-  /** The `tracestate` the webhook's caller sent with its `traceparent`, passed on to the worker. */
-  readonly tracestate: string | undefined
+  readonly trace: RequestTrace | undefined
 }
 
 export class JournalUnavailable extends Schema.TaggedError<JournalUnavailable>()("JournalUnavailable", {
@@ -58,18 +57,13 @@ interface Pending {
   readonly receivedAt: Date
   /** Only `instagram` events are delivered; others are journaled as `ignored`. */
   readonly routable: boolean
-  readonly traceparent: string | null
-  readonly tracestate: string | undefined
-  readonly span: Tracer.AnySpan | undefined
+  readonly trace: RequestTrace | undefined
+  /** `trace` as the rows' `trace_context`, written once for all the request's events. */
+  readonly traceContext: string | null
   readonly done: Deferred.Deferred<RecordResult, JournalUnavailable>
 }
 
-export const toJournaled = (
-  event: WebhookEvent,
-  receivedAt: Date,
-  parentSpan: Tracer.AnySpan | undefined,
-  tracestate: string | undefined
-): JournaledEvent => ({
+export const toJournaled = (event: WebhookEvent, receivedAt: Date, trace: RequestTrace | undefined): JournaledEvent => ({
   eventId: event.eventId,
   object: event.object,
   field: event.field,
@@ -79,8 +73,7 @@ export const toJournaled = (
   valueRaw: event.valueRaw,
   receivedAt,
   attempts: 0,
-  parentSpan,
-  tracestate
+  trace
 })
 
 /**
@@ -134,13 +127,7 @@ export class Journal extends Context.Service<Journal, {
             status: pending.routable ? "pending" : "ignored",
             value: textOnly ? null : event.valueRaw,
             value_raw: event.valueRaw,
-            trace_context: pending.traceparent === null
-              ? null
-              : JSON.stringify(
-                pending.tracestate === undefined
-                  ? { traceparent: pending.traceparent }
-                  : { traceparent: pending.traceparent, tracestate: pending.tracestate }
-              ),
+            trace_context: pending.traceContext,
             lease_until: leaseUntil
           }))
         if (!Arr.isArrayNonEmpty(values)) return Effect.succeed([])
@@ -184,7 +171,7 @@ export class Journal extends Context.Service<Journal, {
 
         const fresh: Array<JournaledEvent> = []
         for (const { event, pending } of rows) {
-          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt, pending.span, pending.tracestate))
+          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt, pending.trace))
         }
         const counted = new Set<string>()
         for (const pending of batch) {
@@ -242,7 +229,7 @@ export class Journal extends Context.Service<Journal, {
       // served. Its statements are not traced one by one: a span per statement
       // (with its SQL text) would cost more than the insert.
       const withBatchSpan = (batch: ReadonlyArray<Pending>) => {
-        const traced = batch.flatMap((pending) => pending.span === undefined ? [] : [pending.span])
+        const traced = batch.flatMap((pending) => pending.trace === undefined ? [] : [pending.trace.span])
         const [parent, ...others] = traced
         return <A, E, R>(effect: Effect.Effect<A, E, R>) =>
           effect.pipe(Effect.withSpan("Journal.batch", {
@@ -282,9 +269,8 @@ export class Journal extends Context.Service<Journal, {
             Effect.mapError((error) => new JournalUnavailable({ reason: "database", detail: error.detail }))
           )
           const done = yield* Deferred.make<RecordResult, JournalUnavailable>()
-          const span = trace?.span
-          const traceparent = span === undefined ? null : traceparentOf(span)
-          if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, traceparent, tracestate: trace?.tracestate, span, done })) {
+          const traceContext = trace === undefined ? null : journalTraceContext(trace)
+          if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, trace, traceContext, done })) {
             return yield* new JournalUnavailable({ reason: "full", detail: "the journal mailbox is full" })
           }
           return yield* Deferred.await(done).pipe(

@@ -102,7 +102,7 @@ export class Delivery extends Context.Service<Delivery, {
               "x-attempt": attempt,
               // The producer span's context, so a worker's consumer continues the trace
               // (with the tracestate of the webhook's caller, if it sent one).
-              ...(traceparent === null ? {} : event.tracestate === undefined ? { traceparent } : { traceparent, tracestate: event.tracestate })
+              ...(traceparent === null ? {} : event.trace?.tracestate === undefined ? { traceparent } : { traceparent, tracestate: event.trace.tracestate })
             }
           }
         })
@@ -166,7 +166,7 @@ export class Delivery extends Context.Service<Delivery, {
         if (!tracing) return deliverOne(event, undefined)
         return withOwnSpan("publish", {
           kind: "producer",
-          ...(event.parentSpan === undefined ? { root: true } : { parent: event.parentSpan }),
+          ...(event.trace === undefined ? { root: true } : { parent: event.trace.span }),
           attributes: {
             "messaging.system": "rabbitmq",
             "messaging.operation.type": "send",

@@ -3,7 +3,7 @@ import { SqlClient } from "effect/sql"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import { Broker } from "../services/Broker.ts"
-import { spanFromTraceparent, validTracestate } from "../services/TraceContext.ts"
+import { traceFromJournal } from "../services/TraceContext.ts"
 import type { JournaledEvent } from "./Journal.ts"
 import { Delivery } from "./Publish.ts"
 
@@ -20,35 +20,21 @@ interface ClaimedRow {
   readonly value_raw: string
   readonly received_at: Date | string
   readonly attempts: number
-  readonly trace_context: { readonly traceparent?: unknown; readonly tracestate?: unknown } | string | null
+  readonly trace_context: unknown
 }
 
-/** The traceparent and tracestate the journal kept for a row, if any. */
-const journaledContext = (context: ClaimedRow["trace_context"]) => {
-  const parsed: unknown = typeof context === "string" ? JSON.parse(context) : context
-  if (typeof parsed !== "object" || parsed === null) return { traceparent: null, tracestate: undefined }
-  return {
-    traceparent: "traceparent" in parsed && typeof parsed.traceparent === "string" ? parsed.traceparent : null,
-    tracestate: "tracestate" in parsed && typeof parsed.tracestate === "string" ? validTracestate(parsed.tracestate) : undefined
-  }
-}
-
-const toEvent = (row: ClaimedRow): JournaledEvent => {
-  const trace = journaledContext(row.trace_context)
-  return {
-    eventId: row.event_id,
-    object: row.object,
-    field: row.field,
-    entryId: row.entry_id,
-    entryTime: row.entry_time === null ? null : Number(row.entry_time),
-    mediaId: row.media_id,
-    valueRaw: row.value_raw,
-    receivedAt: row.received_at instanceof Date ? row.received_at : new Date(row.received_at),
-    attempts: row.attempts,
-    parentSpan: spanFromTraceparent(trace.traceparent),
-    tracestate: trace.traceparent === null ? undefined : trace.tracestate
-  }
-}
+const toEvent = (row: ClaimedRow): JournaledEvent => ({
+  eventId: row.event_id,
+  object: row.object,
+  field: row.field,
+  entryId: row.entry_id,
+  entryTime: row.entry_time === null ? null : Number(row.entry_time),
+  mediaId: row.media_id,
+  valueRaw: row.value_raw,
+  receivedAt: row.received_at instanceof Date ? row.received_at : new Date(row.received_at),
+  attempts: row.attempts,
+  trace: traceFromJournal(row.trace_context)
+})
 
 /**
  * The recovery sweeper: on start and every `SWEEP_INTERVAL`, claims events
