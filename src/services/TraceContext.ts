@@ -46,6 +46,12 @@ const spanFromTraceparent = (traceparent: string | null): Tracer.ExternalSpan | 
   })
 }
 
+/** The W3C headers that carry `span`'s context on, with the caller's `tracestate` if there is one. */
+export const propagationHeaders = (span: Tracer.AnySpan, tracestate: string | undefined): Record<string, string> => {
+  const traceparent = traceparentOf(span)
+  return tracestate === undefined ? { traceparent } : { traceparent, tracestate }
+}
+
 /**
  * The journal's `trace_context` for a request's events: its traceparent (and
  * tracestate), so that delivery after a restart continues the same trace.

@@ -3,7 +3,7 @@ import { SqlClient } from "effect/sql"
 import { AppConfig } from "../layers/Config.ts"
 import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { traceparentOf, TracingOn, withOwnSpan } from "../services/TraceContext.ts"
+import { propagationHeaders, TracingOn, withOwnSpan } from "../services/TraceContext.ts"
 import type { JournaledEvent } from "./Journal.ts"
 import { type Destination, Router } from "./Route.ts"
 
@@ -85,7 +85,7 @@ export class Delivery extends Context.Service<Delivery, {
         destination: Exclude<Destination, { readonly _tag: "Wait" }>,
         queue: string,
         attempt: number,
-        traceparent: string | null
+        traceHeaders: Record<string, string> | undefined
       ) =>
         broker.publish({
           queue,
@@ -100,9 +100,8 @@ export class Delivery extends Context.Service<Delivery, {
               "x-owner-id": destination.ownerId,
               "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
               "x-attempt": attempt,
-              // The producer span's context, so a worker's consumer continues the trace
-              // (with the tracestate of the webhook's caller, if it sent one).
-              ...(traceparent === null ? {} : event.trace?.tracestate === undefined ? { traceparent } : { traceparent, tracestate: event.trace.tracestate })
+              // The producer span's context, so a worker's consumer continues the trace.
+              ...traceHeaders
             }
           }
         })
@@ -117,13 +116,13 @@ export class Delivery extends Context.Service<Delivery, {
         const appId = destination._tag === "WorkerApp" ? destination.app.id : null
         const status = destination._tag === "WorkerApp" ? "routed" as const : "unroutable" as const
         span?.attribute("messaging.destination.name", queue)
-        const traceparent = span === undefined ? null : traceparentOf(span)
+        const traceHeaders = span === undefined ? undefined : propagationHeaders(span, event.trace?.tracestate)
         let attempts = event.attempts
         let lastError: string | null = null
         const attempt = Effect.suspend(() => {
           attempts++
           const sent = Date.now()
-          return publishTo(event, destination, queue, attempts, traceparent).pipe(
+          return publishTo(event, destination, queue, attempts, traceHeaders).pipe(
             Effect.tap(() => Metrics.observe(Metrics.confirmLatency, Metrics.seconds(sent)))
           )
         }).pipe(
@@ -145,7 +144,7 @@ export class Delivery extends Context.Service<Delivery, {
         }
         // The retry budget is spent: park the event in the worker app's dead-letter queue.
         attempts++
-        const parked = yield* publishTo(event, destination, deadLetterQueue(queue), attempts, traceparent).pipe(Effect.result)
+        const parked = yield* publishTo(event, destination, deadLetterQueue(queue), attempts, traceHeaders).pipe(Effect.result)
         return parked._tag === "Success"
           ? {
             _tag: "Routed",
