@@ -33,6 +33,12 @@ const EffectSpansToOtel = Layer.effect(
 /** The spans' resource: service name and version, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. */
 const resource = Resource.layerFromEnv(Resource.configToAttributes({ serviceName: SERVICE_NAME, serviceVersion: SERVICE_VERSION }))
 
+/** What every trace path sets: tracing is on, and the webhook routes make their own server span. */
+const TracedRequests = Layer.mergeAll(
+  Layer.succeed(TracingOn, true),
+  Layer.succeed(HttpMiddleware.TracerDisabledWhen, isWebhookRequest)
+)
+
 /**
  * Builds tracing from a span processor: one trace per webhook. The webhook
  * routes make their own server span (`streams/Accept.ts`); effect's HTTP
@@ -45,8 +51,7 @@ export const tracingWith = (processor: SpanProcessor) =>
       Layer.provide(NodeSdk.layerTracerProvider(processor)),
       Layer.provide(resource)
     ),
-    Layer.succeed(TracingOn, true),
-    Layer.succeed(HttpMiddleware.TracerDisabledWhen, isWebhookRequest)
+    TracedRequests
   )
 
 /**
@@ -65,8 +70,7 @@ export const tracingToOtlp = (options: {
       const otel = yield* Resource.Resource
       return OtlpSpans.layer({ ...options, resource: otel.attributes })
     })).pipe(Layer.provide(resource)),
-    Layer.succeed(TracingOn, true),
-    Layer.succeed(HttpMiddleware.TracerDisabledWhen, isWebhookRequest)
+    TracedRequests
   )
 
 /** No tracing: not even the HTTP server's span per request is made (it would go nowhere). */
