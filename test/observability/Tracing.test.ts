@@ -9,6 +9,7 @@ import { startTcpProxy } from "../support/TcpProxy.ts"
 import { APP_SECRET, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 import { decodeTraceRequest, fromReadable, type TestSpan } from "../support/Otlp.ts"
 import { GRAPH_TOKEN, GraphStandIn, replies } from "../support/GraphStandIn.ts"
+import { tapLogLines } from "../support/SecretWatch.ts"
 import { commentEvent, postWebhook, sign, uniqueId, webhookText } from "../support/Webhooks.ts"
 
 const ownerId = "3300000001"
@@ -41,24 +42,6 @@ const consume = (queue: string, expected: number) =>
     await connection.close()
     return received
   })
-
-/** The service's JSON log lines (it logs with console.log) from `start()` until `restore()`. */
-const logs = {
-  lines: [] as Array<string>,
-  original: console.log,
-  start() {
-    this.lines.length = 0
-    this.original = console.log
-    console.log = (...args: Array<unknown>) => {
-      const line = args.map(String).join(" ")
-      if (line.startsWith("{")) this.lines.push(line)
-      this.original(...args)
-    }
-  },
-  restore() {
-    console.log = this.original
-  }
-}
 
 /** Waits (up to 5 s) until the finished spans satisfy `done`; exports may trail the answer a little. */
 const spansWhen = (spans: () => ReadonlyArray<TestSpan>, done: (spans: ReadonlyArray<TestSpan>) => boolean) =>
@@ -199,11 +182,11 @@ for (const variant of variants) {
         }
       }))
 
-    it.effect("a webhook continues the caller's traceparent; the handshake's token is not recorded", () =>
-      Effect.gen(function*() {
+    it.effect("a webhook continues the caller's traceparent; the handshake's token is not recorded", () => {
+      const logs = tapLogLines()
+      return Effect.gen(function*() {
         const app = yield* TestApp
         reset()
-        logs.start()
         const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
         const body = JSON.stringify({ object: "page", entry: [{ id: ownerId, time: 1, changes: [{ field: "feed", value: { id: "trace-p1" } }] }] })
         const posted = yield* app.request("/webhook", {
@@ -237,7 +220,8 @@ for (const variant of variants) {
         const refusedSpan = gets.find((span) => span.attributes["http.response.status_code"] === 403)!
         const logged = (message: string) => logs.lines.map((line) => JSON.parse(line)).find((line) => line.message === message)
         assert.deepInclude(logged("webhook verification refused"), { trace_id: refusedSpan.traceId, span_id: refusedSpan.spanId })
-      }).pipe(Effect.ensuring(Effect.sync(() => logs.restore()))))
+      }).pipe(Effect.ensuring(Effect.sync(logs.stop)))
+    })
 
     it.effect("a caller's tracestate goes on, unchanged, with its trace to the worker's message", () =>
       Effect.gen(function*() {
