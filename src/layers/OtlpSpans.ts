@@ -622,7 +622,8 @@ export const layer = (options: {
         reported = { dropped, failed }
         return Effect.logWarning("spans not exported").pipe(
           Effect.annotateLogs({
-            dropped_queue_full: since.dropped,
+            // the queue was full, or (never expected) the span could not be encoded
+            dropped: since.dropped,
             failed_export: since.failed,
             last_error: batcher.lastError instanceof Error ? batcher.lastError.message : String(batcher.lastError ?? "")
           })
