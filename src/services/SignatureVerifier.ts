@@ -1,4 +1,4 @@
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Context, Layer, Redacted } from "effect"
 import { createHmac, createSecretKey, timingSafeEqual } from "node:crypto"
 import { AppConfig } from "../layers/Config.ts"
 

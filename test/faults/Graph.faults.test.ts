@@ -12,7 +12,6 @@ import {
   printFigures,
   psql,
   SECRET,
-  sleep,
   startService,
   stopService,
   tally,
