@@ -221,7 +221,7 @@ const PLAIN_MEDIA_PER_OWNER = 16
 /** The service's Graph API token bucket defaults (docs/owner-resolution.md). */
 const GRAPH_DEFAULT_CALLS_PER_SECOND = 10
 const GRAPH_DEFAULT_BURST = 10
-/** src/streams/Route.ts OWNER_LOOKUP_WAIT: a lookup slower than this leaves its event pending until DELIVERY_LEASE. */
+/** A Graph API lookup slower than this used to leave its event pending until DELIVERY_LEASE (before per-key lanes). */
 const OWNER_LOOKUP_WAIT_S = 3
 
 const usage = `usage: node bench/run.ts [--duration S] [--warmup S] [--concurrency C] [--apps N] [--changes-per-body E] [--baseline-only | --service-only]

@@ -1,11 +1,12 @@
 import amqp from "amqplib"
 import type { ChannelModel, ConfirmChannel, Options } from "amqplib"
-import { Context, Duration, Effect, Layer, Redacted, Schedule, Schema, Semaphore } from "effect"
+import type { Socket } from "node:net"
+import { Duplex } from "node:stream"
+import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule, Schema, Semaphore } from "effect"
 import { AppConfig, type QueueType } from "../layers/Config.ts"
+import { DELIVERY_LANES } from "./Lanes.ts"
 
-/** Confirm channels publishes are spread over. */
-export const PUBLISH_CHANNELS = 4
-/** Unconfirmed messages allowed per channel before a publish waits its turn. */
+/** Unconfirmed messages allowed per channel (lane) before a publish waits its turn. */
 export const MAX_UNCONFIRMED_PER_CHANNEL = 1000
 /** A publish that has no confirm after this long counts as failed (the broker may be blocked). */
 export const CONFIRM_TIMEOUT = Duration.seconds(10)
@@ -21,12 +22,12 @@ export const deadLetterQueue = (queue: string) => `${queue}.dlq`
 
 /**
  * Why a publish did not get a positive confirm. `unavailable`: no connection,
- * the channel closed or no confirm in time (the event waits and is retried
- * later, not counted as an attempt). `returned`/`nacked`: the broker refused
- * this message (counted against the retry budget).
+ * the channel closed or no confirm in time (published again once connected,
+ * not counted as an attempt). `returned`/`nacked`/`refused`: the broker or the
+ * client refused this message (counted against the retry budget).
  */
 export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
-  reason: Schema.Literals(["unavailable", "returned", "nacked"]),
+  reason: Schema.Literals(["unavailable", "returned", "nacked", "refused"]),
   detail: Schema.String
 }) {}
 
@@ -83,14 +84,43 @@ const withHeartbeat = (url: string) => {
 const describe = (error: unknown) => error instanceof Error ? error.message : String(error)
 
 /**
+ * amqplib writes every frame to the socket on its own; corking it until the end of the tick turns
+ * the publishes of one tick into one `writev`.
+ */
+const coalesceWrites = (model: ChannelModel) => {
+  const stream: unknown = Reflect.get(model.connection, "stream")
+  if (!(stream instanceof Duplex)) return
+  const socket: Pick<Socket, "cork" | "uncork" | "write"> = stream
+  const write = socket.write.bind(socket)
+  let corked = false
+  const uncork = () => {
+    corked = false
+    socket.uncork()
+  }
+  Reflect.set(socket, "write", (...args: Parameters<typeof write>) => {
+    if (!corked) {
+      corked = true
+      socket.cork()
+      process.nextTick(uncork)
+    }
+    return write(...args)
+  })
+}
+
+/**
  * The RabbitMQ connection: confirm channels for publishing, the topology the
  * service declares, and reconnection with backoff. Nothing here ever fails the
  * process: a lost broker is a state that `status` reports and publishes see as
  * `unavailable`.
  */
 export class Broker extends Context.Service<Broker, {
-  /** Publishes one persistent, mandatory message and waits for its own confirm. */
-  publish(message: OutgoingMessage): Effect.Effect<void, PublishError>
+  /**
+   * Publishes one persistent, mandatory message on the channel of `lane` and waits for its own
+   * confirm; publishes of one lane reach the broker in the order they were made.
+   */
+  publish(message: OutgoingMessage, lane: number): Effect.Effect<void, PublishError>
+  /** Succeeds at once while connected, else when the next connection is up. */
+  readonly awaitConnected: Effect.Effect<void>
   /** Declares a worker app's queue and its dead-letter queue (idempotent). */
   declareWorkerQueue(queue: string): Effect.Effect<void, PublishError>
   /** Message and consumer counts of a queue, by a passive declare. */
@@ -103,6 +133,7 @@ export class Broker extends Context.Service<Broker, {
     Effect.gen(function*() {
       const config = yield* AppConfig
       let live: Live | undefined
+      let connected = yield* Deferred.make<void>()
       let blocked = false
       let lastError: string | undefined = "connecting"
 
@@ -157,8 +188,9 @@ export class Broker extends Context.Service<Broker, {
           })
           try {
             const channels = await Promise.all(
-              Array.from({ length: PUBLISH_CHANNELS }, () => openPublishChannel(connection))
+              Array.from({ length: DELIVERY_LANES }, () => openPublishChannel(connection))
             )
+            coalesceWrites(connection)
             const current: Live = { connection, channels, declared: new Set(), topology: undefined, closed: false }
             await openTopologyChannel(current)
             return current
@@ -191,12 +223,14 @@ export class Broker extends Context.Service<Broker, {
         live = current
         blocked = false
         lastError = undefined
+        yield* Deferred.succeed(connected, undefined)
         yield* Effect.logInfo("connected to RabbitMQ")
         const reason = yield* Effect.promise(() => closed).pipe(
           Effect.onInterrupt(() => Effect.promise(() => current.connection.close().catch(() => {})))
         )
         current.closed = true
         live = undefined
+        connected = yield* Deferred.make<void>()
         lastError = reason
         return yield* new PublishError({ reason: "unavailable", detail: reason })
       }).pipe(
@@ -216,12 +250,11 @@ export class Broker extends Context.Service<Broker, {
 
       const unavailable = (detail: string) => new PublishError({ reason: "unavailable", detail })
 
-      let next = 0
-      const publish = Effect.fnUntraced(function*(message: OutgoingMessage) {
+      const publish = Effect.fnUntraced(function*(message: OutgoingMessage, lane: number) {
         const current = live
         if (current === undefined) return yield* unavailable(lastError ?? "not connected")
         yield* declareOn(current, message.queue, message.queue !== UNROUTABLE_QUEUE && !message.queue.endsWith(".dlq"))
-        const entry = current.channels[next++ % current.channels.length]!
+        const entry = current.channels[lane % current.channels.length]!
         yield* entry.permits.withPermits(1)(
           Effect.callback<void, PublishError>((resume) => {
             const send = () => {
@@ -255,7 +288,11 @@ export class Broker extends Context.Service<Broker, {
                   )
                 }
               } catch (error) {
-                resume(Effect.fail(unavailable(describe(error))))
+                // A closed channel throws; anything else (a frame too large to encode) is this message's fault.
+                const detail = describe(error)
+                resume(Effect.fail(
+                  current.closed || detail.includes("closed") ? unavailable(detail) : new PublishError({ reason: "refused", detail })
+                ))
               }
             }
             // A full socket buffer: wait for `drain` before writing more.
@@ -307,6 +344,7 @@ export class Broker extends Context.Service<Broker, {
 
       return Broker.of({
         publish,
+        awaitConnected: Effect.suspend(() => Deferred.await(connected)),
         declareWorkerQueue,
         queueCounts,
         status,

@@ -1,11 +1,12 @@
 import { Array as Arr, Cause, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
+import { type JournaledEvent, toJournaled } from "../domain/JournaledEvent.ts"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
+import { Lanes } from "../services/Lanes.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { journalTraceContext, type RequestTrace, TracingOn } from "../services/TraceContext.ts"
-import { Delivery } from "./Publish.ts"
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
 export const JOURNAL_MAILBOX = 2048
@@ -21,26 +22,6 @@ const connectionFaults = new Set(["ConnectionError", "AuthenticationError", "Aut
 export const JOURNAL_WRITERS = 4
 /** How long a request may wait for its commit before it is answered 503. */
 export const JOURNAL_COMMIT_TIMEOUT = Duration.seconds(8)
-
-/** An event as the delivery stages see it: journaled, with its delivery count so far. */
-export interface JournaledEvent {
-  readonly eventId: string
-  readonly object: string
-  readonly field: string
-  readonly entryId: string
-  readonly entryTime: number | null
-  readonly mediaId: string | null
-  readonly valueRaw: string
-  readonly receivedAt: Date
-  readonly attempts: number
-  /**
-   * The webhook's trace (when it was traced): its span, parent of the event's
-   * publish span, is the live span for a fresh event and rebuilt from the
-   * journal's traceparent after a restart, so delivery continues the
-   * webhook's trace either way; its tracestate is passed on to the worker.
-   */
-  readonly trace: RequestTrace | undefined
-}
 
 export class JournalUnavailable extends Schema.TaggedError<JournalUnavailable>()("JournalUnavailable", {
   reason: Schema.Literals(["full", "database", "timeout", "closing"]),
@@ -62,19 +43,6 @@ interface Pending {
   readonly traceContext: string | null
   readonly done: Deferred.Deferred<RecordResult, JournalUnavailable>
 }
-
-export const toJournaled = (event: WebhookEvent, receivedAt: Date, trace: RequestTrace | undefined): JournaledEvent => ({
-  eventId: event.eventId,
-  object: event.object,
-  field: event.field,
-  entryId: event.entryId,
-  entryTime: event.entryTime,
-  mediaId: event.mediaId,
-  valueRaw: event.valueRaw,
-  receivedAt,
-  attempts: 0,
-  trace
-})
 
 /**
  * The transactional outbox. Requests from many concurrent webhooks are folded
@@ -101,7 +69,7 @@ export class Journal extends Context.Service<Journal, {
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const database = yield* Database
-      const delivery = yield* Delivery
+      const lanes = yield* Lanes
       const mailbox = yield* Queue.bounded<Pending>(JOURNAL_MAILBOX)
       let closing = false
       // Rows written here belong to this instance for the lease; then the recovery sweeper may claim them.
@@ -128,13 +96,24 @@ export class Journal extends Context.Service<Journal, {
             value: textOnly ? null : event.valueRaw,
             value_raw: event.valueRaw,
             trace_context: pending.traceContext,
-            lease_until: leaseUntil
+            lease_until: leaseUntil,
+            claimed_by: lanes.instanceId
           }))
         if (!Arr.isArrayNonEmpty(values)) return Effect.succeed([])
-        return sql<{ readonly event_id: string }>`
-          INSERT INTO webhook_events ${sql.insert(values)}
-          ON CONFLICT (event_id) DO NOTHING
-          RETURNING event_id
+        // `behind`: an older event of the same key is pending under another holder (another instance,
+        // or one that stopped): this key must wait for it, so its events are read back in journal order.
+        return sql<{ readonly event_id: string; readonly behind: boolean }>`
+          WITH inserted AS (
+            INSERT INTO webhook_events ${sql.insert(values)}
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING event_id, entry_id, seq
+          )
+          SELECT i.event_id, EXISTS (
+            SELECT 1 FROM webhook_events p
+            WHERE p.status = 'pending' AND p.entry_id = i.entry_id AND p.seq < i.seq
+              AND p.claimed_by IS DISTINCT FROM ${lanes.instanceId}::uuid
+          ) AS behind
+          FROM inserted i
         `
       }
 
@@ -158,9 +137,13 @@ export class Journal extends Context.Service<Journal, {
         // later one fails, the request gets 503, Meta redelivers, and the rows
         // already committed count as duplicates: nothing lost, nothing twice.
         const inserted = new Set<string>()
+        const behind = new Set<string>()
         for (let i = 0; i < rows.length; i += JOURNAL_ROWS_PER_STATEMENT) {
           const returned = yield* insertRows(rows.slice(i, i + JOURNAL_ROWS_PER_STATEMENT), textOnly)
-          for (const row of returned) inserted.add(row.event_id)
+          for (const row of returned) {
+            inserted.add(row.event_id)
+            if (row.behind) behind.add(row.event_id)
+          }
         }
         const duplicates = [...rows.filter(({ event }) => !inserted.has(event.eventId)), ...repeats].map((
           { event, pending }
@@ -170,8 +153,11 @@ export class Journal extends Context.Service<Journal, {
         }
 
         const fresh: Array<JournaledEvent> = []
+        const waitingKeys = new Set<string>()
         for (const { event, pending } of rows) {
-          if (inserted.has(event.eventId) && pending.routable) fresh.push(toJournaled(event, pending.receivedAt, pending.trace))
+          if (!inserted.has(event.eventId) || !pending.routable) continue
+          if (behind.has(event.eventId)) waitingKeys.add(event.entryId)
+          fresh.push(toJournaled(event, pending.receivedAt, pending.trace))
         }
         const counted = new Set<string>()
         for (const pending of batch) {
@@ -185,7 +171,9 @@ export class Journal extends Context.Service<Journal, {
           yield* Deferred.succeed(pending.done, { fresh: freshCount, duplicates: pending.events.length - freshCount })
         }
         yield* Metrics.observe(Metrics.journalBatchSize, rows.length + repeats.length)
-        yield* delivery.submit(fresh)
+        // Commit order is delivery order: the lanes take the batch now, a waiting key from the journal.
+        if (waitingKeys.size > 0) yield* lanes.backlog(waitingKeys)
+        yield* lanes.offer(fresh)
       })
 
       const failBatch = (batch: ReadonlyArray<Pending>, detail: string) =>

@@ -1,0 +1,298 @@
+import { Context, Duration, Effect, Layer, Queue, Schedule, type Tracer } from "effect"
+import { SqlClient } from "effect/sql"
+import type { JournaledEvent } from "../domain/JournaledEvent.ts"
+import { AppConfig } from "../layers/Config.ts"
+import { Database } from "../layers/Sql.ts"
+import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
+import { Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
+import * as Metrics from "../services/Metrics.ts"
+import { propagationHeaders, TracingOn, withOwnSpan } from "../services/TraceContext.ts"
+import { type Destination, Router } from "./Router.ts"
+
+/** Outcomes written back to the journal in one UPDATE. */
+export const OUTCOME_BATCH = 500
+/** Publishes the broker refused (returned, nacked, refused) before the event is dead-lettered. */
+export const PUBLISH_RETRY_BUDGET = 5
+/** Waits between refused publishes of one event: 100 ms, 200 ms, … */
+export const PUBLISH_RETRY_BASE = Duration.millis(100)
+/** The longest wait between two tries of one event (a refused publish, an owner that cannot be known yet). */
+export const RETRY_MAX_WAIT = Duration.seconds(5)
+/** A publish that keeps failing as unavailable while the broker says it is connected waits this long between tries. */
+export const UNAVAILABLE_PAUSE = Duration.millis(250)
+/** On shutdown, how long held events may take to reach the broker and be recorded. */
+export const DRAIN_TIMEOUT = Duration.seconds(6)
+export const outcomeWriteRetry = Schedule.min([Schedule.exponential("200 millis"), Schedule.spaced("5 seconds")])
+
+/** Where an event ended, or (`pending`) why it is still waiting, for operators to see in the journal. */
+type Outcome = {
+  readonly event: JournaledEvent
+  readonly ownerId: string | null
+  readonly appId: string | null
+  readonly status: "routed" | "unroutable" | "dead_lettered" | "pending"
+  readonly attempts: number
+  readonly lastError: string | null
+}
+
+const json = JSON.stringify
+
+/** The message body a worker app receives, with `value` exactly as Meta sent it. */
+export const messageBody = (event: JournaledEvent, ownerId: string) =>
+  Buffer.from(
+    `{"event_id":${json(event.eventId)},"object":${json(event.object)},"field":${json(event.field)},` +
+      `"owner_id":${json(ownerId)},"entry_id":${json(event.entryId)},"entry_time":${json(event.entryTime)},` +
+      `"media_id":${json(event.mediaId)},"received_at":${json(event.receivedAt.toISOString())},` +
+      `"value":${event.valueRaw}}`
+  )
+
+/** 100 ms · 2ⁿ with jitter, capped at `RETRY_MAX_WAIT`. */
+const backoff = (tries: number) =>
+  Duration.millis(
+    Math.min(Duration.toMillis(RETRY_MAX_WAIT), Duration.toMillis(PUBLISH_RETRY_BASE) * 2 ** Math.min(tries, 16)) *
+      (0.8 + Math.random() * 0.4)
+  )
+
+/**
+ * The publish stage: drains the lanes, one event of a key at a time. An event is routed, published
+ * on its key's lane with a publisher confirm, retried in place when refused (its key waits behind it)
+ * and dead-lettered after its budget; while the broker is away it waits for the reconnect and is
+ * published again at once. Outcomes are written back to the journal in batches, off the key's path.
+ */
+export class Delivery extends Context.Service<Delivery, {
+  /** Events held by the lanes, waiting behind their key or publishing. */
+  readonly depth: Effect.Effect<number>
+  /** Events held until their outcome is recorded. */
+  readonly inFlightCount: Effect.Effect<number>
+}>()("chatico/streams/Delivery") {
+  static readonly layer = Layer.effect(
+    Delivery,
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const broker = yield* Broker
+      const router = yield* Router
+      const lanes = yield* Lanes
+      const database = yield* Database
+      const tracing = yield* TracingOn
+      const { deliveryLease } = yield* AppConfig
+      const outcomes = yield* Queue.bounded<Outcome>(LANES_CAPACITY)
+
+      const publishTo = (
+        event: JournaledEvent,
+        destination: Exclude<Destination, { readonly _tag: "Wait" }>,
+        queue: string,
+        lane: number,
+        attempt: number,
+        traceHeaders: Record<string, string> | undefined
+      ) =>
+        broker.publish({
+          queue,
+          body: messageBody(event, destination.ownerId),
+          properties: {
+            messageId: event.eventId,
+            contentType: "application/json",
+            deliveryMode: 2,
+            timestamp: Math.floor(Date.now() / 1000),
+            type: `${event.object}.${event.field}`,
+            headers: {
+              "x-owner-id": destination.ownerId,
+              "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
+              "x-attempt": attempt,
+              // The producer span's context, so a worker's consumer continues the trace.
+              ...traceHeaders
+            }
+          }
+        }, lane)
+
+      // Why an event still waits goes to the journal, also on the events of its key queued behind it
+      // (best effort: a note is dropped when the mailbox is full).
+      const noteWaiting = (event: JournaledEvent, attempts: number, lastError: string) =>
+        Effect.sync(() => {
+          Queue.offerUnsafe(outcomes, { event, ownerId: null, appId: null, status: "pending", attempts, lastError })
+          for (const behind of lanes.queuedBehind(event)) {
+            Queue.offerUnsafe(outcomes, {
+              event: behind,
+              ownerId: null,
+              appId: null,
+              status: "pending",
+              attempts: behind.attempts,
+              lastError: `${lastError} (an earlier event of account ${event.entryId} waits for it)`
+            })
+          }
+        })
+
+      // The owner cannot be known yet (the Graph API is throttled or down): the key waits, retrying.
+      const routeWhenKnown = Effect.fnUntraced(function*(event: JournaledEvent, span: Tracer.Span | undefined) {
+        let noted: string | undefined
+        for (let tries = 0;; tries++) {
+          const destination = yield* router.route(event, span)
+          if (destination._tag !== "Wait") return destination
+          if (destination.reason !== noted) {
+            noted = destination.reason
+            yield* noteWaiting(event, event.attempts, destination.reason)
+          }
+          yield* Effect.sleep(backoff(tries + 3))
+        }
+      })
+
+      /** Publishes until confirmed or parked; `unavailable` never counts against the budget. */
+      const publishUntilDone = Effect.fnUntraced(function*(
+        event: JournaledEvent,
+        destination: Exclude<Destination, { readonly _tag: "Wait" }>,
+        queue: string,
+        lane: number,
+        traceHeaders: Record<string, string> | undefined,
+        attemptsSoFar: number
+      ) {
+        let attempts = attemptsSoFar
+        let refusals = 0
+        let lastError: string | null = null
+        while (true) {
+          attempts++
+          const sent = Date.now()
+          const result = yield* Effect.result(publishTo(event, destination, queue, lane, attempts, traceHeaders))
+          if (result._tag === "Success") {
+            yield* Metrics.observe(Metrics.confirmLatency, Metrics.seconds(sent))
+            return { attempts, lastError, refused: false }
+          }
+          const error: PublishError = result.failure
+          lastError = `${error.reason}: ${error.detail}`
+          if (error.reason === "unavailable") {
+            // Published again the moment the broker is back; a confirm timeout while connected pauses briefly.
+            if (attempts === attemptsSoFar + 1) yield* noteWaiting(event, attempts, lastError)
+            yield* broker.awaitConnected
+            if (Date.now() - sent < Duration.toMillis(UNAVAILABLE_PAUSE)) yield* Effect.sleep(UNAVAILABLE_PAUSE)
+            continue
+          }
+          refusals++
+          // The unroutable queue has no dead-letter queue: keep trying it.
+          if (refusals >= PUBLISH_RETRY_BUDGET && queue !== UNROUTABLE_QUEUE) return { attempts, lastError, refused: true }
+          yield* Effect.sleep(backoff(refusals - 1))
+        }
+      })
+
+      const deliverOne = Effect.fnUntraced(function*(event: JournaledEvent, lane: number, span: Tracer.Span | undefined) {
+        const destination = yield* routeWhenKnown(event, span)
+        const worker = destination._tag === "WorkerApp"
+        const queue = worker ? destination.app.queue_name : UNROUTABLE_QUEUE
+        const appId = worker ? destination.app.id : null
+        span?.attribute("messaging.destination.name", queue)
+        const traceHeaders = span === undefined ? undefined : propagationHeaders(span, event.trace?.tracestate)
+        const sent = yield* publishUntilDone(event, destination, queue, lane, traceHeaders, event.attempts)
+        if (!sent.refused) {
+          const status = worker ? "routed" as const : "unroutable" as const
+          return { event, ownerId: destination.ownerId, appId, status, attempts: sent.attempts, lastError: null }
+        }
+        // The retry budget is spent: park the event in the worker app's dead-letter queue; its key goes on.
+        const parked = yield* publishUntilDone(event, destination, deadLetterQueue(queue), lane, traceHeaders, sent.attempts)
+        const lastError = parked.refused ? `${sent.lastError}; not parked either: ${parked.lastError}` : sent.lastError
+        return { event, ownerId: destination.ownerId, appId, status: "dead_lettered" as const, attempts: parked.attempts, lastError }
+      })
+
+      // One producer span per event, in its webhook's trace (also after a restart: the context comes
+      // from the journal). Owner resolution happens inside it.
+      const deliver = (event: JournaledEvent, lane: number) => {
+        const delivered = tracing
+          ? withOwnSpan("publish", {
+            kind: "producer",
+            ...(event.trace === undefined ? { root: true } : { parent: event.trace.span }),
+            attributes: {
+              "messaging.system": "rabbitmq",
+              "messaging.operation.type": "send",
+              "messaging.operation.name": "publish",
+              "messaging.message.id": event.eventId
+            }
+          }, (span) => deliverOne(event, lane, span))
+          : deliverOne(event, lane, undefined)
+        return Effect.flatMap(delivered, (outcome) => Queue.offer(outcomes, outcome))
+      }
+
+      const writeOutcomes = (batch: ReadonlyArray<Outcome>) => {
+        const now = new Date()
+        // One row per event (an UPDATE … FROM would pick any of two): a later outcome replaces a note.
+        const latest = new Map<string, Outcome>()
+        for (const outcome of batch) latest.set(outcome.event.eventId, outcome)
+        const rows = Array.from(latest.values(), (outcome) =>
+          sql`(${outcome.event.eventId}, ${outcome.status}, ${outcome.ownerId}, ${outcome.appId}, ${outcome.attempts}, ${outcome.lastError}, ${
+            outcome.status === "pending" ? null : now
+          })`
+        )
+        return sql`
+          UPDATE webhook_events AS w SET
+            status = v.status,
+            owner_id = COALESCE(v.owner_id, w.owner_id),
+            worker_app_id = COALESCE(v.worker_app_id::uuid, w.worker_app_id),
+            attempts = v.attempts::int,
+            last_error = v.last_error,
+            delivered_at = v.delivered_at::timestamptz
+          FROM (VALUES ${sql.csv(rows)}) AS v(event_id, status, owner_id, worker_app_id, attempts, last_error, delivered_at)
+          WHERE w.event_id = v.event_id AND w.status = 'pending'
+        `
+      }
+
+      const countOutcomes = (batch: ReadonlyArray<Outcome>) => {
+        const byOutcome = new Map<string, number>()
+        const byApp = new Map<string, number>()
+        const now = Date.now()
+        for (const outcome of batch) {
+          if (outcome.status === "pending") continue
+          byOutcome.set(outcome.status, (byOutcome.get(outcome.status) ?? 0) + 1)
+          if (outcome.status === "routed" && outcome.appId !== null) {
+            byApp.set(outcome.appId, (byApp.get(outcome.appId) ?? 0) + 1)
+          }
+        }
+        return Effect.all([
+          Metrics.countAll(Metrics.events, byOutcome, "outcome"),
+          Metrics.countAll(Metrics.routedByApp, byApp, "worker_app_id"),
+          Effect.forEach(batch, (outcome) =>
+            outcome.status === "pending"
+              ? Effect.void
+              : Metrics.observe(Metrics.deliveryLatency, Math.max(0, now - outcome.event.receivedAt.getTime()) / 1000), {
+            discard: true
+          })
+        ], { discard: true })
+      }
+
+      // Until an outcome is written its event stays held (and pending, under this instance's lease),
+      // so no recovery reads it back; a database outage only delays the write.
+      const recordOutcomes = Effect.gen(function*() {
+        const batch = yield* Queue.takeBetween(outcomes, 1, OUTCOME_BATCH)
+        yield* countOutcomes(batch)
+        yield* writeOutcomes(batch).pipe(
+          Effect.withTracerEnabled(false),
+          Effect.tapError((error) => Effect.logWarning("delivery outcomes not recorded yet, retrying", error.message)),
+          Effect.retry(outcomeWriteRetry),
+          Effect.ignore
+        )
+        yield* lanes.release(batch.flatMap((outcome) => outcome.status === "pending" ? [] : [outcome.event.eventId]))
+      })
+
+      const renewLeases = sql`
+        UPDATE webhook_events SET lease_until = now() + make_interval(secs => ${Duration.toSeconds(deliveryLease)})
+        WHERE status = 'pending' AND claimed_by = ${lanes.instanceId}
+      `.pipe(
+        Effect.withTracerEnabled(false),
+        Effect.catch((error) => Effect.logWarning("delivery leases not renewed", error.message))
+      )
+
+      yield* Effect.forkScoped(Effect.forever(recordOutcomes))
+      yield* Effect.forkScoped(lanes.run(deliver))
+      yield* Effect.forkScoped(Effect.andThen(
+        database.awaitReady,
+        renewLeases.pipe(Effect.repeat(Schedule.spaced(Duration.millis(Duration.toMillis(deliveryLease) / 3))))
+      ))
+
+      // On shutdown: let held events reach the broker and be recorded, then hand what is left to
+      // whoever runs next (their lease ends now, so a sweep takes them at once, in order).
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          yield* lanes.drained.pipe(Effect.timeout(DRAIN_TIMEOUT), Effect.ignore)
+          yield* sql`
+            UPDATE webhook_events SET lease_until = NULL, claimed_by = NULL
+            WHERE status = 'pending' AND claimed_by = ${lanes.instanceId}
+          `.pipe(Effect.timeout("2 seconds"), Effect.ignore)
+        })
+      )
+
+      return Delivery.of({ depth: lanes.depth, inFlightCount: lanes.heldCount })
+    })
+  )
+}
