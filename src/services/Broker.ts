@@ -2,7 +2,7 @@ import amqp from "amqplib"
 import type { ChannelModel, ConfirmChannel, Options } from "amqplib"
 import type { Socket } from "node:net"
 import { Duplex } from "node:stream"
-import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule, Schema, Semaphore } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { AppConfig, type QueueType } from "../layers/Config.ts"
 import { DELIVERY_LANES } from "./Lanes.ts"
 
@@ -59,7 +59,9 @@ interface Live {
 
 interface PublishChannel {
   readonly channel: ConfirmChannel
-  readonly permits: Semaphore.Semaphore
+  /** Messages written and not yet confirmed; at `MAX_UNCONFIRMED_PER_CHANNEL` a send waits in `waiting`. */
+  unconfirmed: number
+  readonly waiting: Array<() => void>
   /** messageIds the broker returned (mandatory, no queue): their confirm is a failure. */
   readonly returned: Set<string>
   /** Set while the socket buffer is full; publishes wait for `drain`. */
@@ -115,10 +117,10 @@ const coalesceWrites = (model: ChannelModel) => {
  */
 export class Broker extends Context.Service<Broker, {
   /**
-   * Publishes one persistent, mandatory message on the channel of `lane` and waits for its own
-   * confirm; publishes of one lane reach the broker in the order they were made.
+   * Writes one persistent, mandatory message on the channel of `lane` (sends of one lane reach the
+   * broker in the order they were made) and returns the wait for its own confirm.
    */
-  publish(message: OutgoingMessage, lane: number): Effect.Effect<void, PublishError>
+  send(message: OutgoingMessage, lane: number): Effect.Effect<Effect.Effect<void, PublishError>, PublishError>
   /** Succeeds at once while connected, else when the next connection is up. */
   readonly awaitConnected: Effect.Effect<void>
   /** Declares a worker app's queue and its dead-letter queue (idempotent). */
@@ -167,7 +169,8 @@ export class Broker extends Context.Service<Broker, {
         const channel = await connection.createConfirmChannel()
         const entry: PublishChannel = {
           channel,
-          permits: Semaphore.makeUnsafe(MAX_UNCONFIRMED_PER_CHANNEL),
+          unconfirmed: 0,
+          waiting: [],
           returned: new Set(),
           drained: undefined
         }
@@ -250,60 +253,79 @@ export class Broker extends Context.Service<Broker, {
 
       const unavailable = (detail: string) => new PublishError({ reason: "unavailable", detail })
 
-      const publish = Effect.fnUntraced(function*(message: OutgoingMessage, lane: number) {
+      // A lane's unconfirmed messages are bounded: a send waits for a permit, freed by a confirm.
+      const acquirePermit = (entry: PublishChannel) =>
+        entry.unconfirmed < MAX_UNCONFIRMED_PER_CHANNEL
+          ? Effect.sync(() => {
+            entry.unconfirmed++
+          })
+          : Effect.callback<void>((resume) => {
+            const wake = () => {
+              entry.unconfirmed++
+              resume(Effect.void)
+            }
+            entry.waiting.push(wake)
+            return Effect.sync(() => {
+              const at = entry.waiting.indexOf(wake)
+              if (at !== -1) entry.waiting.splice(at, 1)
+            })
+          })
+      const releasePermit = (entry: PublishChannel) => {
+        entry.unconfirmed--
+        entry.waiting.shift()?.()
+      }
+
+      const send = Effect.fnUntraced(function*(message: OutgoingMessage, lane: number) {
         const current = live
         if (current === undefined) return yield* unavailable(lastError ?? "not connected")
         yield* declareOn(current, message.queue, message.queue !== UNROUTABLE_QUEUE && !message.queue.endsWith(".dlq"))
         const entry = current.channels[lane % current.channels.length]!
-        yield* entry.permits.withPermits(1)(
-          Effect.callback<void, PublishError>((resume) => {
-            const send = () => {
-              if (current.closed) return resume(Effect.fail(unavailable("connection closed")))
-              try {
-                const ok = entry.channel.publish("", message.queue, message.body, {
-                  ...message.properties,
-                  persistent: true,
-                  mandatory: true
-                }, (error) => {
-                  const returned = entry.returned.delete(message.properties.messageId)
-                  if (error !== null && error !== undefined) {
-                    const detail = describe(error)
-                    resume(Effect.fail(
-                      new PublishError({ reason: detail.includes("closed") ? "unavailable" : "nacked", detail })
-                    ))
-                  } else if (returned) {
-                    // The queue is gone (deleted behind our back): declare it again on the retry.
-                    current.declared.delete(message.queue)
-                    resume(Effect.fail(new PublishError({ reason: "returned", detail: `no queue ${message.queue}` })))
-                  } else {
-                    resume(Effect.void)
-                  }
-                })
-                if (!ok && entry.drained === undefined) {
-                  entry.drained = new Promise((resolve) =>
-                    entry.channel.once("drain", () => {
-                      entry.drained = undefined
-                      resolve()
-                    })
-                  )
-                }
-              } catch (error) {
-                // A closed channel throws; anything else (a frame too large to encode) is this message's fault.
-                const detail = describe(error)
-                resume(Effect.fail(
-                  current.closed || detail.includes("closed") ? unavailable(detail) : new PublishError({ reason: "refused", detail })
-                ))
-              }
+        // A full socket buffer: wait for `drain` before writing more.
+        if (entry.drained !== undefined) yield* Effect.promise(() => entry.drained ?? Promise.resolve())
+        yield* acquirePermit(entry)
+        if (current.closed) {
+          releasePermit(entry)
+          return yield* unavailable("connection closed")
+        }
+        const confirmed = Deferred.makeUnsafe<void, PublishError>()
+        try {
+          const ok = entry.channel.publish("", message.queue, message.body, {
+            ...message.properties,
+            persistent: true,
+            mandatory: true
+          }, (error) => {
+            releasePermit(entry)
+            const returned = entry.returned.delete(message.properties.messageId)
+            if (error !== null && error !== undefined) {
+              const detail = describe(error)
+              Deferred.doneUnsafe(confirmed, Effect.fail(new PublishError({ reason: detail.includes("closed") ? "unavailable" : "nacked", detail })))
+            } else if (returned) {
+              // The queue is gone (deleted behind our back): declare it again on the retry.
+              current.declared.delete(message.queue)
+              Deferred.doneUnsafe(confirmed, Effect.fail(new PublishError({ reason: "returned", detail: `no queue ${message.queue}` })))
+            } else {
+              Deferred.doneUnsafe(confirmed, Effect.void)
             }
-            // A full socket buffer: wait for `drain` before writing more.
-            if (entry.drained !== undefined) entry.drained.then(send)
-            else send()
-          }).pipe(
-            Effect.timeoutOrElse({
-              duration: CONFIRM_TIMEOUT,
-              orElse: () => Effect.fail(unavailable("no publisher confirm in time"))
-            })
-          )
+          })
+          if (!ok && entry.drained === undefined) {
+            entry.drained = new Promise((resolve) =>
+              entry.channel.once("drain", () => {
+                entry.drained = undefined
+                resolve()
+              })
+            )
+          }
+        } catch (error) {
+          releasePermit(entry)
+          // A closed channel throws; anything else (a frame too large to encode) is this message's fault.
+          const detail = describe(error)
+          return yield* (current.closed || detail.includes("closed") ? unavailable(detail) : new PublishError({ reason: "refused", detail }))
+        }
+        return Deferred.await(confirmed).pipe(
+          Effect.timeoutOrElse({
+            duration: CONFIRM_TIMEOUT,
+            orElse: () => Effect.fail(unavailable("no publisher confirm in time"))
+          })
         )
       })
 
@@ -343,7 +365,7 @@ export class Broker extends Context.Service<Broker, {
       }))
 
       return Broker.of({
-        publish,
+        send,
         awaitConnected: Effect.suspend(() => Deferred.await(connected)),
         declareWorkerQueue,
         queueCounts,

@@ -6,6 +6,8 @@ import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 export const LANES_CAPACITY = 20_000
 /** Broker channels the keys are spread over; a key always publishes on the same one, so RabbitMQ keeps its order. */
 export const DELIVERY_LANES = 4
+/** A key's events handed to delivery at once: published pipelined, in order, before the next window. */
+export const PIPELINE_WINDOW = 256
 /** Backlog keys handed to the journal reader at once. */
 export const BACKLOG_KEYS_PER_READ = 200
 
@@ -15,6 +17,9 @@ export const laneOf = (key: string): number => {
   for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193)
   return (hash >>> 0) % DELIVERY_LANES
 }
+
+/** Publishes a key's events in order and returns once each has its outcome. */
+export type Deliver = (events: ReadonlyArray<JournaledEvent>, lane: number) => Effect.Effect<void>
 
 interface KeyState {
   readonly key: string
@@ -36,8 +41,9 @@ export interface BacklogKey {
 }
 
 /**
- * The delivery lanes: per order key (`entry[].id`) a FIFO of journaled events, published one at a
- * time so a key's events never overtake each other; different keys publish in parallel. Live events
+ * The delivery lanes: per order key (`entry[].id`) a FIFO of journaled events, published in order
+ * (pipelined on the key's lane) so a key's events never overtake each other; different keys publish
+ * in parallel. Live events
  * come from the journal in commit order. A key that cannot take them live (the lanes are full, an
  * older event of it is held by another instance, a replay) goes to backlog: the recovery stage reads
  * its pending events back from the journal in journal order until it has caught up.
@@ -56,12 +62,12 @@ export class Lanes extends Context.Service<Lanes, {
   /** Events that may still be taken before the lanes are full. */
   readonly room: Effect.Effect<number>
   isHeld(eventId: string): boolean
-  /** The events queued behind `event` in its key (they wait for it). */
+  /** The events queued in `event`'s key after the window it is in (they wait for it). */
   queuedBehind(event: JournaledEvent): ReadonlyArray<JournaledEvent>
   /** Their outcome is recorded: they leave the lanes. */
   release(eventIds: ReadonlyArray<string>): Effect.Effect<void>
-  /** Drains the lanes with `deliver` (one event of a key at a time) until interrupted. */
-  run(deliver: (event: JournaledEvent, lane: number) => Effect.Effect<void>): Effect.Effect<never>
+  /** Drains the lanes with `deliver`, one window of a key's events at a time, until interrupted. */
+  run(deliver: Deliver): Effect.Effect<never>
   /** Events waiting behind their key (not yet publishing). */
   readonly depth: Effect.Effect<number>
   /** Events held in memory. */
@@ -176,11 +182,13 @@ export class Lanes extends Context.Service<Lanes, {
         return Deferred.await(empty)
       })
 
-      const drainKey = (state: KeyState, deliver: (event: JournaledEvent, lane: number) => Effect.Effect<void>) =>
+      const drainKey = (state: KeyState, deliver: Deliver) =>
         Effect.gen(function*() {
           while (state.head < state.queue.length) {
-            const event = state.queue[state.head]!
-            const delivered = yield* Effect.exit(deliver(event, state.lane))
+            // Everything queued so far (up to the window) goes out pipelined, in order.
+            const end = Math.min(state.queue.length, state.head + PIPELINE_WINDOW)
+            const batch = state.queue.slice(state.head, end)
+            const delivered = yield* Effect.exit(deliver(batch, state.lane))
             if (delivered._tag === "Failure") {
               // A defect: the key's events are still pending in the journal; read them back from there.
               yield* Effect.logError("delivery of an event failed unexpectedly", delivered.cause)
@@ -190,8 +198,8 @@ export class Lanes extends Context.Service<Lanes, {
               toBacklog(state)
               break
             }
-            state.head++
-            queued--
+            queued -= end - state.head
+            state.head = end
             // Compact now and then, so a busy key's array does not grow for ever.
             if (state.head > 1024 && state.head * 2 > state.queue.length) {
               state.queue.splice(0, state.head)
@@ -204,7 +212,7 @@ export class Lanes extends Context.Service<Lanes, {
           forgetIfIdle(state)
         })
 
-      const run = (deliver: (event: JournaledEvent, lane: number) => Effect.Effect<void>) =>
+      const run = (deliver: Deliver) =>
         Effect.scoped(Effect.gen(function*() {
           const fibers = yield* FiberSet.make()
           while (true) {
@@ -223,8 +231,7 @@ export class Lanes extends Context.Service<Lanes, {
         isHeld: (eventId) => held.has(eventId),
         queuedBehind: (event) => {
           const state = keys.get(event.entryId)
-          if (state === undefined || state.queue[state.head] !== event) return []
-          return state.queue.slice(state.head + 1)
+          return state === undefined ? [] : state.queue.slice(Math.min(state.queue.length, state.head + PIPELINE_WINDOW))
         },
         release,
         run,

@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer, Queue, Schedule, type Tracer } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Queue, Schedule, type Tracer } from "effect"
 import { SqlClient } from "effect/sql"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import { AppConfig } from "../layers/Config.ts"
@@ -6,7 +6,7 @@ import { Database } from "../layers/Sql.ts"
 import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
 import { Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
 import * as Metrics from "../services/Metrics.ts"
-import { propagationHeaders, TracingOn, withOwnSpan } from "../services/TraceContext.ts"
+import { propagationHeaders, TracingOn } from "../services/TraceContext.ts"
 import { type Destination, Router } from "./Router.ts"
 
 /** Outcomes written back to the journal in one UPDATE. */
@@ -75,123 +75,104 @@ export class Delivery extends Context.Service<Delivery, {
       const { deliveryLease } = yield* AppConfig
       const outcomes = yield* Queue.bounded<Outcome>(LANES_CAPACITY)
 
-      const publishTo = (
-        event: JournaledEvent,
-        destination: Exclude<Destination, { readonly _tag: "Wait" }>,
-        queue: string,
-        lane: number,
-        attempt: number,
-        traceHeaders: Record<string, string> | undefined
-      ) =>
-        broker.publish({
-          queue,
-          body: messageBody(event, destination.ownerId),
-          properties: {
-            messageId: event.eventId,
-            contentType: "application/json",
-            deliveryMode: 2,
-            timestamp: Math.floor(Date.now() / 1000),
-            type: `${event.object}.${event.field}`,
-            headers: {
-              "x-owner-id": destination.ownerId,
-              "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
-              "x-attempt": attempt,
-              // The producer span's context, so a worker's consumer continues the trace.
-              ...traceHeaders
-            }
-          }
-        }, lane)
+      type Routed = Exclude<Destination, { readonly _tag: "Wait" }>
 
-      // Why an event still waits goes to the journal, also on the events of its key queued behind it
+      /** One event of a window on its way: where it goes, its span, how often it was sent and refused. */
+      interface Track {
+        readonly event: JournaledEvent
+        readonly span: Tracer.Span | undefined
+        destination: Routed | undefined
+        queue: string
+        traceHeaders: Record<string, string> | undefined
+        attempts: number
+        refusals: number
+        /** Its budget is spent: it goes to the dead-letter queue. */
+        parking: boolean
+        lastError: string | null
+        noted: boolean
+      }
+
+      const message = (track: Track, destination: Routed) => ({
+        queue: track.queue,
+        body: messageBody(track.event, destination.ownerId),
+        properties: {
+          messageId: track.event.eventId,
+          contentType: "application/json",
+          deliveryMode: 2,
+          timestamp: Math.floor(Date.now() / 1000),
+          type: `${track.event.object}.${track.event.field}`,
+          headers: {
+            "x-owner-id": destination.ownerId,
+            "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
+            "x-attempt": track.attempts,
+            // The producer span's context, so a worker's consumer continues the trace.
+            ...track.traceHeaders
+          }
+        }
+      })
+
+      const pendingNote = (event: JournaledEvent, attempts: number, lastError: string): Outcome => ({
+        event,
+        ownerId: null,
+        appId: null,
+        status: "pending",
+        attempts,
+        lastError
+      })
+
+      // Why events still wait goes to the journal, also on the events of the key behind them
       // (best effort: a note is dropped when the mailbox is full).
-      const noteWaiting = (event: JournaledEvent, attempts: number, lastError: string) =>
+      const noteWaiting = (tracks: ReadonlyArray<Track>, lastError: string) =>
         Effect.sync(() => {
-          Queue.offerUnsafe(outcomes, { event, ownerId: null, appId: null, status: "pending", attempts, lastError })
-          for (const behind of lanes.queuedBehind(event)) {
-            Queue.offerUnsafe(outcomes, {
-              event: behind,
-              ownerId: null,
-              appId: null,
-              status: "pending",
-              attempts: behind.attempts,
-              lastError: `${lastError} (an earlier event of account ${event.entryId} waits for it)`
-            })
+          const first = tracks[0]
+          if (first === undefined) return
+          for (const track of tracks) {
+            Queue.offerUnsafe(outcomes, pendingNote(track.event, track.attempts, track === first ? lastError : `${lastError} (an earlier event of account ${first.event.entryId} waits for it)`))
+          }
+          for (const behind of lanes.queuedBehind(first.event)) {
+            Queue.offerUnsafe(outcomes, pendingNote(behind, behind.attempts, `${lastError} (an earlier event of account ${first.event.entryId} waits for it)`))
           }
         })
 
       // The owner cannot be known yet (the Graph API is throttled or down): the key waits, retrying.
-      const routeWhenKnown = Effect.fnUntraced(function*(event: JournaledEvent, span: Tracer.Span | undefined) {
+      const route = Effect.fnUntraced(function*(track: Track, behind: ReadonlyArray<Track>) {
         let noted: string | undefined
         for (let tries = 0;; tries++) {
-          const destination = yield* router.route(event, span)
-          if (destination._tag !== "Wait") return destination
+          const destination = yield* router.route(track.event, track.span)
+          if (destination._tag !== "Wait") {
+            const worker = destination._tag === "WorkerApp"
+            track.destination = destination
+            track.queue = worker ? destination.app.queue_name : UNROUTABLE_QUEUE
+            track.span?.attribute("messaging.destination.name", track.queue)
+            track.traceHeaders = track.span === undefined ? undefined : propagationHeaders(track.span, track.event.trace?.tracestate)
+            return destination
+          }
           if (destination.reason !== noted) {
             noted = destination.reason
-            yield* noteWaiting(event, event.attempts, destination.reason)
+            yield* noteWaiting([track, ...behind], destination.reason)
           }
           yield* Effect.sleep(backoff(tries + 3))
         }
       })
 
-      /** Publishes until confirmed or parked; `unavailable` never counts against the budget. */
-      const publishUntilDone = Effect.fnUntraced(function*(
-        event: JournaledEvent,
-        destination: Exclude<Destination, { readonly _tag: "Wait" }>,
-        queue: string,
-        lane: number,
-        traceHeaders: Record<string, string> | undefined,
-        attemptsSoFar: number
-      ) {
-        let attempts = attemptsSoFar
-        let refusals = 0
-        let lastError: string | null = null
-        while (true) {
-          attempts++
-          const sent = Date.now()
-          const result = yield* Effect.result(publishTo(event, destination, queue, lane, attempts, traceHeaders))
-          if (result._tag === "Success") {
-            yield* Metrics.observe(Metrics.confirmLatency, Metrics.seconds(sent))
-            return { attempts, lastError, refused: false }
-          }
-          const error: PublishError = result.failure
-          lastError = `${error.reason}: ${error.detail}`
-          if (error.reason === "unavailable") {
-            // Published again the moment the broker is back; a confirm timeout while connected pauses briefly.
-            if (attempts === attemptsSoFar + 1) yield* noteWaiting(event, attempts, lastError)
-            yield* broker.awaitConnected
-            if (Date.now() - sent < Duration.toMillis(UNAVAILABLE_PAUSE)) yield* Effect.sleep(UNAVAILABLE_PAUSE)
-            continue
-          }
-          refusals++
-          // The unroutable queue has no dead-letter queue: keep trying it.
-          if (refusals >= PUBLISH_RETRY_BUDGET && queue !== UNROUTABLE_QUEUE) return { attempts, lastError, refused: true }
-          yield* Effect.sleep(backoff(refusals - 1))
-        }
-      })
-
-      const deliverOne = Effect.fnUntraced(function*(event: JournaledEvent, lane: number, span: Tracer.Span | undefined) {
-        const destination = yield* routeWhenKnown(event, span)
-        const worker = destination._tag === "WorkerApp"
-        const queue = worker ? destination.app.queue_name : UNROUTABLE_QUEUE
-        const appId = worker ? destination.app.id : null
-        span?.attribute("messaging.destination.name", queue)
-        const traceHeaders = span === undefined ? undefined : propagationHeaders(span, event.trace?.tracestate)
-        const sent = yield* publishUntilDone(event, destination, queue, lane, traceHeaders, event.attempts)
-        if (!sent.refused) {
-          const status = worker ? "routed" as const : "unroutable" as const
-          return { event, ownerId: destination.ownerId, appId, status, attempts: sent.attempts, lastError: null }
-        }
-        // The retry budget is spent: park the event in the worker app's dead-letter queue; its key goes on.
-        const parked = yield* publishUntilDone(event, destination, deadLetterQueue(queue), lane, traceHeaders, sent.attempts)
-        const lastError = parked.refused ? `${sent.lastError}; not parked either: ${parked.lastError}` : sent.lastError
-        return { event, ownerId: destination.ownerId, appId, status: "dead_lettered" as const, attempts: parked.attempts, lastError }
-      })
-
       // One producer span per event, in its webhook's trace (also after a restart: the context comes
-      // from the journal). Owner resolution happens inside it.
-      const deliver = (event: JournaledEvent, lane: number) => {
-        const delivered = tracing
-          ? withOwnSpan("publish", {
+      // from the journal), from its first routing to its outcome.
+      const startTrack = (event: JournaledEvent): Effect.Effect<Track> => {
+        const track = (span: Tracer.Span | undefined): Track => ({
+          event,
+          span,
+          destination: undefined,
+          queue: UNROUTABLE_QUEUE,
+          traceHeaders: undefined,
+          attempts: event.attempts,
+          refusals: 0,
+          parking: false,
+          lastError: null,
+          noted: false
+        })
+        if (!tracing) return Effect.succeed(track(undefined))
+        return Effect.map(
+          Effect.makeSpan("publish", {
             kind: "producer",
             ...(event.trace === undefined ? { root: true } : { parent: event.trace.span }),
             attributes: {
@@ -200,10 +181,110 @@ export class Delivery extends Context.Service<Delivery, {
               "messaging.operation.name": "publish",
               "messaging.message.id": event.eventId
             }
-          }, (span) => deliverOne(event, lane, span))
-          : deliverOne(event, lane, undefined)
-        return Effect.flatMap(delivered, (outcome) => Queue.offer(outcomes, outcome))
+          }),
+          track
+        )
       }
+
+      const finish = (track: Track, destination: Routed, lastError: string | null) =>
+        Effect.gen(function*() {
+          const worker = destination._tag === "WorkerApp"
+          const status = track.parking ? "dead_lettered" as const : worker ? "routed" as const : "unroutable" as const
+          if (track.span !== undefined) {
+            const span = track.span
+            yield* Effect.clockWith((clock) => Effect.sync(() => span.end(clock.currentTimeNanosUnsafe(), Exit.void)))
+          }
+          yield* Queue.offer(outcomes, {
+            event: track.event,
+            ownerId: destination.ownerId,
+            appId: worker ? destination.app.id : null,
+            status,
+            attempts: track.attempts,
+            lastError
+          })
+        })
+
+      /**
+       * A window of one key's events: each routed and written to the lane in order without waiting
+       * for the confirms before it; then the confirms, in order. What failed goes again, in order:
+       * after the reconnect when the broker was away (not counted), after a backoff when it was
+       * refused (counted; at the budget the event goes to its dead-letter queue instead).
+       */
+      const deliverWindow = (events: ReadonlyArray<JournaledEvent>, lane: number) =>
+        Effect.gen(function*() {
+          let todo: Array<Track> = []
+          for (const event of events) todo.push(yield* startTrack(event))
+          while (todo.length > 0) {
+            const sent: Array<{ readonly track: Track; readonly destination: Routed; readonly confirm: Effect.Effect<void, PublishError>; readonly at: number }> = []
+            let stop: { readonly at: number; readonly destination: Routed; readonly error: PublishError } | undefined
+            for (let i = 0; i < todo.length; i++) {
+              const track = todo[i]!
+              const destination = track.destination ?? (yield* route(track, todo.slice(i + 1)))
+              track.attempts++
+              const written = yield* Effect.result(broker.send(message(track, destination), lane))
+              if (written._tag === "Failure") {
+                track.attempts--
+                stop = { at: i, destination, error: written.failure }
+                break
+              }
+              sent.push({ track, destination, confirm: written.success, at: Date.now() })
+            }
+            const failed: Array<{ readonly track: Track; readonly destination: Routed; readonly error: PublishError }> = []
+            for (const { track, destination, confirm, at } of sent) {
+              const confirmed = yield* Effect.result(confirm)
+              if (confirmed._tag === "Success") {
+                yield* Metrics.observe(Metrics.confirmLatency, Metrics.seconds(at))
+                yield* finish(track, destination, track.parking ? track.lastError : null)
+              } else {
+                failed.push({ track, destination, error: confirmed.failure })
+              }
+            }
+            if (stop !== undefined) failed.push({ track: todo[stop.at]!, destination: stop.destination, error: stop.error })
+            const unsent = stop === undefined ? [] : todo.slice(stop.at + 1)
+            todo = [...failed.map((f) => f.track), ...unsent]
+            if (todo.length === 0) break
+
+            let brokerAway = false
+            let longestBackoff = 0
+            const next: Array<Track> = []
+            for (const { track, destination, error } of failed) {
+              track.lastError = `${error.reason}: ${error.detail}`
+              if (error.reason === "unavailable") {
+                brokerAway = true
+                next.push(track)
+                continue
+              }
+              track.refusals++
+              // The unroutable queue has no dead-letter queue: keep trying it.
+              if (track.refusals >= PUBLISH_RETRY_BUDGET && track.queue !== UNROUTABLE_QUEUE) {
+                if (track.parking) {
+                  // Not even its dead-letter queue takes it: recorded as dead-lettered with both errors.
+                  yield* finish(track, destination, track.lastError)
+                  continue
+                }
+                track.parking = true
+                track.refusals = 0
+                track.queue = deadLetterQueue(track.queue)
+              }
+              longestBackoff = Math.max(longestBackoff, track.refusals)
+              next.push(track)
+            }
+            todo = [...next, ...unsent]
+            if (brokerAway) {
+              // Published again the moment the broker is back; a confirm timeout while connected pauses briefly.
+              const first = todo.find((track) => !track.noted)
+              if (first !== undefined && first.lastError !== null) {
+                for (const track of todo) track.noted = true
+                yield* noteWaiting(todo, first.lastError)
+              }
+              const waitedFrom = Date.now()
+              yield* broker.awaitConnected
+              if (Date.now() - waitedFrom < Duration.toMillis(UNAVAILABLE_PAUSE)) yield* Effect.sleep(UNAVAILABLE_PAUSE)
+            } else if (longestBackoff > 0) {
+              yield* Effect.sleep(backoff(longestBackoff - 1))
+            }
+          }
+        })
 
       const writeOutcomes = (batch: ReadonlyArray<Outcome>) => {
         const now = new Date()
@@ -274,7 +355,7 @@ export class Delivery extends Context.Service<Delivery, {
       )
 
       yield* Effect.forkScoped(Effect.forever(recordOutcomes))
-      yield* Effect.forkScoped(lanes.run(deliver))
+      yield* Effect.forkScoped(lanes.run(deliverWindow))
       yield* Effect.forkScoped(Effect.andThen(
         database.awaitReady,
         renewLeases.pipe(Effect.repeat(Schedule.spaced(Duration.millis(Duration.toMillis(deliveryLease) / 3))))
