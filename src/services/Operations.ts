@@ -83,10 +83,12 @@ const toEvent = (row: EventRow) =>
 
 /**
  * The owner an event is listed under: the routed owner, or the entry's account
- * while there is none (pending, ignored). `webhook_events_owner_or_entry_idx` indexes it.
+ * while it is pending with none yet. `webhook_events_owner_or_entry_idx` indexes it.
  */
 const ownerOrEntry = (sql: SqlClient.SqlClient, ownerId: string, joined = false) =>
-  joined ? sql`COALESCE(e.owner_id, e.entry_id) = ${ownerId}` : sql`COALESCE(owner_id, entry_id) = ${ownerId}`
+  joined
+    ? sql`COALESCE(e.owner_id, CASE WHEN e.status = 'pending' THEN e.entry_id END) = ${ownerId}`
+    : sql`COALESCE(owner_id, CASE WHEN status = 'pending' THEN entry_id END) = ${ownerId}`
 
 // The cursor is the (received_at, key) of the last row of a page, opaque to callers.
 const encodeCursor = (receivedAt: Date | string, key: string) =>
