@@ -39,7 +39,7 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
         ),
       list: ({ query }) =>
         workerApps.list({
-          ...(query.is_active === undefined ? {} : { is_active: query.is_active === "true" }),
+          ...(query.is_active === undefined ? {} : { is_active: /^(true|1)$/i.test(query.is_active) }),
           ...(query.owner_id === undefined ? {} : { owner_id: query.owner_id }),
           limit: query.limit ?? DEFAULT_PAGE_SIZE,
           offset: query.offset ?? 0

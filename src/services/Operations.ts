@@ -202,13 +202,13 @@ export class Operations extends Context.Service<Operations, {
         yield* ready
         const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
         if (query.cursor !== undefined && cursor === undefined) {
-          return yield* new InvalidFilter({ detail: "cursor is not one this service issued" })
+          return yield* InvalidFilter.at(["query", "cursor"], "cursor is not one this service issued")
         }
         const limit = query.limit
         if (query.status === "duplicate") {
           // A duplicates page's cursor key is the row's sequence number.
           if (cursor !== undefined && !/^\d{1,18}$/.test(cursor[1])) {
-            return yield* new InvalidFilter({ detail: "cursor is not one this service issued" })
+            return yield* InvalidFilter.at(["query", "cursor"], "cursor is not one this service issued")
           }
         }
         const rows = yield* webhookLogSelect(sql, query, cursor, limit).pipe(Effect.mapError(unavailable))
@@ -269,7 +269,7 @@ export class Operations extends Context.Service<Operations, {
           ...(filter.until === undefined ? [] : [sql`received_at < ${new Date(filter.until)}`])
         ]
         if (conditions.length === 0) {
-          return yield* new InvalidFilter({ detail: "give at least one of status, owner_id, since, until" })
+          return yield* InvalidFilter.at(["body"], "give at least one of status, owner_id, since, until")
         }
         return yield* replayWhere(sql.and(conditions))
       })
