@@ -3,6 +3,7 @@ import { HttpApiBuilder } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import * as Metrics from "../services/Metrics.ts"
 import { DEFAULT_LOG_PAGE, Operations } from "../services/Operations.ts"
+import { refreshProcessMetrics } from "../services/ProcessMetrics.ts"
 import { Journal } from "../streams/Journal.ts"
 import { Delivery } from "../streams/Publish.ts"
 import { Api } from "./Api.ts"
@@ -28,6 +29,7 @@ export const MonitoringHttp = HttpApiBuilder.group(
 
     // Gauges that are read, not counted: refreshed when metrics are asked for.
     const refreshGauges = Effect.gen(function*() {
+      yield* refreshProcessMetrics
       yield* Metrics.observe(Metrics.mailboxDepth, yield* journal.depth, { stage: "journal" })
       yield* Metrics.observe(Metrics.mailboxDepth, yield* delivery.depth, { stage: "delivery" })
       const pending = yield* operations.pendingCount.pipe(Effect.option)
