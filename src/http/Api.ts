@@ -114,6 +114,8 @@ const CheckResult = Schema.Struct({
   ok: Schema.Boolean,
   latency_ms: Schema.optionalKey(Schema.Number),
   error: Schema.optionalKey(Schema.String),
+  /** Something to look at that does not stop the check passing (an `error` always fails it). */
+  warning: Schema.optionalKey(Schema.String),
   detail: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
 })
 

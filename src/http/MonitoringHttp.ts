@@ -7,6 +7,7 @@ import { refreshProcessMetrics } from "../services/ProcessMetrics.ts"
 import { Journal } from "../streams/Journal.ts"
 import { Delivery } from "../streams/Publish.ts"
 import { Api } from "./Api.ts"
+import { audit } from "./Audit.ts"
 
 // JSON has no Infinity (a histogram's last bound) nor bigint: write them as Prometheus does.
 const jsonSafe = (value: unknown): unknown => {
@@ -53,8 +54,14 @@ export const MonitoringHttp = HttpApiBuilder.group(
       webhookLogs: ({ query }) => operations.webhookLogs({ ...query, limit: query.limit ?? DEFAULT_LOG_PAGE }),
       webhookLog: ({ params }) => operations.webhookLog(params.event_id),
       queues: () => operations.queues,
-      replayOne: ({ params }) => operations.replayOne(params.event_id),
-      replay: ({ payload }) => operations.replay(payload)
+      replayOne: ({ params, request }) =>
+        operations.replayOne(params.event_id).pipe(
+          Effect.tap((result) => audit("replay.requested", request, { event_id: params.event_id, ...result }))
+        ),
+      replay: ({ payload, request }) =>
+        operations.replay(payload).pipe(
+          Effect.tap((result) => audit("replay.requested", request, { filter: payload, ...result }))
+        )
     })
   })
 )

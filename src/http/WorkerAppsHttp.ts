@@ -5,8 +5,18 @@ import { Router } from "../streams/Route.ts"
 import { HttpApiBuilder } from "effect/http-api"
 import { WorkerApps } from "../services/WorkerApps.ts"
 import { Api } from "./Api.ts"
+import { audit } from "./Audit.ts"
 
 export const DEFAULT_PAGE_SIZE = 100
+
+
+const appFields = (app: WorkerApp) => ({
+  worker_app_id: app.id,
+  name: app.name,
+  owner_id: app.owner_id,
+  queue_name: app.queue_name,
+  is_active: app.is_active
+})
 
 // Each endpoint re-raises the reasons its contract lists; any other reason is a bug (a defect, 500).
 export const WorkerAppsHttp = HttpApiBuilder.group(
@@ -32,9 +42,10 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
       )
 
     return handlers.handleAll({
-      create: ({ payload }) =>
+      create: ({ payload, request }) =>
         workerApps.create(payload).pipe(
           Effect.flatMap(applied),
+          Effect.tap((app) => audit("worker_app.created", request, appFields(app))),
           Effect.catchReasons("WorkerAppsError", { WorkerAppConflict: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
       list: ({ query }) =>
@@ -48,23 +59,26 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
         workerApps.get(params.id).pipe(
           Effect.catchReasons("WorkerAppsError", { WorkerAppNotFound: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
-      update: ({ params, payload }) =>
+      update: ({ params, payload, request }) =>
         workerApps.update(params.id, payload).pipe(
           Effect.flatMap(applied),
+          Effect.tap((app) => audit("worker_app.updated", request, { ...appFields(app), changed: Object.keys(payload) })),
           Effect.catchReasons("WorkerAppsError", {
             WorkerAppNotFound: (e) => Effect.fail(e),
             WorkerAppConflict: (e) => Effect.fail(e),
             DatabaseUnavailable: (e) => Effect.fail(e)
           }, Effect.die)
         ),
-      remove: ({ params }) =>
+      remove: ({ params, request }) =>
         workerApps.remove(params.id).pipe(
           Effect.andThen(router.refresh),
+          Effect.tap(() => audit("worker_app.deleted", request, { worker_app_id: params.id })),
           Effect.catchReasons("WorkerAppsError", { WorkerAppNotFound: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
-      toggle: ({ params }) =>
+      toggle: ({ params, request }) =>
         workerApps.toggle(params.id).pipe(
           Effect.flatMap(applied),
+          Effect.tap((app) => audit("worker_app.toggled", request, appFields(app))),
           Effect.catchReasons("WorkerAppsError", { WorkerAppNotFound: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         )
     })

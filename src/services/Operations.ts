@@ -188,6 +188,8 @@ export class Operations extends Context.Service<Operations, {
     readonly broker_error: string | null
   }, DatabaseUnavailable>
   readonly pendingCount: Effect.Effect<number, DatabaseUnavailable>
+  /** How many events are pending and how long the oldest has waited, in seconds (null when none is). */
+  readonly pendingBacklog: Effect.Effect<{ readonly pending: number; readonly oldestSeconds: number | null }, DatabaseUnavailable>
 }>()("chatico/services/Operations") {
   static readonly layer = Layer.effect(
     Operations,
@@ -306,7 +308,19 @@ export class Operations extends Context.Service<Operations, {
         SELECT count(*)::int AS n FROM webhook_events WHERE status = 'pending'
       `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0)), Effect.mapError(unavailable))
 
-      return Operations.of({ webhookLogs, webhookLog, replayOne, replay, queues, pendingCount })
+      // Reads the partial index of pending rows only.
+      const pendingBacklog = sql<{ readonly n: number | string; readonly oldest: number | string | null }>`
+        SELECT count(*)::int AS n, EXTRACT(EPOCH FROM now() - min(received_at))::float8 AS oldest
+        FROM webhook_events WHERE status = 'pending'
+      `.pipe(
+        Effect.map((rows) => ({
+          pending: Number(rows[0]?.n ?? 0),
+          oldestSeconds: rows[0]?.oldest === null || rows[0]?.oldest === undefined ? null : Number(rows[0].oldest)
+        })),
+        Effect.mapError(unavailable)
+      )
+
+      return Operations.of({ webhookLogs, webhookLog, replayOne, replay, queues, pendingCount, pendingBacklog })
     })
   )
 }
