@@ -22,10 +22,14 @@ const redocPage = `<!doctype html>
   </body>
 </html>`
 
+// The bundle's sidebar footer loads a logo from Redocly's CDN: an empty image instead keeps the page offline.
+const CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+const EMPTY_SVG = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
+
 const RedocRoutes = HttpRouter.use(Effect.fnUntraced(function*(router) {
   // Read once at start-up: the bundle ships with the `redoc` package.
   const bundlePath = createRequire(import.meta.url).resolve("redoc/bundles/redoc.standalone.js")
-  const bundle = yield* Effect.promise(() => readFile(bundlePath, "utf8"))
+  const bundle = (yield* Effect.promise(() => readFile(bundlePath, "utf8"))).replaceAll(CDN_LOGO, EMPTY_SVG)
   const script = HttpServerResponse.text(bundle, {
     contentType: "application/javascript; charset=utf-8",
     headers: { "cache-control": "public, max-age=86400" }
