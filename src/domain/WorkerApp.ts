@@ -17,14 +17,15 @@ export const OwnerId = Schema.String.check(
   Schema.isPattern(/^[0-9]{1,32}$/, { message: "must be a string of 1 to 32 digits" })
 )
 
-// RabbitMQ reserves `amq.`; `chatico.` names the service's own queues.
+// RabbitMQ reserves `amq.` (in any case); `chatico.` names the service's own queues.
 export const QueueName = Schema.String.check(
   Schema.isPattern(/^[A-Za-z0-9._:-]{1,200}$/, {
     message: "must be 1 to 200 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'"
   }),
-  Schema.makeFilter((name: string) =>
-    !(name.startsWith("amq.") || name.startsWith("chatico.")) || "must not start with 'amq.' or 'chatico.'"
-  ),
+  Schema.makeFilter((name: string) => {
+    const lower = name.toLowerCase()
+    return !(lower.startsWith("amq.") || lower.startsWith("chatico.")) || "must not start with 'amq.' or 'chatico.' (in any case)"
+  }),
   Schema.makeFilter((name: string) => !name.endsWith(".dlq") || "must not end with '.dlq' (reserved for dead letters)")
 )
 

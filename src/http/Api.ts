@@ -73,7 +73,7 @@ export class WorkerAppsGroup extends HttpApiGroup.make("workerApps")
     HttpApiEndpoint.post("create", "/worker-apps", {
       payload: WorkerAppCreate,
       success: WorkerApp.pipe(HttpApiSchema.status(201)),
-      error: [ConflictBody, UnavailableBody]
+      error: [ConflictBody, ValidationBody, UnavailableBody]
     }),
     HttpApiEndpoint.get("list", "/worker-apps", {
       query: WorkerAppsListQuery,
@@ -89,7 +89,7 @@ export class WorkerAppsGroup extends HttpApiGroup.make("workerApps")
       params: idParam,
       payload: WorkerAppUpdate,
       success: WorkerApp,
-      error: [NotFoundBody, ConflictBody, UnavailableBody]
+      error: [NotFoundBody, ConflictBody, ValidationBody, UnavailableBody]
     }),
     HttpApiEndpoint.delete("remove", "/worker-apps/:id", {
       params: idParam,

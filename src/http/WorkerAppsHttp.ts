@@ -4,8 +4,10 @@ import { Broker } from "../services/Broker.ts"
 import { Router } from "../streams/Route.ts"
 import { HttpApiBuilder } from "effect/http-api"
 import { WorkerApps } from "../services/WorkerApps.ts"
+import { AppConfig } from "../layers/Config.ts"
 import { Api } from "./Api.ts"
 import { audit } from "./Audit.ts"
+import { ValidationError } from "./Errors.ts"
 
 export const DEFAULT_PAGE_SIZE = 100
 
@@ -26,6 +28,17 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
     const workerApps = yield* WorkerApps
     const broker = yield* Broker
     const router = yield* Router
+    const { unroutableQueue } = yield* AppConfig
+
+    // UNROUTABLE_QUEUE may be named outside the reserved prefixes: no worker app may take it either.
+    const notUnroutable = (queueName: string | undefined) =>
+      queueName !== undefined && queueName.toLowerCase() === unroutableQueue.toLowerCase()
+        ? Effect.fail(
+          new ValidationError({
+            detail: [{ loc: ["body", "queue_name"], msg: "is the queue of unroutable events (UNROUTABLE_QUEUE)", type: "value_error" }]
+          })
+        )
+        : Effect.void
 
     // After a change: the app's queues exist (when the broker is up; otherwise
     // they are declared before the first publish) and this instance routes by
@@ -43,7 +56,8 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
 
     return handlers.handleAll({
       create: ({ payload, request }) =>
-        workerApps.create(payload).pipe(
+        notUnroutable(payload.queue_name).pipe(
+          Effect.andThen(workerApps.create(payload)),
           Effect.flatMap(applied),
           Effect.tap((app) => audit("worker_app.created", request, appFields(app))),
           Effect.catchReasons("WorkerAppsError", { WorkerAppConflict: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
@@ -60,7 +74,8 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
           Effect.catchReasons("WorkerAppsError", { WorkerAppNotFound: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
       update: ({ params, payload, request }) =>
-        workerApps.update(params.id, payload).pipe(
+        notUnroutable(payload.queue_name).pipe(
+          Effect.andThen(workerApps.update(params.id, payload)),
           Effect.flatMap(applied),
           Effect.tap((app) => audit("worker_app.updated", request, { ...appFields(app), changed: Object.keys(payload) })),
           Effect.catchReasons("WorkerAppsError", {

@@ -24,7 +24,11 @@ const decode = Schema.decodeUnknownSync
 
 layer(
   Layer.mergeAll(JournalDb, Amqp.layer("operators")).pipe(
-    Layer.provideMerge(TestApp.layer("operators", { logLevel: "Info", pendingAgeAlert: Duration.seconds(30) }))
+    Layer.provideMerge(TestApp.layer("operators", {
+      logLevel: "Info",
+      pendingAgeAlert: Duration.seconds(30),
+      unroutableQueue: "ops.unroutable"
+    }))
   ),
   { excludeTestServices: true, timeout: "60 seconds" }
 )("what an operator meets", (it) => {
@@ -118,6 +122,19 @@ layer(
       for (const value of ["true", "TRUE", "1"]) assert.notInclude(yield* ids(value), made.body.id, value)
       const bad = yield* app.request("/worker-apps/?is_active=yes")
       assert.strictEqual(bad.status, 422)
+    }))
+
+  it.effect("queue names: amq. and chatico. are reserved in any case, and so is UNROUTABLE_QUEUE", () =>
+    Effect.gen(function*() {
+      const app = yield* TestApp
+      for (const queue of ["amq.x", "AMQ.x", "Amq.x", "chatico.x", "CHATICO.unroutable", "ops.unroutable", "OPS.Unroutable"]) {
+        const response = yield* app.request<unknown>("/worker-apps/", {
+          method: "POST",
+          json: { name: `n-${uniqueId()}`, owner_id: uniqueId(), queue_name: queue }
+        })
+        assert.strictEqual(response.status, 422, queue)
+        assert.deepStrictEqual(decode(Issues)(response.body).detail.map((issue) => issue.loc.join(".")), ["body.queue_name"], queue)
+      }
     }))
 
   it.effect("GET / redirects to /docs", () =>
