@@ -32,6 +32,7 @@ import {
   UnavailableBody,
   ValidationBody
 } from "./Errors.ts"
+import { polishOpenApi } from "./OpenApiPolish.ts"
 import { addWebhookPaths } from "./WebhookDocs.ts"
 
 /** Bearer `SECRET_KEY` on every admin and monitoring route. */
@@ -57,7 +58,9 @@ const IntFromString = (name: string, minimum: number, maximum: number) =>
 export const WorkerAppsListQuery = {
   // As FastAPI reads a bool: true/false/1/0 in any case.
   is_active: Schema.optional(
-    Schema.String.check(Schema.isPattern(/^(true|false|1|0)$/i, { message: "must be true, false, 1 or 0" }))
+    Schema.String.check(
+      Schema.isPattern(/^(?:[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$/u, { message: "must be true, false, 1 or 0" })
+    )
   ),
   owner_id: Schema.optional(OwnerId),
   limit: Schema.optional(IntFromString("limit", 1, MAX_PAGE_SIZE)),
@@ -66,7 +69,7 @@ export const WorkerAppsListQuery = {
 
 const idParam = { id: WorkerAppId }
 
-const EventId = Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/, { message: "must be 64 hex digits" }))
+const EventId = Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/u, { message: "must be 64 hex digits" }))
 
 export class WorkerAppsGroup extends HttpApiGroup.make("workerApps")
   .add(
@@ -215,6 +218,6 @@ export class Api extends HttpApi.make("chatico-mapper")
     title: "chatico-mapper",
     version: "0.1.0",
     description: "Instagram webhook ingestion router: the webhook, the admin and the monitoring API.",
-    transform: addWebhookPaths
+    transform: (spec) => polishOpenApi(addWebhookPaths(spec))
   }))
 {}
