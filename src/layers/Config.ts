@@ -104,11 +104,14 @@ export const isLoopback = (host: string) =>
   host === "localhost" || host === "::1" || host === "[::1]" || /^127(\.\d{1,3}){3}$/.test(host)
 
 /** Values copied from an example file rather than chosen: refused in production. */
-const PLACEHOLDERS = new Set(["change-me", "changeme", "change_me", ...Object.values(devDefaults)])
+const DEV_VALUES = new Set<string>(Object.values(devDefaults))
+const PLACEHOLDER = /change[-_ ]?me/i
 export const SECRET_KEY_MIN_LENGTH = 16
 
 const placeholderReason = (name: string, value: string): string | undefined => {
-  if (PLACEHOLDERS.has(value.trim().toLowerCase())) return "a placeholder or development value; set a real secret"
+  if (PLACEHOLDER.test(value) || DEV_VALUES.has(value.trim().toLowerCase())) {
+    return "a placeholder or development value; set a real secret"
+  }
   if (name === "SECRET_KEY" && value.length < SECRET_KEY_MIN_LENGTH) {
     return `shorter than ${SECRET_KEY_MIN_LENGTH} characters`
   }

@@ -90,6 +90,7 @@ describe("configuration", () => {
       const cases: ReadonlyArray<readonly [string, string]> = [
         ["SECRET_KEY", "change-me"],
         ["SECRET_KEY", "CHANGE-ME"],
+        ["SECRET_KEY", "dev-secret-key-change-me"],
         ["SECRET_KEY", devDefaults.SECRET_KEY],
         ["SECRET_KEY", "fifteen-chars-x"],
         ["INSTAGRAM_APP_SECRET", "change-me"],
