@@ -11,7 +11,8 @@ import {
   WebhookLogEvent
 } from "../domain/WebhookLog.ts"
 import { Database } from "../layers/Sql.ts"
-import { Broker, deadLetterQueue, UNROUTABLE_QUEUE } from "./Broker.ts"
+import { AppConfig } from "../layers/Config.ts"
+import { Broker, deadLetterQueue } from "./Broker.ts"
 import { traceFromJournal } from "./TraceContext.ts"
 import { WorkerApps } from "./WorkerApps.ts"
 
@@ -198,6 +199,7 @@ export class Operations extends Context.Service<Operations, {
       const database = yield* Database
       const broker = yield* Broker
       const workerApps = yield* WorkerApps
+      const { unroutableQueue } = yield* AppConfig
       const ready = database.ready.pipe(Effect.mapError(unavailable))
 
       const webhookLogs = Effect.fn("Operations.webhookLogs")(function*(query: WebhookLogQuery) {
@@ -299,7 +301,7 @@ export class Operations extends Context.Service<Operations, {
           ), { concurrency: 8 })
         return {
           items,
-          unroutable: yield* counts(UNROUTABLE_QUEUE),
+          unroutable: yield* counts(unroutableQueue),
           broker_error: status.connected ? null : status.error ?? "not connected"
         }
       }).pipe(Effect.withSpan("Operations.queues"))
