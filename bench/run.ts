@@ -399,13 +399,13 @@ interface Child {
 
 /**
  * The Node flags `npm start` gives the service (package.json `scripts.start` is
- * `node [flags] src/main.ts`), so the bench runs it as it is run in production.
+ * `exec node [flags] src/main.ts`), so the bench runs it as it is run in production.
  */
 const startScriptFlags = (): Array<string> => {
   const start = (JSON.parse(readFileSync(join(SERVICE_ROOT, "package.json"), "utf8")) as { scripts?: { start?: string } }).scripts?.start ?? ""
-  const words = start.trim().split(/\s+/)
+  const words = start.trim().split(/\s+/).filter((word, i) => !(i === 0 && word === "exec"))
   if (words[0] !== "node" || words[words.length - 1] !== "src/main.ts") {
-    throw new Error(`package.json scripts.start is not "node [flags] src/main.ts": ${start}`)
+    throw new Error(`package.json scripts.start is not "exec node [flags] src/main.ts": ${start}`)
   }
   return words.slice(1, -1)
 }
@@ -1110,7 +1110,10 @@ const startService = async (settings: Settings, runId: string, workload: Workloa
     "QUEUE_TYPE",
     "MAX_BODY_BYTES",
     "NODE_ENV",
-    "NODE_OPTIONS"
+    "NODE_OPTIONS",
+    // The access log's cost: LOG_LEVEL=info ACCESS_LOG=true vs ACCESS_LOG=false.
+    "LOG_LEVEL",
+    "ACCESS_LOG"
   ]
   for (const [key, value] of Object.entries(process.env)) {
     if (value === undefined) continue

@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { ValidationIssue } from "./Errors.ts"
 
 const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$/
 
@@ -42,6 +43,17 @@ export class WebhookLogEntry extends Schema.Class<WebhookLogEntry>("WebhookLogEn
   value: Schema.Unknown,
   /** Why the owner came from entry[].id although the Graph API was asked (graph and auto modes). */
   routing_note: Schema.NullOr(Schema.String)
+}) {}
+
+/** One event as `GET /monitoring/webhook-logs/{event_id}` shows it: the listing's fields and a few more. */
+export class WebhookLogEvent extends Schema.Class<WebhookLogEvent>("WebhookLogEvent")({
+  ...WebhookLogEntry.fields,
+  /** `entry[].time` as Meta sent it (seconds since the epoch), when it did. */
+  entry_time: Schema.NullOr(Schema.Number),
+  /** How many times Meta redelivered this event (recorded, not delivered again). */
+  duplicates: Schema.Int,
+  /** The trace the webhook request belonged to, when it was traced. */
+  trace_id: Schema.NullOr(Schema.String)
 }) {}
 
 export const WebhookLogPage = Schema.Struct({
@@ -88,8 +100,12 @@ export class EventNotFound extends Schema.TaggedError<EventNotFound>()(
   { httpApiStatus: 404 }
 ) {}
 
+/** A filter that cannot be applied; reported like a validation error, with where the problem is. */
 export class InvalidFilter extends Schema.TaggedError<InvalidFilter>()(
   "InvalidFilter",
-  { detail: Schema.String },
+  { detail: Schema.Array(ValidationIssue) },
   { httpApiStatus: 422 }
-) {}
+) {
+  static readonly at = (loc: ReadonlyArray<string>, msg: string) =>
+    new InvalidFilter({ detail: [{ loc, msg, type: "value_error" }] })
+}

@@ -17,7 +17,6 @@ export const reconnectSchedule = Schedule.min([Schedule.exponential("500 millis"
   Schedule.jittered
 )
 
-export const UNROUTABLE_QUEUE = "chatico.unroutable"
 export const deadLetterQueue = (queue: string) => `${queue}.dlq`
 
 /**
@@ -209,7 +208,7 @@ export class Broker extends Context.Service<Broker, {
       // until it closes, then reconnect with backoff.
       const maintain = Effect.gen(function*() {
         const current = yield* connect
-        yield* declareOn(current, UNROUTABLE_QUEUE, false)
+        yield* declareOn(current, config.unroutableQueue, false)
         const closed = new Promise<string>((resolve) => {
           current.connection.on("error", (error: Error) => {
             lastError = error.message
@@ -278,7 +277,7 @@ export class Broker extends Context.Service<Broker, {
       const send = Effect.fnUntraced(function*(message: OutgoingMessage, lane: number) {
         const current = live
         if (current === undefined) return yield* unavailable(lastError ?? "not connected")
-        yield* declareOn(current, message.queue, message.queue !== UNROUTABLE_QUEUE && !message.queue.endsWith(".dlq"))
+        yield* declareOn(current, message.queue, message.queue !== config.unroutableQueue && !message.queue.endsWith(".dlq"))
         const entry = current.channels[lane % current.channels.length]!
         // A full socket buffer: wait for `drain` before writing more.
         if (entry.drained !== undefined) yield* Effect.promise(() => entry.drained ?? Promise.resolve())

@@ -3,7 +3,7 @@ import { SqlClient } from "effect/sql"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
-import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
+import { Broker, deadLetterQueue, type PublishError } from "../services/Broker.ts"
 import { Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { propagationHeaders, TracingOn } from "../services/TraceContext.ts"
@@ -72,7 +72,8 @@ export class Delivery extends Context.Service<Delivery, {
       const lanes = yield* Lanes
       const database = yield* Database
       const tracing = yield* TracingOn
-      const { deliveryLease } = yield* AppConfig
+      const { deliveryLease, unroutableQueue, logLevel } = yield* AppConfig
+      const debug = logLevel === "Debug"
       const outcomes = yield* Queue.bounded<Outcome>(LANES_CAPACITY)
 
       type Routed = Exclude<Destination, { readonly _tag: "Wait" }>
@@ -142,7 +143,7 @@ export class Delivery extends Context.Service<Delivery, {
           if (destination._tag !== "Wait") {
             const worker = destination._tag === "WorkerApp"
             track.destination = destination
-            track.queue = worker ? destination.app.queue_name : UNROUTABLE_QUEUE
+            track.queue = worker ? destination.app.queue_name : unroutableQueue
             track.span?.attribute("messaging.destination.name", track.queue)
             track.traceHeaders = track.span === undefined ? undefined : propagationHeaders(track.span, track.event.trace?.tracestate)
             return destination
@@ -162,7 +163,7 @@ export class Delivery extends Context.Service<Delivery, {
           event,
           span,
           destination: undefined,
-          queue: UNROUTABLE_QUEUE,
+          queue: unroutableQueue,
           traceHeaders: undefined,
           attempts: event.attempts,
           refusals: 0,
@@ -234,6 +235,14 @@ export class Delivery extends Context.Service<Delivery, {
               const confirmed = yield* Effect.result(confirm)
               if (confirmed._tag === "Success") {
                 yield* Metrics.observe(Metrics.confirmLatency, Metrics.seconds(at))
+                if (debug) {
+                  yield* Effect.logDebug("event delivered").pipe(Effect.annotateLogs({
+                    event_id: track.event.eventId,
+                    queue: track.queue,
+                    attempt: track.attempts,
+                    confirm_ms: Date.now() - at
+                  }))
+                }
                 yield* finish(track, destination, track.parking ? track.lastError : null)
               } else {
                 failed.push({ track, destination, error: confirmed.failure })
@@ -256,7 +265,7 @@ export class Delivery extends Context.Service<Delivery, {
               }
               track.refusals++
               // The unroutable queue has no dead-letter queue: keep trying it.
-              if (track.refusals >= PUBLISH_RETRY_BUDGET && track.queue !== UNROUTABLE_QUEUE) {
+              if (track.refusals >= PUBLISH_RETRY_BUDGET && track.queue !== unroutableQueue) {
                 if (track.parking) {
                   // Not even its dead-letter queue takes it: recorded as dead-lettered with both errors.
                   yield* finish(track, destination, track.lastError)

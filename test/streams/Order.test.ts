@@ -102,7 +102,7 @@ layer(Amqp.layer("order").pipe(Layer.provideMerge(TestApp.layer("order"))), { ex
         let switches = 0
         for (let i = 1; i < arrivals.length; i++) if (arrivals[i]!.queue !== arrivals[i - 1]!.queue) switches++
         assert.isAbove(switches, 100)
-      })))
+      })), 90_000)
 
     it.effect("a replayed event arrives within 1 s; a replay by filter arrives in journal order", () =>
       Effect.scoped(Effect.gen(function*() {

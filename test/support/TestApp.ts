@@ -42,6 +42,10 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   graphCircuitCooldown: Duration.seconds(1),
   graphCacheSize: 10_000,
   graphPermanentFailureTtl: Duration.hours(1),
+  accessLog: true,
+  pendingAgeAlert: Duration.minutes(5),
+  graphOutageAlert: Duration.minutes(2),
+  unroutableQueue: "chatico.unroutable",
   ...overrides
 })
 
