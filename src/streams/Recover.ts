@@ -15,7 +15,7 @@ interface ClaimedRow {
   readonly object: string
   readonly field: string
   readonly entry_id: string
-  readonly entry_time: number | string | null
+  readonly entry_time: string | null
   readonly media_id: string | null
   readonly value_raw: string
   readonly received_at: Date | string
@@ -28,7 +28,7 @@ const toEvent = (row: ClaimedRow): JournaledEvent => ({
   object: row.object,
   field: row.field,
   entryId: row.entry_id,
-  entryTime: row.entry_time === null ? null : Number(row.entry_time),
+  entryTimeText: row.entry_time,
   mediaId: row.media_id,
   valueRaw: row.value_raw,
   receivedAt: row.received_at instanceof Date ? row.received_at : new Date(row.received_at),

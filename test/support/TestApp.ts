@@ -24,6 +24,8 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   graphApiUrl: "http://127.0.0.1:9/v25.0",
   ownerResolution: "entry",
   maxBodyBytes: 5 * 1024 * 1024,
+  maxEventsPerBody: 10_000,
+  maxInflightBodyBytes: 64 * 1024 * 1024,
   logLevel: "Warn",
   queueType: "quorum",
   deliveryLease: Duration.seconds(2),
