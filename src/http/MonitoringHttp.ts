@@ -2,7 +2,7 @@ import { Effect, Metric } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import * as Metrics from "../services/Metrics.ts"
-import { DEFAULT_LOG_PAGE, Operations } from "../services/Operations.ts"
+import { DEFAULT_LOG_PAGE, DEFAULT_QUEUES_PAGE, Operations } from "../services/Operations.ts"
 import { Journal } from "../streams/Journal.ts"
 import { Delivery } from "../streams/Publish.ts"
 import { Api } from "./Api.ts"
@@ -49,7 +49,7 @@ export const MonitoringHttp = HttpApiBuilder.group(
       metricsJson: () => metricsJson,
       metricsPrometheus: () => Effect.andThen(refreshGauges, PrometheusMetrics.format()),
       webhookLogs: ({ query }) => operations.webhookLogs({ ...query, limit: query.limit ?? DEFAULT_LOG_PAGE }),
-      queues: () => operations.queues,
+      queues: ({ query }) => operations.queues({ limit: query.limit ?? DEFAULT_QUEUES_PAGE, offset: query.offset ?? 0 }),
       replayOne: ({ params }) => operations.replayOne(params.event_id),
       replay: ({ payload }) => operations.replay(payload)
     })

@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import type { WorkerApp } from "../domain/WorkerApp.ts"
+import { type WorkerApp, WorkerAppConflict, WorkerAppsError } from "../domain/WorkerApp.ts"
 import { Broker } from "../services/Broker.ts"
 import { Router } from "../streams/Route.ts"
 import { HttpApiBuilder } from "effect/http-api"
@@ -7,6 +7,8 @@ import { WorkerApps } from "../services/WorkerApps.ts"
 import { Api } from "./Api.ts"
 
 export const DEFAULT_PAGE_SIZE = 100
+/** How long a create or rename waits for its queue's declare before going ahead without it. */
+export const DECLARE_TIMEOUT = "5 seconds"
 
 // Each endpoint re-raises the reasons its contract lists; any other reason is a bug (a defect, 500).
 export const WorkerAppsHttp = HttpApiBuilder.group(
@@ -31,10 +33,30 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
         Effect.as(app)
       )
 
+    // Inside the write's transaction: a queue the broker refuses (it exists with other arguments)
+    // is a 409 and no row; a broker that is away or slow only delays the declare to the first publish.
+    const declare = (queue: string) =>
+      broker.declareWorkerQueue(queue).pipe(
+        Effect.timeoutOrElse({ duration: DECLARE_TIMEOUT, orElse: () => Effect.logWarning("worker app queue declare timed out") }),
+        Effect.catch((error) =>
+          error.reason === "refused"
+            ? Effect.fail(
+              new WorkerAppsError({
+                reason: new WorkerAppConflict({
+                  field: "queue_name",
+                  detail: `RabbitMQ refuses to declare queue ${queue} (or its .dlq): it exists with other arguments or is locked; ` +
+                    "delete it or choose another queue_name"
+                })
+              })
+            )
+            : Effect.logWarning("worker app queue not declared yet").pipe(Effect.annotateLogs({ queue, error: error.detail }))
+        )
+      )
+
     return handlers.handleAll({
       create: ({ payload }) =>
-        workerApps.create(payload).pipe(
-          Effect.flatMap(applied),
+        workerApps.create(payload, declare).pipe(
+          Effect.tap(() => router.refresh),
           Effect.catchReasons("WorkerAppsError", { WorkerAppConflict: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
       list: ({ query }) =>
@@ -49,8 +71,8 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
           Effect.catchReasons("WorkerAppsError", { WorkerAppNotFound: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
       update: ({ params, payload }) =>
-        workerApps.update(params.id, payload).pipe(
-          Effect.flatMap(applied),
+        workerApps.update(params.id, payload, declare).pipe(
+          Effect.tap(() => router.refresh),
           Effect.catchReasons("WorkerAppsError", {
             WorkerAppNotFound: (e) => Effect.fail(e),
             WorkerAppConflict: (e) => Effect.fail(e),

@@ -23,10 +23,12 @@ export const deadLetterQueue = (queue: string) => `${queue}.dlq`
  * Why a publish did not get a positive confirm. `unavailable`: no connection,
  * the channel closed or no confirm in time (the event waits and is retried
  * later, not counted as an attempt). `returned`/`nacked`: the broker refused
- * this message (counted against the retry budget).
+ * this message (counted against the retry budget). `refused`: the broker
+ * refused to declare the queue (e.g. it exists with other arguments), which
+ * retrying will not change.
  */
 export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
-  reason: Schema.Literals(["unavailable", "returned", "nacked"]),
+  reason: Schema.Literals(["unavailable", "returned", "nacked", "refused"]),
   detail: Schema.String
 }) {}
 
@@ -80,6 +82,11 @@ const withHeartbeat = (url: string) => {
   return parsed.href
 }
 
+// The channel-closing replies that say the declare itself is wrong: ACCESS_REFUSED, RESOURCE_LOCKED, PRECONDITION_FAILED.
+const REFUSAL_CODES = new Set([403, 405, 406])
+const isRefusal = (error: unknown) =>
+  typeof error === "object" && error !== null && "code" in error && typeof error.code === "number" && REFUSAL_CODES.has(error.code)
+
 const describe = (error: unknown) => error instanceof Error ? error.message : String(error)
 
 /**
@@ -117,7 +124,8 @@ export class Broker extends Context.Service<Broker, {
             await channel.assertQueue(queue, queueArguments(queue, config.queueType, deadLetter))
             current.declared.add(queue)
           },
-          catch: (error) => new PublishError({ reason: "unavailable", detail: `declaring ${queue}: ${describe(error)}` })
+          catch: (error) =>
+            new PublishError({ reason: isRefusal(error) ? "refused" : "unavailable", detail: `declaring ${queue}: ${describe(error)}` })
         })
 
       // Declarations get their own channel: a refused declare (e.g. a queue that
