@@ -45,9 +45,12 @@ const NodeServer = Layer.unwrap(Effect.gen(function*() {
   )
 }))
 
-/** The HTTP server: every route answers with and without a trailing slash. */
+/**
+ * The HTTP server: every route answers with and without a trailing slash. Paths are otherwise
+ * exact: `//webhook` or `/WEBHOOK` is a 404, never a webhook rate-limited and traced as something else.
+ */
 // No log line per request: at webhook rates it would cost more than the work.
 export const HttpServerLive = HttpRouter.serve(AllRoutes, {
-  routerConfig: { ignoreTrailingSlash: true },
+  routerConfig: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: false, caseSensitive: true },
   disableLogger: true
 }).pipe(Layer.provideMerge(NodeServer))
