@@ -185,7 +185,8 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
   const refuse = (result: string, status: number, message: string, headers?: Record<string, string>) =>
     Effect.as(Metrics.count(Metrics.webhooks, { result }), detail(status, message, headers))
 
-  const budget: BodyBudget = { max: config.maxInflightBodyBytes, used: 0 }
+  // Never below one largest body: a budget that could not hold it would refuse that body for ever.
+  const budget: BodyBudget = { max: Math.max(config.maxInflightBodyBytes, config.maxBodyBytes), used: 0 }
 
   const receive = (request: HttpServerRequest.HttpServerRequest, trace: RequestTrace | undefined) => {
     const held = { bytes: 0 }
