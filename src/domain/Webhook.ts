@@ -5,7 +5,7 @@ import { type EntrySpans, memberSpan, scanEntries, type Span } from "./JsonSpans
 /** The most entries one webhook body may carry (Meta batches at most 1000). */
 export const MAX_ENTRIES = 1000
 /** Events one body may carry by default; beyond it the body is refused with 413 (`MAX_EVENTS_PER_BODY`). */
-export const MAX_EVENTS_PER_BODY = 10_000
+export const MAX_EVENTS_PER_BODY = 5_000
 /** AMQP's `type` is a short string (255 bytes) and reads `instagram.<field>`: a longer field could never be published. */
 export const MAX_FIELD_BYTES = 255 - "instagram.".length
 /** Longest `entry[].id` or media id (Meta's are about 20 digits); it goes into AMQP headers and index keys. */

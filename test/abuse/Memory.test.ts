@@ -53,7 +53,7 @@ describe("memory under unauthenticated bodies", () => {
         ACCESS_LOG: "false"
       })
       try {
-        await waitHealthy(service)
+        await waitHealthy(service, 60_000)
         const before = rssMb(service)
         let peak = before
         const sampler = setInterval(() => {

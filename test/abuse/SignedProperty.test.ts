@@ -50,8 +50,10 @@ const body = (owners: ReadonlyArray<string>) => {
   const entryId = fc.oneof(
     { weight: 6, arbitrary: fc.constantFrom(...owners).map((o) => JSON.stringify(o)) },
     { weight: 1, arbitrary: fc.constantFrom(...owners) }, // a number, digits as written
-    { weight: 1, arbitrary: hostileText.map((t) => JSON.stringify(t)) },
-    { weight: 1, arbitrary: fc.constantFrom(JSON.stringify("7".repeat(200)), "7".repeat(70)) }
+    // Hostile ids can never be delivered (invalid): an id that could would be unroutable, and
+    // chatico.unroutable is shared with other test files.
+    { weight: 1, arbitrary: hostileText.map((t) => JSON.stringify(`${t}\u0000`)) },
+    { weight: 1, arbitrary: fc.constantFrom(JSON.stringify("\ud800"), JSON.stringify("7".repeat(200)), "7".repeat(129)) }
   )
   const time = fc.option(fc.oneof(numberLiteral, hostileText.map((t) => JSON.stringify(t))), { nil: undefined })
   const changes = fc.array(fc.tuple(field, value).map(([f, v]) => `{"field":${JSON.stringify(f)},"value":${v}}`), { minLength: 4, maxLength: 40 })
@@ -76,7 +78,7 @@ const body = (owners: ReadonlyArray<string>) => {
   const object = fc.oneof(
     { weight: 8, arbitrary: fc.constant("instagram") },
     { weight: 1, arbitrary: fc.constant("page") },
-    { weight: 1, arbitrary: hostileText }
+    { weight: 1, arbitrary: hostileText.filter((t) => t !== "instagram") }
   )
   return fc.tuple(object, fc.array(entry, { minLength: 1, maxLength: 5 }), fc.boolean(), fc.integer({ min: 0, max: 9 }))
     .map(([o, entries, redeliver, broken]) => ({
@@ -160,9 +162,9 @@ layer(Layer.mergeAll(JournalDb, Amqp.layer("signed_property")).pipe(Layer.provid
       console.log(`property | journal statuses ${JSON.stringify([...byStatus])}`)
       assert.strictEqual(byStatus.get("pending") ?? 0, 0)
       assert.strictEqual(byStatus.get("dead_lettered") ?? 0, 0)
+      assert.strictEqual(byStatus.get("unroutable") ?? 0, 0)
 
-      // Delivered exactly once to each worker app's queue (consumed and counted). chatico.unroutable is
-      // shared with other test files, so there the publisher confirm recorded in the journal stands in.
+      // Delivered exactly once to each worker app's queue, consumed and counted (every deliverable id is an owner's).
       const seen = new Map<string, number>()
       for (const worker of workers) {
         const expected = settled.filter((row) => row.status === "routed" && row.worker_app_id === worker.id).length
@@ -171,7 +173,7 @@ layer(Layer.mergeAll(JournalDb, Amqp.layer("signed_property")).pipe(Layer.provid
       }
       for (const row of settled) {
         assert.strictEqual(seen.get(row.event_id) ?? 0, row.status === "routed" ? 1 : 0, `${row.event_id} ${row.status}`)
-        assert.strictEqual(row.delivered, row.status === "routed" || row.status === "unroutable", `${row.event_id} ${row.status}`)
+        assert.strictEqual(row.delivered, row.status === "routed", `${row.event_id} ${row.status}`)
       }
       const health = yield* app.request("/monitoring/health", { auth: false })
       assert.strictEqual(health.status, 200)
