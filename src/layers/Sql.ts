@@ -5,7 +5,7 @@ import { Migrator, SqlClient } from "effect/sql"
 import initialSchema from "../migrations/0001_initial_schema.ts"
 import valueTextFallback from "../migrations/0003_value_text_fallback.ts"
 import routingNote from "../migrations/0002_routing_note.ts"
-import poisonInputs from "../migrations/0004_poison_inputs.ts"
+import poisonInputs from "../migrations/0005_poison_inputs.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import { AppConfig } from "./Config.ts"
 
@@ -23,7 +23,7 @@ export const migrations = Migrator.fromRecord({
   "0001_initial_schema": initialSchema,
   "0002_routing_note": routingNote,
   "0003_value_text_fallback": valueTextFallback,
-  "0004_poison_inputs": poisonInputs
+  "0005_poison_inputs": poisonInputs
 })
 
 /** The parts of `DATABASE_URL` start-up needs, with the password kept out of every log line. */
