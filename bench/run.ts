@@ -101,6 +101,8 @@ import {
 } from "./load.ts"
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
+/** BENCH_SERVICE_ROOT: another checkout (e.g. an earlier commit) whose service to run, for a before/after figure. */
+const SERVICE_ROOT = process.env.BENCH_SERVICE_ROOT ?? ROOT
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const log = (line: string) => console.log(`[bench] ${line}`)
 
@@ -221,7 +223,7 @@ const PLAIN_MEDIA_PER_OWNER = 16
 /** The service's Graph API token bucket defaults (docs/owner-resolution.md). */
 const GRAPH_DEFAULT_CALLS_PER_SECOND = 10
 const GRAPH_DEFAULT_BURST = 10
-/** src/streams/Route.ts OWNER_LOOKUP_WAIT: a lookup slower than this leaves its event pending until DELIVERY_LEASE. */
+/** A Graph API lookup slower than this used to leave its event pending until DELIVERY_LEASE (before per-key lanes). */
 const OWNER_LOOKUP_WAIT_S = 3
 
 const usage = `usage: node bench/run.ts [--duration S] [--warmup S] [--concurrency C] [--apps N] [--changes-per-body E] [--baseline-only | --service-only]
@@ -400,7 +402,7 @@ interface Child {
  * `node [flags] src/main.ts`), so the bench runs it as it is run in production.
  */
 const startScriptFlags = (): Array<string> => {
-  const start = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts?: { start?: string } }).scripts?.start ?? ""
+  const start = (JSON.parse(readFileSync(join(SERVICE_ROOT, "package.json"), "utf8")) as { scripts?: { start?: string } }).scripts?.start ?? ""
   const words = start.trim().split(/\s+/)
   if (words[0] !== "node" || words[words.length - 1] !== "src/main.ts") {
     throw new Error(`package.json scripts.start is not "node [flags] src/main.ts": ${start}`)
@@ -421,7 +423,8 @@ const nodeFlags = (name: string): Array<string> =>
 const startChild = (name: string, script: string, env: Record<string, string>, runId: string): Child => {
   const logFile = join(tmpdir(), `chatico-bench-${runId}-${name}.log`)
   const out = createWriteStream(logFile)
-  const child = spawn(process.execPath, [...nodeFlags(name), script], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
+  const cwd = name.startsWith("service") ? SERVICE_ROOT : ROOT
+  const child = spawn(process.execPath, [...nodeFlags(name), script], { cwd, env, stdio: ["ignore", "pipe", "pipe"] })
   const lines: Array<string> = []
   const keep = (chunk: Buffer) => {
     out.write(chunk)
@@ -1406,6 +1409,7 @@ const header = [
   "e2e p99 ms",
   "peak RSS MB",
   "CPU %",
+  "CPU µs/ev",
   "non-200",
   "dup",
   "missing"
@@ -1427,6 +1431,7 @@ const row = (r: PhaseResult): Array<string> => {
     fmt(e99, 1),
     fmt(r.peakRssMb, 0),
     fmt(r.cpuPct, 0),
+    fmt(cpuPerEvent(r), 0),
     failures === 0 ? "0" : formatCounts(r.load.measuredFailures),
     String(r.duplicates),
     String(missing)

@@ -4,7 +4,7 @@ import { Database } from "../layers/Sql.ts"
 import { Broker } from "../services/Broker.ts"
 import { GraphApi } from "../services/GraphApi.ts"
 import { Journal, JOURNAL_MAILBOX } from "../streams/Journal.ts"
-import { Delivery } from "../streams/Publish.ts"
+import { Delivery } from "../streams/Delivery.ts"
 import { Api, HealthDegraded, HealthReport } from "./Api.ts"
 
 export const HealthHttp = HttpApiBuilder.group(

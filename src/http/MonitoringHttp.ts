@@ -4,7 +4,7 @@ import { PrometheusMetrics } from "effect/observability"
 import * as Metrics from "../services/Metrics.ts"
 import { DEFAULT_LOG_PAGE, DEFAULT_QUEUES_PAGE, Operations } from "../services/Operations.ts"
 import { Journal } from "../streams/Journal.ts"
-import { Delivery } from "../streams/Publish.ts"
+import { Delivery } from "../streams/Delivery.ts"
 import { Api } from "./Api.ts"
 
 // JSON has no Infinity (a histogram's last bound) nor bigint: write them as Prometheus does.

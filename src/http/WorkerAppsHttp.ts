@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 import { type WorkerApp, WorkerAppConflict, WorkerAppsError } from "../domain/WorkerApp.ts"
 import { Broker } from "../services/Broker.ts"
-import { Router } from "../streams/Route.ts"
+import { Router } from "../streams/Router.ts"
 import { HttpApiBuilder } from "effect/http-api"
 import { WorkerApps } from "../services/WorkerApps.ts"
 import { Api } from "./Api.ts"

@@ -6,27 +6,28 @@ import { RateLimiter } from "../services/RateLimiter.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import { WorkerApps } from "../services/WorkerApps.ts"
 import { Journal } from "../streams/Journal.ts"
-import { Delivery } from "../streams/Publish.ts"
-import { RecoverLive } from "../streams/Recover.ts"
+import { Delivery } from "../streams/Delivery.ts"
+import { RecoveryLive } from "../streams/Recovery.ts"
 import { RetentionLive } from "../streams/Retention.ts"
 import { Operations } from "../services/Operations.ts"
 import { MediaOwners } from "../services/MediaOwners.ts"
-import { Router } from "../streams/Route.ts"
+import { Router } from "../streams/Router.ts"
+import { Lanes } from "../services/Lanes.ts"
 import { AppConfig } from "./Config.ts"
 import { LoggingLive } from "./Logging.ts"
 import { ObservabilityLive } from "./Observability.ts"
 import { Database } from "./Sql.ts"
 
 /**
- * The delivery pipeline behind the HTTP server: journal → route → publish,
- * plus recovery. Built before the server and released after it, so shutdown
- * stops accepting first, then drains each stage in order.
+ * The delivery pipeline behind the HTTP server: journal → lanes → publish,
+ * with recovery feeding the lanes. Built before the server and released after
+ * it, so shutdown stops accepting first, then drains each stage in order.
  */
-export const PipelineLive = Layer.mergeAll(Journal.layer, RecoverLive, RetentionLive, Operations.layer).pipe(
+export const PipelineLive = Layer.mergeAll(Journal.layer, RecoveryLive, RetentionLive, Operations.layer).pipe(
   Layer.provideMerge(Delivery.layer),
   Layer.provideMerge(Router.layer),
   Layer.provideMerge(MediaOwners.layer),
-  Layer.provideMerge(Layer.mergeAll(Broker.layer, SignatureVerifier.layer, RateLimiter.layer))
+  Layer.provideMerge(Layer.mergeAll(Broker.layer, SignatureVerifier.layer, RateLimiter.layer, Lanes.layer))
 )
 
 /**

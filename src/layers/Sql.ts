@@ -5,6 +5,7 @@ import { Migrator, SqlClient } from "effect/sql"
 import initialSchema from "../migrations/0001_initial_schema.ts"
 import valueTextFallback from "../migrations/0003_value_text_fallback.ts"
 import routingNote from "../migrations/0002_routing_note.ts"
+import deliveryOrder from "../migrations/0004_delivery_order.ts"
 import poisonInputs from "../migrations/0005_poison_inputs.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import { AppConfig } from "./Config.ts"
@@ -23,6 +24,7 @@ export const migrations = Migrator.fromRecord({
   "0001_initial_schema": initialSchema,
   "0002_routing_note": routingNote,
   "0003_value_text_fallback": valueTextFallback,
+  "0004_delivery_order": deliveryOrder,
   "0005_poison_inputs": poisonInputs
 })
 

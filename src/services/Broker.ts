@@ -1,11 +1,12 @@
 import amqp from "amqplib"
 import type { ChannelModel, ConfirmChannel, Options } from "amqplib"
-import { Context, Duration, Effect, Layer, Redacted, Schedule, Schema, Semaphore } from "effect"
+import type { Socket } from "node:net"
+import { Duplex } from "node:stream"
+import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { AppConfig, type QueueType } from "../layers/Config.ts"
+import { DELIVERY_LANES } from "./Lanes.ts"
 
-/** Confirm channels publishes are spread over. */
-export const PUBLISH_CHANNELS = 4
-/** Unconfirmed messages allowed per channel before a publish waits its turn. */
+/** Unconfirmed messages allowed per channel (lane) before a publish waits its turn. */
 export const MAX_UNCONFIRMED_PER_CHANNEL = 1000
 /** A publish that has no confirm after this long counts as failed (the broker may be blocked). */
 export const CONFIRM_TIMEOUT = Duration.seconds(10)
@@ -21,11 +22,11 @@ export const deadLetterQueue = (queue: string) => `${queue}.dlq`
 
 /**
  * Why a publish did not get a positive confirm. `unavailable`: no connection,
- * the channel closed or no confirm in time (the event waits and is retried
- * later, not counted as an attempt). `returned`/`nacked`: the broker refused
- * this message (counted against the retry budget). `refused`: the broker
- * refused to declare the queue (e.g. it exists with other arguments), which
- * retrying will not change.
+ * the channel closed or no confirm in time (published again once connected,
+ * not counted as an attempt). `returned`/`nacked`/`refused`: the broker or the
+ * client refused this message (counted against the retry budget); `refused`
+ * also when the broker refuses to declare its queue (e.g. it exists with other
+ * arguments), which retrying will not change.
  */
 export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
   reason: Schema.Literals(["unavailable", "returned", "nacked", "refused"]),
@@ -60,7 +61,9 @@ interface Live {
 
 interface PublishChannel {
   readonly channel: ConfirmChannel
-  readonly permits: Semaphore.Semaphore
+  /** Messages written and not yet confirmed; at `MAX_UNCONFIRMED_PER_CHANNEL` a send waits in `waiting`. */
+  unconfirmed: number
+  readonly waiting: Array<() => void>
   /** messageIds the broker returned (mandatory, no queue): their confirm is a failure. */
   readonly returned: Set<string>
   /** Set while the socket buffer is full; publishes wait for `drain`. */
@@ -90,14 +93,43 @@ const isRefusal = (error: unknown) =>
 const describe = (error: unknown) => error instanceof Error ? error.message : String(error)
 
 /**
+ * amqplib writes every frame to the socket on its own; corking it until the end of the tick turns
+ * the publishes of one tick into one `writev`.
+ */
+const coalesceWrites = (model: ChannelModel) => {
+  const stream: unknown = Reflect.get(model.connection, "stream")
+  if (!(stream instanceof Duplex)) return
+  const socket: Pick<Socket, "cork" | "uncork" | "write"> = stream
+  const write = socket.write.bind(socket)
+  let corked = false
+  const uncork = () => {
+    corked = false
+    socket.uncork()
+  }
+  Reflect.set(socket, "write", (...args: Parameters<typeof write>) => {
+    if (!corked) {
+      corked = true
+      socket.cork()
+      process.nextTick(uncork)
+    }
+    return write(...args)
+  })
+}
+
+/**
  * The RabbitMQ connection: confirm channels for publishing, the topology the
  * service declares, and reconnection with backoff. Nothing here ever fails the
  * process: a lost broker is a state that `status` reports and publishes see as
  * `unavailable`.
  */
 export class Broker extends Context.Service<Broker, {
-  /** Publishes one persistent, mandatory message and waits for its own confirm. */
-  publish(message: OutgoingMessage): Effect.Effect<void, PublishError>
+  /**
+   * Writes one persistent, mandatory message on the channel of `lane` (sends of one lane reach the
+   * broker in the order they were made) and returns the wait for its own confirm.
+   */
+  send(message: OutgoingMessage, lane: number): Effect.Effect<Effect.Effect<void, PublishError>, PublishError>
+  /** Succeeds at once while connected, else when the next connection is up. */
+  readonly awaitConnected: Effect.Effect<void>
   /** Declares a worker app's queue and its dead-letter queue (idempotent). */
   declareWorkerQueue(queue: string): Effect.Effect<void, PublishError>
   /** Message and consumer counts of a queue, by a passive declare. */
@@ -110,6 +142,7 @@ export class Broker extends Context.Service<Broker, {
     Effect.gen(function*() {
       const config = yield* AppConfig
       let live: Live | undefined
+      let connected = yield* Deferred.make<void>()
       let blocked = false
       let lastError: string | undefined = "connecting"
 
@@ -144,7 +177,8 @@ export class Broker extends Context.Service<Broker, {
         const channel = await connection.createConfirmChannel()
         const entry: PublishChannel = {
           channel,
-          permits: Semaphore.makeUnsafe(MAX_UNCONFIRMED_PER_CHANNEL),
+          unconfirmed: 0,
+          waiting: [],
           returned: new Set(),
           drained: undefined
         }
@@ -165,8 +199,9 @@ export class Broker extends Context.Service<Broker, {
           })
           try {
             const channels = await Promise.all(
-              Array.from({ length: PUBLISH_CHANNELS }, () => openPublishChannel(connection))
+              Array.from({ length: DELIVERY_LANES }, () => openPublishChannel(connection))
             )
+            coalesceWrites(connection)
             const current: Live = { connection, channels, declared: new Set(), topology: undefined, closed: false }
             await openTopologyChannel(current)
             return current
@@ -199,12 +234,14 @@ export class Broker extends Context.Service<Broker, {
         live = current
         blocked = false
         lastError = undefined
+        yield* Deferred.succeed(connected, undefined)
         yield* Effect.logInfo("connected to RabbitMQ")
         const reason = yield* Effect.promise(() => closed).pipe(
           Effect.onInterrupt(() => Effect.promise(() => current.connection.close().catch(() => {})))
         )
         current.closed = true
         live = undefined
+        connected = yield* Deferred.make<void>()
         lastError = reason
         return yield* new PublishError({ reason: "unavailable", detail: reason })
       }).pipe(
@@ -224,57 +261,79 @@ export class Broker extends Context.Service<Broker, {
 
       const unavailable = (detail: string) => new PublishError({ reason: "unavailable", detail })
 
-      let next = 0
-      const publish = Effect.fnUntraced(function*(message: OutgoingMessage) {
+      // A lane's unconfirmed messages are bounded: a send waits for a permit, freed by a confirm.
+      const acquirePermit = (entry: PublishChannel) =>
+        entry.unconfirmed < MAX_UNCONFIRMED_PER_CHANNEL
+          ? Effect.sync(() => {
+            entry.unconfirmed++
+          })
+          : Effect.callback<void>((resume) => {
+            const wake = () => {
+              entry.unconfirmed++
+              resume(Effect.void)
+            }
+            entry.waiting.push(wake)
+            return Effect.sync(() => {
+              const at = entry.waiting.indexOf(wake)
+              if (at !== -1) entry.waiting.splice(at, 1)
+            })
+          })
+      const releasePermit = (entry: PublishChannel) => {
+        entry.unconfirmed--
+        entry.waiting.shift()?.()
+      }
+
+      const send = Effect.fnUntraced(function*(message: OutgoingMessage, lane: number) {
         const current = live
         if (current === undefined) return yield* unavailable(lastError ?? "not connected")
         yield* declareOn(current, message.queue, message.queue !== UNROUTABLE_QUEUE && !message.queue.endsWith(".dlq"))
-        const entry = current.channels[next++ % current.channels.length]!
-        yield* entry.permits.withPermits(1)(
-          Effect.callback<void, PublishError>((resume) => {
-            const send = () => {
-              if (current.closed) return resume(Effect.fail(unavailable("connection closed")))
-              try {
-                const ok = entry.channel.publish("", message.queue, message.body, {
-                  ...message.properties,
-                  persistent: true,
-                  mandatory: true
-                }, (error) => {
-                  const returned = entry.returned.delete(message.properties.messageId)
-                  if (error !== null && error !== undefined) {
-                    const detail = describe(error)
-                    resume(Effect.fail(
-                      new PublishError({ reason: detail.includes("closed") ? "unavailable" : "nacked", detail })
-                    ))
-                  } else if (returned) {
-                    // The queue is gone (deleted behind our back): declare it again on the retry.
-                    current.declared.delete(message.queue)
-                    resume(Effect.fail(new PublishError({ reason: "returned", detail: `no queue ${message.queue}` })))
-                  } else {
-                    resume(Effect.void)
-                  }
-                })
-                if (!ok && entry.drained === undefined) {
-                  entry.drained = new Promise((resolve) =>
-                    entry.channel.once("drain", () => {
-                      entry.drained = undefined
-                      resolve()
-                    })
-                  )
-                }
-              } catch (error) {
-                resume(Effect.fail(unavailable(describe(error))))
-              }
+        const entry = current.channels[lane % current.channels.length]!
+        // A full socket buffer: wait for `drain` before writing more.
+        if (entry.drained !== undefined) yield* Effect.promise(() => entry.drained ?? Promise.resolve())
+        yield* acquirePermit(entry)
+        if (current.closed) {
+          releasePermit(entry)
+          return yield* unavailable("connection closed")
+        }
+        const confirmed = Deferred.makeUnsafe<void, PublishError>()
+        try {
+          const ok = entry.channel.publish("", message.queue, message.body, {
+            ...message.properties,
+            persistent: true,
+            mandatory: true
+          }, (error) => {
+            releasePermit(entry)
+            const returned = entry.returned.delete(message.properties.messageId)
+            if (error !== null && error !== undefined) {
+              const detail = describe(error)
+              Deferred.doneUnsafe(confirmed, Effect.fail(new PublishError({ reason: detail.includes("closed") ? "unavailable" : "nacked", detail })))
+            } else if (returned) {
+              // The queue is gone (deleted behind our back): declare it again on the retry.
+              current.declared.delete(message.queue)
+              Deferred.doneUnsafe(confirmed, Effect.fail(new PublishError({ reason: "returned", detail: `no queue ${message.queue}` })))
+            } else {
+              Deferred.doneUnsafe(confirmed, Effect.void)
             }
-            // A full socket buffer: wait for `drain` before writing more.
-            if (entry.drained !== undefined) entry.drained.then(send)
-            else send()
-          }).pipe(
-            Effect.timeoutOrElse({
-              duration: CONFIRM_TIMEOUT,
-              orElse: () => Effect.fail(unavailable("no publisher confirm in time"))
-            })
-          )
+          })
+          if (!ok && entry.drained === undefined) {
+            entry.drained = new Promise((resolve) =>
+              entry.channel.once("drain", () => {
+                entry.drained = undefined
+                resolve()
+              })
+            )
+          }
+        } catch (error) {
+          releasePermit(entry)
+          // A closed channel throws; anything else (a frame too large to encode) is this message's fault.
+          const detail = describe(error)
+          return yield* (current.closed || detail.includes("closed") ? unavailable(detail) : new PublishError({ reason: "refused", detail }))
+        }
+        return Deferred.await(confirmed).pipe(
+          Effect.timeoutOrElse({
+            duration: CONFIRM_TIMEOUT,
+            orElse: () => Effect.fail(unavailable("no publisher confirm in time"))
+          })
         )
       })
 
@@ -314,7 +373,8 @@ export class Broker extends Context.Service<Broker, {
       }))
 
       return Broker.of({
-        publish,
+        send,
+        awaitConnected: Effect.suspend(() => Deferred.await(connected)),
         declareWorkerQueue,
         queueCounts,
         status,

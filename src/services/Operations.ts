@@ -1,4 +1,4 @@
-import { Context, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Layer } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import {
@@ -10,7 +10,9 @@ import {
   WebhookLogEntry
 } from "../domain/WebhookLog.ts"
 import { Database } from "../layers/Sql.ts"
+import { AppConfig } from "../layers/Config.ts"
 import { Broker, deadLetterQueue, UNROUTABLE_QUEUE } from "./Broker.ts"
+import { Lanes } from "./Lanes.ts"
 import { WorkerApps } from "./WorkerApps.ts"
 
 /** Events one replay call re-queues at most; `more: true` says there are others. */
@@ -178,6 +180,8 @@ export class Operations extends Context.Service<Operations, {
       const database = yield* Database
       const broker = yield* Broker
       const workerApps = yield* WorkerApps
+      const lanes = yield* Lanes
+      const leaseSeconds = Duration.toSeconds((yield* AppConfig).deliveryLease)
       const ready = database.ready.pipe(Effect.mapError(unavailable))
 
       const webhookLogs = Effect.fn("Operations.webhookLogs")(function*(query: WebhookLogQuery) {
@@ -192,12 +196,11 @@ export class Operations extends Context.Service<Operations, {
         return toPage(rows, limit)
       })
 
-      // A replayed event goes back to `pending` with no lease, so the recovery
-      // sweeper re-delivers it through the normal pipeline (same event_id,
-      // `x-attempt` one higher). Events already pending are left alone, so a
-      // second call while the first is in progress queues nothing twice.
+      // A replayed event goes back to `pending`, held by this instance, and its key is read back
+      // from the journal into the lanes at once, in journal order (same event_id, `x-attempt` one
+      // higher). Events already pending are left alone, so a second call queues nothing twice.
       const replayWhere = (where: ReturnType<typeof sql.and>) =>
-        sql<{ readonly event_id: string; readonly matched: number | string }>`
+        sql<{ readonly event_id: string; readonly entry_id: string; readonly matched: number | string }>`
           WITH chosen AS (
             SELECT event_id FROM webhook_events
             WHERE ${where} AND status IN ('routed', 'unroutable', 'dead_lettered')
@@ -206,15 +209,17 @@ export class Operations extends Context.Service<Operations, {
             FOR UPDATE SKIP LOCKED
           ), limited AS (SELECT event_id FROM chosen LIMIT ${REPLAY_MAX})
           UPDATE webhook_events AS w
-          SET status = 'pending', lease_until = NULL, delivered_at = NULL, last_error = NULL
+          SET status = 'pending', delivered_at = NULL, last_error = NULL,
+              claimed_by = ${lanes.instanceId}::uuid, lease_until = now() + make_interval(secs => ${leaseSeconds})
           FROM limited WHERE w.event_id = limited.event_id
-          RETURNING w.event_id, (SELECT count(*) FROM chosen) AS matched
+          RETURNING w.event_id, w.entry_id, (SELECT count(*) FROM chosen) AS matched
         `.pipe(
+          Effect.mapError(unavailable),
+          Effect.tap((rows) => lanes.backlog(new Set(rows.map((row) => row.entry_id)))),
           Effect.map((rows) => ({
             queued: rows.length,
             more: Number(rows[0]?.matched ?? 0) > REPLAY_MAX
-          })),
-          Effect.mapError(unavailable)
+          }))
         )
 
       const replayOne = Effect.fn("Operations.replayOne")(function*(eventId: string) {

@@ -1,12 +1,13 @@
 import { PgTypes } from "@effect/sql-pg"
 import { Cause, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
+import { type JournaledEvent, toJournaled } from "../domain/JournaledEvent.ts"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
+import { Lanes } from "../services/Lanes.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { journalTraceContext, type RequestTrace, TracingOn } from "../services/TraceContext.ts"
-import { Delivery } from "./Publish.ts"
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
 export const JOURNAL_MAILBOX = 2048
@@ -24,27 +25,6 @@ const connectionFaults = new Set(["ConnectionError", "AuthenticationError", "Aut
 export const JOURNAL_WRITERS = 4
 /** How long a request may wait for its commit before it is answered 503. */
 export const JOURNAL_COMMIT_TIMEOUT = Duration.seconds(8)
-
-/** An event as the delivery stages see it: journaled, with its delivery count so far. */
-export interface JournaledEvent {
-  readonly eventId: string
-  readonly object: string
-  readonly field: string
-  readonly entryId: string
-  /** `entry[].time` exactly as Meta wrote it (a JSON number), or null. */
-  readonly entryTimeText: string | null
-  readonly mediaId: string | null
-  readonly valueRaw: string
-  readonly receivedAt: Date
-  readonly attempts: number
-  /**
-   * The webhook's trace (when it was traced): its span, parent of the event's
-   * publish span, is the live span for a fresh event and rebuilt from the
-   * journal's traceparent after a restart, so delivery continues the
-   * webhook's trace either way; its tracestate is passed on to the worker.
-   */
-  readonly trace: RequestTrace | undefined
-}
 
 export class JournalUnavailable extends Schema.TaggedError<JournalUnavailable>()("JournalUnavailable", {
   reason: Schema.Literals(["full", "database", "timeout", "closing"]),
@@ -101,19 +81,6 @@ const chunksOf = (batch: ReadonlyArray<Pending>, maxEvents: number): Array<Array
   return chunks
 }
 
-export const toJournaled = (event: WebhookEvent, receivedAt: Date, trace: RequestTrace | undefined): JournaledEvent => ({
-  eventId: event.eventId,
-  object: event.object,
-  field: event.field,
-  entryId: event.entryId,
-  entryTimeText: event.entryTimeText,
-  mediaId: event.mediaId,
-  valueRaw: event.valueRaw,
-  receivedAt,
-  attempts: 0,
-  trace
-})
-
 /**
  * The transactional outbox. Requests from many concurrent webhooks are folded
  * into one transaction (one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO
@@ -139,7 +106,7 @@ export class Journal extends Context.Service<Journal, {
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const database = yield* Database
-      const delivery = yield* Delivery
+      const lanes = yield* Lanes
       const mailbox = yield* Queue.bounded<Pending>(JOURNAL_MAILBOX)
       let closing = false
       // Rows written here belong to this instance for the lease; then the recovery sweeper may claim them.
@@ -168,19 +135,30 @@ export class Journal extends Context.Service<Journal, {
             textArray(rows.map(({ event }) => event.problem))
           ])
           const [ids, receivedAts, objects, fields, entryIds, entryTimes, mediaIds, statuses, raws, traces, problems] = columns
-          return yield* sql<{ readonly event_id: string }>`
-            INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, entry_time, media_id, status,
-                                        value, value_raw, trace_context, last_error, lease_until)
-            SELECT u.event_id, u.received_at, u.object, u.field, u.entry_id, u.entry_time, u.media_id, u.status,
-                   chatico_jsonb_or_null(u.value_raw), u.value_raw, u.trace_context::jsonb, u.last_error, ${leaseUntil}
-            FROM unnest(${ids}::text[], ${receivedAts}::timestamptz[], ${objects}::text[], ${fields}::text[],
-                        ${entryIds}::text[], ${entryTimes}::text[], ${mediaIds}::text[], ${statuses}::text[],
-                        ${raws}::text[], ${traces}::text[], ${problems}::text[])
-              WITH ORDINALITY AS u(event_id, received_at, object, field, entry_id, entry_time, media_id, status,
-                                   value_raw, trace_context, last_error, position)
-            ORDER BY u.position
-            ON CONFLICT (event_id) DO NOTHING
-            RETURNING event_id
+          // `behind`: an older event of the same key is pending under another holder (another instance,
+          // or one that stopped): this key must wait for it, so its events are read back in journal order.
+          return yield* sql<{ readonly event_id: string; readonly behind: boolean }>`
+            WITH inserted AS (
+              INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, entry_time, media_id, status,
+                                          value, value_raw, trace_context, last_error, lease_until, claimed_by)
+              SELECT u.event_id, u.received_at, u.object, u.field, u.entry_id, u.entry_time, u.media_id, u.status,
+                     chatico_jsonb_or_null(u.value_raw), u.value_raw, u.trace_context::jsonb, u.last_error, ${leaseUntil},
+                     ${lanes.instanceId}::uuid
+              FROM unnest(${ids}::text[], ${receivedAts}::timestamptz[], ${objects}::text[], ${fields}::text[],
+                          ${entryIds}::text[], ${entryTimes}::text[], ${mediaIds}::text[], ${statuses}::text[],
+                          ${raws}::text[], ${traces}::text[], ${problems}::text[])
+                WITH ORDINALITY AS u(event_id, received_at, object, field, entry_id, entry_time, media_id, status,
+                                     value_raw, trace_context, last_error, position)
+              ORDER BY u.position
+              ON CONFLICT (event_id) DO NOTHING
+              RETURNING event_id, entry_id, seq, status
+            )
+            SELECT i.event_id, i.status = 'pending' AND EXISTS (
+              SELECT 1 FROM webhook_events p
+              WHERE p.status = 'pending' AND p.entry_id = i.entry_id AND p.seq < i.seq
+                AND p.claimed_by IS DISTINCT FROM ${lanes.instanceId}::uuid
+            ) AS behind
+            FROM inserted i
           `
         })
       }
@@ -213,12 +191,16 @@ export class Journal extends Context.Service<Journal, {
             }
           }
           const inserted = new Set<string>()
+          const behind = new Set<string>()
           if (rows.length > 0) {
-            for (const row of yield* insertRows(rows)) inserted.add(row.event_id)
+            for (const row of yield* insertRows(rows)) {
+              inserted.add(row.event_id)
+              if (row.behind) behind.add(row.event_id)
+            }
           }
           const duplicates = [...rows.filter(({ event }) => !inserted.has(event.eventId)), ...repeats]
           if (duplicates.length > 0) yield* insertDuplicates(duplicates)
-          return { rows, repeats, inserted }
+          return { rows, repeats, inserted, behind }
         }).pipe(
           sql.withTransaction,
           // Two transactions inserting the same ids in other orders may deadlock; Postgres aborts one.
@@ -227,12 +209,13 @@ export class Journal extends Context.Service<Journal, {
 
       // Only after the commit: each request is answered and its new events go on to delivery.
       const writeBatch = Effect.fnUntraced(function*(batch: ReadonlyArray<Pending>) {
-        const { rows, repeats, inserted } = yield* commitBatch(batch)
+        const { rows, repeats, inserted, behind } = yield* commitBatch(batch)
         const fresh: Array<JournaledEvent> = []
+        const waitingKeys = new Set<string>()
         for (const { event, pending } of rows) {
-          if (inserted.has(event.eventId) && statusOf(event, pending.routable) === "pending") {
-            fresh.push(toJournaled(event, pending.receivedAt, pending.trace))
-          }
+          if (!inserted.has(event.eventId) || statusOf(event, pending.routable) !== "pending") continue
+          if (behind.has(event.eventId)) waitingKeys.add(event.entryId)
+          fresh.push(toJournaled(event, pending.receivedAt, pending.trace))
         }
         const counted = new Set<string>()
         for (const pending of batch) {
@@ -246,7 +229,9 @@ export class Journal extends Context.Service<Journal, {
           yield* Deferred.succeed(pending.done, { fresh: freshCount, duplicates: pending.events.length - freshCount })
         }
         yield* Metrics.observe(Metrics.journalBatchSize, rows.length + repeats.length)
-        yield* delivery.submit(fresh)
+        // Commit order is delivery order: the lanes take the batch now, a waiting key from the journal.
+        if (waitingKeys.size > 0) yield* lanes.backlog(waitingKeys)
+        yield* lanes.offer(fresh)
       })
 
       const failBatch = (batch: ReadonlyArray<Pending>, detail: string) =>

@@ -15,6 +15,8 @@ export interface Reply {
   readonly headers?: Readonly<Record<string, string>>
   /** Never answer (the connection is dropped when the stand-in closes). */
   readonly hang?: boolean
+  /** Answer only after this long. */
+  readonly delayMs?: number
 }
 
 /** One request the stand-in received. */
@@ -50,7 +52,8 @@ export const replies = {
   }),
   /** A bare HTTP 500, the way a proxy in front of Meta answers. */
   serverError: (): Reply => ({ status: 500, rawBody: "Internal Server Error", headers: { "content-type": "text/plain" } }),
-  hang: (): Reply => ({ hang: true })
+  hang: (): Reply => ({ hang: true }),
+  later: (delayMs: number, reply: Reply): Reply => ({ ...reply, delayMs })
 }
 
 /** `X-App-Usage` at this percentage (every counter). */
@@ -121,8 +124,15 @@ export class GraphStandIn extends Context.Service<GraphStandIn, {
         return
       }
       const body = reply.rawBody ?? JSON.stringify(reply.body ?? {})
-      response.writeHead(reply.status ?? 200, { "content-type": "application/json", ...common, ...reply.headers })
-      response.end(body)
+      const answer = () => {
+        if (response.destroyed) return
+        response.writeHead(reply.status ?? 200, { "content-type": "application/json", ...common, ...reply.headers })
+        response.end(body)
+      }
+      if (reply.delayMs === undefined) return answer()
+      hanging.add(response)
+      response.on("close", () => hanging.delete(response))
+      setTimeout(answer, reply.delayMs)
     }
 
     const server = createServer(handle)

@@ -1,5 +1,6 @@
 import { PgClient } from "@effect/sql-pg"
-import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schedule, type Tracer } from "effect"
+import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Queue, Schedule, type Tracer } from "effect"
+import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import type { WorkerApp } from "../domain/WorkerApp.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
@@ -7,17 +8,10 @@ import { GraphApi } from "../services/GraphApi.ts"
 import { MediaOwners, type OwnerLookup } from "../services/MediaOwners.ts"
 import { underSpan } from "../services/TraceContext.ts"
 import { WORKER_APPS_CHANNEL, WorkerApps } from "../services/WorkerApps.ts"
-import type { JournaledEvent } from "./Journal.ts"
 
 /** The snapshot is also reloaded this often, in case a change notice was missed. */
 export const SNAPSHOT_REFRESH_INTERVAL = Duration.seconds(30)
 export const listenRetry = Schedule.min([Schedule.exponential("500 millis"), Schedule.spaced("10 seconds")])
-/**
- * How long routing waits for a media owner from the Graph API before leaving
- * the event pending; the lookup goes on, so the recovery sweeper finds it cached.
- * Short, because the other events of a publish round wait for it too.
- */
-export const OWNER_LOOKUP_WAIT = Duration.seconds(3)
 /** Routing notes waiting to be written; when full a note is dropped (the routing itself is not affected). */
 export const NOTES_MAILBOX = 10_000
 export const NOTES_PER_WRITE = 500
@@ -52,7 +46,7 @@ export class Router extends Context.Service<Router, {
   route(event: JournaledEvent, span?: Tracer.AnySpan): Effect.Effect<Destination>
   /** Reloads the snapshot now (after an admin change on this instance). */
   readonly refresh: Effect.Effect<void>
-}>()("chatico/streams/Route/Router") {
+}>()("chatico/streams/Router") {
   static readonly layer = Layer.effect(
     Router,
     Effect.gen(function*() {
@@ -140,16 +134,11 @@ export class Router extends Context.Service<Router, {
         }
       }
 
+      // A slow lookup holds only its own key (the lanes publish other keys meanwhile); the Graph API
+      // client bounds it with its own timeout.
       const throughGraph = (event: JournaledEvent, mediaId: string, span: Tracer.AnySpan | undefined) =>
         underSpan(mediaOwners.lookup(mediaId), span).pipe(
-          Effect.timeoutOption(OWNER_LOOKUP_WAIT),
-          Effect.map(Option.match({
-            onNone: (): Destination => ({
-              _tag: "Wait",
-              reason: `graph: the owner of media ${mediaId} is still being looked up`
-            }),
-            onSome: (lookup) => fromLookup(event, mediaId, lookup)
-          })),
+          Effect.map((lookup) => fromLookup(event, mediaId, lookup)),
           Effect.catch((error) =>
             Effect.succeed<Destination>({
               _tag: "Wait",

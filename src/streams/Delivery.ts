@@ -1,0 +1,379 @@
+import { Context, Duration, Effect, Exit, Layer, Queue, Schedule, type Tracer } from "effect"
+import { SqlClient } from "effect/sql"
+import type { JournaledEvent } from "../domain/JournaledEvent.ts"
+import { AppConfig } from "../layers/Config.ts"
+import { Database } from "../layers/Sql.ts"
+import { Broker, deadLetterQueue, type PublishError, UNROUTABLE_QUEUE } from "../services/Broker.ts"
+import { Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
+import * as Metrics from "../services/Metrics.ts"
+import { propagationHeaders, TracingOn } from "../services/TraceContext.ts"
+import { type Destination, Router } from "./Router.ts"
+
+/** Outcomes written back to the journal in one UPDATE. */
+export const OUTCOME_BATCH = 500
+/** Publishes the broker refused (returned, nacked, refused) before the event is dead-lettered. */
+export const PUBLISH_RETRY_BUDGET = 5
+/** Waits between refused publishes of one event: 100 ms, 200 ms, … */
+export const PUBLISH_RETRY_BASE = Duration.millis(100)
+/** The longest wait between two tries of one event (a refused publish, an owner that cannot be known yet). */
+export const RETRY_MAX_WAIT = Duration.seconds(5)
+/** A publish that keeps failing as unavailable while the broker says it is connected waits this long between tries. */
+export const UNAVAILABLE_PAUSE = Duration.millis(250)
+/** On shutdown, how long held events may take to reach the broker and be recorded. */
+export const DRAIN_TIMEOUT = Duration.seconds(6)
+export const outcomeWriteRetry = Schedule.min([Schedule.exponential("200 millis"), Schedule.spaced("5 seconds")])
+
+/** Where an event ended, or (`pending`) why it is still waiting, for operators to see in the journal. */
+type Outcome = {
+  readonly event: JournaledEvent
+  readonly ownerId: string | null
+  readonly appId: string | null
+  readonly status: "routed" | "unroutable" | "dead_lettered" | "pending"
+  readonly attempts: number
+  readonly lastError: string | null
+}
+
+const json = JSON.stringify
+
+/** The message body a worker app receives, with `value` and `entry_time` exactly as Meta sent them. */
+export const messageBody = (event: JournaledEvent, ownerId: string) =>
+  Buffer.from(
+    `{"event_id":${json(event.eventId)},"object":${json(event.object)},"field":${json(event.field)},` +
+      `"owner_id":${json(ownerId)},"entry_id":${json(event.entryId)},"entry_time":${event.entryTimeText ?? "null"},` +
+      `"media_id":${json(event.mediaId)},"received_at":${json(event.receivedAt.toISOString())},` +
+      `"value":${event.valueRaw}}`
+  )
+
+/** 100 ms · 2ⁿ with jitter, capped at `RETRY_MAX_WAIT`. */
+const backoff = (tries: number) =>
+  Duration.millis(
+    Math.min(Duration.toMillis(RETRY_MAX_WAIT), Duration.toMillis(PUBLISH_RETRY_BASE) * 2 ** Math.min(tries, 16)) *
+      (0.8 + Math.random() * 0.4)
+  )
+
+/**
+ * The publish stage: drains the lanes, one event of a key at a time. An event is routed, published
+ * on its key's lane with a publisher confirm, retried in place when refused (its key waits behind it)
+ * and dead-lettered after its budget; while the broker is away it waits for the reconnect and is
+ * published again at once. Outcomes are written back to the journal in batches, off the key's path.
+ */
+export class Delivery extends Context.Service<Delivery, {
+  /** Events held by the lanes, waiting behind their key or publishing. */
+  readonly depth: Effect.Effect<number>
+  /** Events held until their outcome is recorded. */
+  readonly inFlightCount: Effect.Effect<number>
+}>()("chatico/streams/Delivery") {
+  static readonly layer = Layer.effect(
+    Delivery,
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const broker = yield* Broker
+      const router = yield* Router
+      const lanes = yield* Lanes
+      const database = yield* Database
+      const tracing = yield* TracingOn
+      const { deliveryLease } = yield* AppConfig
+      const outcomes = yield* Queue.bounded<Outcome>(LANES_CAPACITY)
+
+      type Routed = Exclude<Destination, { readonly _tag: "Wait" }>
+
+      /** One event of a window on its way: where it goes, its span, how often it was sent and refused. */
+      interface Track {
+        readonly event: JournaledEvent
+        readonly span: Tracer.Span | undefined
+        destination: Routed | undefined
+        queue: string
+        traceHeaders: Record<string, string> | undefined
+        attempts: number
+        refusals: number
+        /** Its budget is spent: it goes to the dead-letter queue. */
+        parking: boolean
+        lastError: string | null
+        noted: boolean
+      }
+
+      const message = (track: Track, destination: Routed) => ({
+        queue: track.queue,
+        body: messageBody(track.event, destination.ownerId),
+        properties: {
+          messageId: track.event.eventId,
+          contentType: "application/json",
+          deliveryMode: 2,
+          timestamp: Math.floor(Date.now() / 1000),
+          type: `${track.event.object}.${track.event.field}`,
+          headers: {
+            "x-owner-id": destination.ownerId,
+            "x-worker-app-id": destination._tag === "WorkerApp" ? destination.app.id : null,
+            "x-attempt": track.attempts,
+            // The producer span's context, so a worker's consumer continues the trace.
+            ...track.traceHeaders
+          }
+        }
+      })
+
+      const pendingNote = (event: JournaledEvent, attempts: number, lastError: string): Outcome => ({
+        event,
+        ownerId: null,
+        appId: null,
+        status: "pending",
+        attempts,
+        lastError
+      })
+
+      // Why events still wait goes to the journal, also on the events of the key behind them
+      // (best effort: a note is dropped when the mailbox is full).
+      const noteWaiting = (tracks: ReadonlyArray<Track>, lastError: string) =>
+        Effect.sync(() => {
+          const first = tracks[0]
+          if (first === undefined) return
+          for (const track of tracks) {
+            Queue.offerUnsafe(outcomes, pendingNote(track.event, track.attempts, track === first ? lastError : `${lastError} (an earlier event of account ${first.event.entryId} waits for it)`))
+          }
+          for (const behind of lanes.queuedBehind(first.event)) {
+            Queue.offerUnsafe(outcomes, pendingNote(behind, behind.attempts, `${lastError} (an earlier event of account ${first.event.entryId} waits for it)`))
+          }
+        })
+
+      // The owner cannot be known yet (the Graph API is throttled or down): the key waits, retrying.
+      const route = Effect.fnUntraced(function*(track: Track, behind: ReadonlyArray<Track>) {
+        let noted: string | undefined
+        for (let tries = 0;; tries++) {
+          const destination = yield* router.route(track.event, track.span)
+          if (destination._tag !== "Wait") {
+            const worker = destination._tag === "WorkerApp"
+            track.destination = destination
+            track.queue = worker ? destination.app.queue_name : UNROUTABLE_QUEUE
+            track.span?.attribute("messaging.destination.name", track.queue)
+            track.traceHeaders = track.span === undefined ? undefined : propagationHeaders(track.span, track.event.trace?.tracestate)
+            return destination
+          }
+          if (destination.reason !== noted) {
+            noted = destination.reason
+            yield* noteWaiting([track, ...behind], destination.reason)
+          }
+          yield* Effect.sleep(backoff(tries + 3))
+        }
+      })
+
+      // One producer span per event, in its webhook's trace (also after a restart: the context comes
+      // from the journal), from its first routing to its outcome.
+      const startTrack = (event: JournaledEvent): Effect.Effect<Track> => {
+        const track = (span: Tracer.Span | undefined): Track => ({
+          event,
+          span,
+          destination: undefined,
+          queue: UNROUTABLE_QUEUE,
+          traceHeaders: undefined,
+          attempts: event.attempts,
+          refusals: 0,
+          parking: false,
+          lastError: null,
+          noted: false
+        })
+        if (!tracing) return Effect.succeed(track(undefined))
+        return Effect.map(
+          Effect.makeSpan("publish", {
+            kind: "producer",
+            ...(event.trace === undefined ? { root: true } : { parent: event.trace.span }),
+            attributes: {
+              "messaging.system": "rabbitmq",
+              "messaging.operation.type": "send",
+              "messaging.operation.name": "publish",
+              "messaging.message.id": event.eventId
+            }
+          }),
+          track
+        )
+      }
+
+      const finish = (track: Track, destination: Routed, lastError: string | null) =>
+        Effect.gen(function*() {
+          const worker = destination._tag === "WorkerApp"
+          const status = track.parking ? "dead_lettered" as const : worker ? "routed" as const : "unroutable" as const
+          if (track.span !== undefined) {
+            const span = track.span
+            yield* Effect.clockWith((clock) => Effect.sync(() => span.end(clock.currentTimeNanosUnsafe(), Exit.void)))
+          }
+          yield* Queue.offer(outcomes, {
+            event: track.event,
+            ownerId: destination.ownerId,
+            appId: worker ? destination.app.id : null,
+            status,
+            attempts: track.attempts,
+            lastError
+          })
+        })
+
+      /**
+       * A window of one key's events: each routed and written to the lane in order without waiting
+       * for the confirms before it; then the confirms, in order. What failed goes again, in order:
+       * after the reconnect when the broker was away (not counted), after a backoff when it was
+       * refused (counted; at the budget the event goes to its dead-letter queue instead).
+       */
+      const deliverWindow = (events: ReadonlyArray<JournaledEvent>, lane: number) =>
+        Effect.gen(function*() {
+          let todo: Array<Track> = []
+          for (const event of events) todo.push(yield* startTrack(event))
+          while (todo.length > 0) {
+            const sent: Array<{ readonly track: Track; readonly destination: Routed; readonly confirm: Effect.Effect<void, PublishError>; readonly at: number }> = []
+            let stop: { readonly at: number; readonly destination: Routed; readonly error: PublishError } | undefined
+            for (let i = 0; i < todo.length; i++) {
+              const track = todo[i]!
+              const destination = track.destination ?? (yield* route(track, todo.slice(i + 1)))
+              track.attempts++
+              const written = yield* Effect.result(broker.send(message(track, destination), lane))
+              if (written._tag === "Failure") {
+                track.attempts--
+                stop = { at: i, destination, error: written.failure }
+                break
+              }
+              sent.push({ track, destination, confirm: written.success, at: Date.now() })
+            }
+            const failed: Array<{ readonly track: Track; readonly destination: Routed; readonly error: PublishError }> = []
+            for (const { track, destination, confirm, at } of sent) {
+              const confirmed = yield* Effect.result(confirm)
+              if (confirmed._tag === "Success") {
+                yield* Metrics.observe(Metrics.confirmLatency, Metrics.seconds(at))
+                yield* finish(track, destination, track.parking ? track.lastError : null)
+              } else {
+                failed.push({ track, destination, error: confirmed.failure })
+              }
+            }
+            if (stop !== undefined) failed.push({ track: todo[stop.at]!, destination: stop.destination, error: stop.error })
+            const unsent = stop === undefined ? [] : todo.slice(stop.at + 1)
+            todo = [...failed.map((f) => f.track), ...unsent]
+            if (todo.length === 0) break
+
+            let brokerAway = false
+            let longestBackoff = 0
+            const next: Array<Track> = []
+            for (const { track, destination, error } of failed) {
+              track.lastError = `${error.reason}: ${error.detail}`
+              if (error.reason === "unavailable") {
+                brokerAway = true
+                next.push(track)
+                continue
+              }
+              track.refusals++
+              // The unroutable queue has no dead-letter queue: keep trying it.
+              if (track.refusals >= PUBLISH_RETRY_BUDGET && track.queue !== UNROUTABLE_QUEUE) {
+                if (track.parking) {
+                  // Not even its dead-letter queue takes it: recorded as dead-lettered with both errors.
+                  yield* finish(track, destination, track.lastError)
+                  continue
+                }
+                track.parking = true
+                track.refusals = 0
+                track.queue = deadLetterQueue(track.queue)
+              }
+              longestBackoff = Math.max(longestBackoff, track.refusals)
+              next.push(track)
+            }
+            todo = [...next, ...unsent]
+            if (brokerAway) {
+              // Published again the moment the broker is back; a confirm timeout while connected pauses briefly.
+              const first = todo.find((track) => !track.noted)
+              if (first !== undefined && first.lastError !== null) {
+                for (const track of todo) track.noted = true
+                yield* noteWaiting(todo, first.lastError)
+              }
+              const waitedFrom = Date.now()
+              yield* broker.awaitConnected
+              if (Date.now() - waitedFrom < Duration.toMillis(UNAVAILABLE_PAUSE)) yield* Effect.sleep(UNAVAILABLE_PAUSE)
+            } else if (longestBackoff > 0) {
+              yield* Effect.sleep(backoff(longestBackoff - 1))
+            }
+          }
+        })
+
+      const writeOutcomes = (batch: ReadonlyArray<Outcome>) => {
+        const now = new Date()
+        // One row per event (an UPDATE … FROM would pick any of two): a later outcome replaces a note.
+        const latest = new Map<string, Outcome>()
+        for (const outcome of batch) latest.set(outcome.event.eventId, outcome)
+        const rows = Array.from(latest.values(), (outcome) =>
+          sql`(${outcome.event.eventId}, ${outcome.status}, ${outcome.ownerId}, ${outcome.appId}, ${outcome.attempts}, ${outcome.lastError}, ${
+            outcome.status === "pending" ? null : now
+          })`
+        )
+        return sql`
+          UPDATE webhook_events AS w SET
+            status = v.status,
+            owner_id = COALESCE(v.owner_id, w.owner_id),
+            worker_app_id = COALESCE(v.worker_app_id::uuid, w.worker_app_id),
+            attempts = v.attempts::int,
+            last_error = v.last_error,
+            delivered_at = v.delivered_at::timestamptz
+          FROM (VALUES ${sql.csv(rows)}) AS v(event_id, status, owner_id, worker_app_id, attempts, last_error, delivered_at)
+          WHERE w.event_id = v.event_id AND w.status = 'pending'
+        `
+      }
+
+      const countOutcomes = (batch: ReadonlyArray<Outcome>) => {
+        const byOutcome = new Map<string, number>()
+        const byApp = new Map<string, number>()
+        const now = Date.now()
+        for (const outcome of batch) {
+          if (outcome.status === "pending") continue
+          byOutcome.set(outcome.status, (byOutcome.get(outcome.status) ?? 0) + 1)
+          if (outcome.status === "routed" && outcome.appId !== null) {
+            byApp.set(outcome.appId, (byApp.get(outcome.appId) ?? 0) + 1)
+          }
+        }
+        return Effect.all([
+          Metrics.countAll(Metrics.events, byOutcome, "outcome"),
+          Metrics.countAll(Metrics.routedByApp, byApp, "worker_app_id"),
+          Effect.forEach(batch, (outcome) =>
+            outcome.status === "pending"
+              ? Effect.void
+              : Metrics.observe(Metrics.deliveryLatency, Math.max(0, now - outcome.event.receivedAt.getTime()) / 1000), {
+            discard: true
+          })
+        ], { discard: true })
+      }
+
+      // Until an outcome is written its event stays held (and pending, under this instance's lease),
+      // so no recovery reads it back; a database outage only delays the write.
+      const recordOutcomes = Effect.gen(function*() {
+        const batch = yield* Queue.takeBetween(outcomes, 1, OUTCOME_BATCH)
+        yield* countOutcomes(batch)
+        yield* writeOutcomes(batch).pipe(
+          Effect.withTracerEnabled(false),
+          Effect.tapError((error) => Effect.logWarning("delivery outcomes not recorded yet, retrying", error.message)),
+          Effect.retry(outcomeWriteRetry),
+          Effect.ignore
+        )
+        yield* lanes.release(batch.flatMap((outcome) => outcome.status === "pending" ? [] : [outcome.event.eventId]))
+      })
+
+      const renewLeases = sql`
+        UPDATE webhook_events SET lease_until = now() + make_interval(secs => ${Duration.toSeconds(deliveryLease)})
+        WHERE status = 'pending' AND claimed_by = ${lanes.instanceId}
+      `.pipe(
+        Effect.withTracerEnabled(false),
+        Effect.catch((error) => Effect.logWarning("delivery leases not renewed", error.message))
+      )
+
+      yield* Effect.forkScoped(Effect.forever(recordOutcomes))
+      yield* Effect.forkScoped(lanes.run(deliverWindow))
+      yield* Effect.forkScoped(Effect.andThen(
+        database.awaitReady,
+        renewLeases.pipe(Effect.repeat(Schedule.spaced(Duration.millis(Duration.toMillis(deliveryLease) / 3))))
+      ))
+
+      // On shutdown: let held events reach the broker and be recorded, then hand what is left to
+      // whoever runs next (their lease ends now, so a sweep takes them at once, in order).
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          yield* lanes.drained.pipe(Effect.timeout(DRAIN_TIMEOUT), Effect.ignore)
+          yield* sql`
+            UPDATE webhook_events SET lease_until = NULL, claimed_by = NULL
+            WHERE status = 'pending' AND claimed_by = ${lanes.instanceId}
+          `.pipe(Effect.timeout("2 seconds"), Effect.ignore)
+        })
+      )
+
+      return Delivery.of({ depth: lanes.depth, inFlightCount: lanes.heldCount })
+    })
+  )
+}
