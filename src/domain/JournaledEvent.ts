@@ -8,7 +8,8 @@ export interface JournaledEvent {
   readonly field: string
   /** The order key: events of one entry id are published in journal order. */
   readonly entryId: string
-  readonly entryTime: number | null
+  /** `entry[].time` exactly as Meta wrote it (a JSON number), or null. */
+  readonly entryTimeText: string | null
   readonly mediaId: string | null
   readonly valueRaw: string
   readonly receivedAt: Date
@@ -25,7 +26,7 @@ export const toJournaled = (event: WebhookEvent, receivedAt: Date, trace: Reques
   object: event.object,
   field: event.field,
   entryId: event.entryId,
-  entryTime: event.entryTime,
+  entryTimeText: event.entryTimeText,
   mediaId: event.mediaId,
   valueRaw: event.valueRaw,
   receivedAt,

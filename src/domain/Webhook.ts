@@ -1,22 +1,41 @@
 import { createHash } from "node:crypto"
 import { Result, Schema } from "effect"
+import { type EntrySpans, memberSpan, scanEntries, type Span } from "./JsonSpans.ts"
 
 /** The most entries one webhook body may carry (Meta batches at most 1000). */
 export const MAX_ENTRIES = 1000
+/** Events one body may carry by default; beyond it the body is refused with 413 (`MAX_EVENTS_PER_BODY`). */
+export const MAX_EVENTS_PER_BODY = 5_000
+/** AMQP's `type` is a short string (255 bytes) and reads `instagram.<field>`: a longer field could never be published. */
+export const MAX_FIELD_BYTES = 255 - "instagram.".length
+/** Longest `entry[].id` or media id (Meta's are about 20 digits); it goes into AMQP headers and index keys. */
+export const MAX_ID_BYTES = 128
+/** Characters of an invalid event's id or field kept for the webhook log (its raw text is kept whole). */
+const SHOWN_CHARACTERS = 200
 
-/** One change or messaging item of a webhook body. */
+/**
+ * What the journal does with an event: `deliver` it, keep it as `ignored` (an entry that yields no
+ * event), or keep it as `invalid` (signed, but it can never be delivered as sent; `problem` says why).
+ */
+export type Disposition = "deliver" | "ignored" | "invalid"
+
+/** One change, messaging or standby item of a webhook body. */
 export interface WebhookEvent {
   /** sha256 hex of object, entry id, field and the value's identity: Meta's redeliveries get the same id. */
   readonly eventId: string
   readonly object: string
   /** `entry[].id`; a numeric id keeps the digits exactly as written in the body. */
   readonly entryId: string
-  readonly entryTime: number | null
+  /** `entry[].time` exactly as written when it is a number (1e19 stays 1e19), else null. */
+  readonly entryTimeText: string | null
   readonly field: string
   readonly mediaId: string | null
   readonly value: unknown
   /** The value's JSON text exactly as it appears in the body. */
   readonly valueRaw: string
+  readonly disposition: Disposition
+  /** Why an `invalid` event cannot be delivered; null otherwise. */
+  readonly problem: string | null
 }
 
 export interface ParsedWebhook {
@@ -29,6 +48,13 @@ export class WebhookBodyError extends Schema.TaggedError<WebhookBodyError>()(
   "WebhookBodyError",
   { detail: Schema.String },
   { httpApiStatus: 400 }
+) {}
+
+/** The body carries more events than one request may (413). */
+export class WebhookTooManyEvents extends Schema.TaggedError<WebhookTooManyEvents>()(
+  "WebhookTooManyEvents",
+  { detail: Schema.String },
+  { httpApiStatus: 413 }
 ) {}
 
 type JsonObject = { readonly [key: string]: unknown }
@@ -66,192 +92,15 @@ const messagingField = (item: JsonObject): string => {
   return "messaging"
 }
 
-// ---------------------------------------------------------------------------------------------
-// Span scanner. It runs only over text JSON.parse has already accepted, so it can trust the
-// grammar; it is iterative (a depth counter, no recursion) so any nesting depth is safe.
-// ---------------------------------------------------------------------------------------------
-
-/** Half-open `[start, end)` range of one JSON value in the body text. */
-interface Span {
-  readonly start: number
-  readonly end: number
-}
-
-const QUOTE = 0x22
-const BACKSLASH = 0x5c
-const COMMA = 0x2c
-const OPEN_BRACE = 0x7b
-const CLOSE_BRACE = 0x7d
-const OPEN_BRACKET = 0x5b
-const CLOSE_BRACKET = 0x5d
-
-const isWhitespace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09
-
-const skipWhitespace = (s: string, i: number): number => {
-  while (i < s.length && isWhitespace(s.charCodeAt(i))) i++
-  return i
-}
-
-/** `i` is at the opening quote; returns the index after the closing quote. */
-const skipString = (s: string, i: number): number => {
-  let from = i + 1
-  for (;;) {
-    const quote = s.indexOf("\"", from)
-    if (quote === -1) return s.length
-    let k = quote - 1
-    while (s.charCodeAt(k) === BACKSLASH) k--
-    // An even run of backslashes escapes only itself, so this quote ends the string.
-    if ((quote - 1 - k) % 2 === 0) return quote + 1
-    from = quote + 1
-  }
-}
-
-/** `i` is at the first character of a value; returns the index after its last character. */
-const skipValue = (s: string, i: number): number => {
-  const first = s.charCodeAt(i)
-  if (first === QUOTE) return skipString(s, i)
-  if (first !== OPEN_BRACE && first !== OPEN_BRACKET) {
-    // number, true, false or null: runs until a delimiter
-    while (i < s.length) {
-      const c = s.charCodeAt(i)
-      if (c === COMMA || c === CLOSE_BRACE || c === CLOSE_BRACKET || isWhitespace(c)) break
-      i++
-    }
-    return i
-  }
-  let depth = 0
-  while (i < s.length) {
-    const c = s.charCodeAt(i)
-    if (c === QUOTE) {
-      i = skipString(s, i)
-      continue
-    }
-    if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++
-    else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
-      depth--
-      if (depth === 0) return i + 1
-    }
-    i++
-  }
-  return s.length
-}
-
-/**
- * Walks the members of the object starting at `start`, handing each decoded key and the start of
- * its value to `visit`, which returns the end of that value. Returns the end of the object.
- */
-const scanObject = (s: string, start: number, visit: (key: string, valueStart: number) => number): number => {
-  if (s.charCodeAt(start) !== OPEN_BRACE) return skipValue(s, start)
-  let i = skipWhitespace(s, start + 1)
-  if (s.charCodeAt(i) === CLOSE_BRACE) return i + 1
-  while (i < s.length) {
-    const keyEnd = skipString(s, i)
-    const rawKey = s.slice(i + 1, keyEnd - 1)
-    // Escaped keys (`"\u0065ntry"`) are rare; JSON.parse decodes them as it did when building the value.
-    const key = rawKey.includes("\\") ? decodeKey(s.slice(i, keyEnd)) : rawKey
-    i = skipWhitespace(s, keyEnd)
-    i = skipWhitespace(s, i + 1) // past ':'
-    i = skipWhitespace(s, visit(key, i))
-    if (s.charCodeAt(i) !== COMMA) return i + 1
-    i = skipWhitespace(s, i + 1)
-  }
-  return s.length
-}
-
-const decodeKey = (quoted: string): string => {
-  const key: unknown = JSON.parse(quoted)
-  return typeof key === "string" ? key : ""
-}
-
-/** Walks the elements of the array starting at `start`, as `scanObject` walks members. */
-const scanArray = (s: string, start: number, visit: (elementStart: number) => number): number => {
-  if (s.charCodeAt(start) !== OPEN_BRACKET) return skipValue(s, start)
-  let i = skipWhitespace(s, start + 1)
-  if (s.charCodeAt(i) === CLOSE_BRACKET) return i + 1
-  while (i < s.length) {
-    i = skipWhitespace(s, visit(i))
-    if (s.charCodeAt(i) !== COMMA) return i + 1
-    i = skipWhitespace(s, i + 1)
-  }
-  return s.length
-}
-
-/** The span of member `key` of the object starting at `start`; a repeated key keeps its last span, as JSON.parse does. */
-const memberSpan = (s: string, start: number, key: string): Span | undefined => {
-  let span: Span | undefined
-  scanObject(s, start, (k, at) => {
-    const end = skipValue(s, at)
-    if (k === key) span = { start: at, end }
-    return end
-  })
-  return span
-}
-
-/** Where the parts of one entry lie in the body. Repeated keys keep their last occurrence, as JSON.parse does. */
-interface EntrySpans {
-  id: Span | undefined
-  value: Span | undefined
-  /** The span of each change's `value`. */
-  changes: Array<Span | undefined> | undefined
-  messaging: Array<Span> | undefined
-}
-
-const scanEntry = (s: string, start: number, spans: EntrySpans): number =>
-  scanObject(s, start, (key, at) => {
-    if (key === "changes") {
-      const changes: Array<Span | undefined> = []
-      spans.changes = changes
-      return scanArray(s, at, (changeStart) => {
-        let value: Span | undefined
-        const end = scanObject(s, changeStart, (k, valueStart) => {
-          const valueEnd = skipValue(s, valueStart)
-          if (k === "value") value = { start: valueStart, end: valueEnd }
-          return valueEnd
-        })
-        changes.push(value)
-        return end
-      })
-    }
-    if (key === "messaging") {
-      const messaging: Array<Span> = []
-      spans.messaging = messaging
-      return scanArray(s, at, (itemStart) => {
-        const end = skipValue(s, itemStart)
-        messaging.push({ start: itemStart, end })
-        return end
-      })
-    }
-    const end = skipValue(s, at)
-    if (key === "id") spans.id = { start: at, end }
-    else if (key === "value") spans.value = { start: at, end }
-    return end
-  })
-
-/** One pass over the body locating every entry's parts. */
-const scanEntries = (s: string): Array<EntrySpans> => {
-  let entries: Array<EntrySpans> = []
-  scanObject(s, skipWhitespace(s, 0), (key, at) => {
-    if (key !== "entry") return skipValue(s, at)
-    const found: Array<EntrySpans> = []
-    entries = found
-    return scanArray(s, at, (entryStart) => {
-      const spans: EntrySpans = { id: undefined, value: undefined, changes: undefined, messaging: undefined }
-      found.push(spans)
-      return scanEntry(s, entryStart, spans)
-    })
-  })
-  return entries
-}
-
-// ---------------------------------------------------------------------------------------------
-
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
-/** A fault found while walking the entries; caught in `parseWebhook` and turned into a `WebhookBodyError`. */
+/** A fault found while walking the entries; caught in `parseWebhook` and turned into its error. */
 class Invalid {
   readonly detail: string
-  constructor(detail: string) {
+  readonly tooMany: boolean
+  constructor(detail: string, tooMany = false) {
     this.detail = detail
+    this.tooMany = tooMany
   }
 }
 
@@ -262,6 +111,23 @@ const eventId = (object: string, entryId: string, field: string, value: unknown,
   const commentId = (field === "comments" || field === "live_comments") && isObject(value) ? own(value, "id") : undefined
   const identity = typeof commentId === "string" ? `id:${commentId}` : `raw:${valueRaw}`
   return createHash("sha256").update(`${object}\u0000${entryId}\u0000${field}\u0000${identity}`).digest("hex")
+}
+
+/** Why Postgres or AMQP could never hold this text as given, or undefined when they can. */
+const textProblem = (what: string, text: string, maxBytes: number | undefined): string | undefined => {
+  if (text.includes("\u0000")) return `${what} contains U+0000`
+  if (!text.isWellFormed()) return `${what} contains a lone UTF-16 surrogate`
+  if (maxBytes !== undefined && text.length * 3 > maxBytes) {
+    const bytes = Buffer.byteLength(text, "utf8")
+    if (bytes > maxBytes) return `${what} is ${bytes} bytes; at most ${maxBytes} can be delivered`
+  }
+  return undefined
+}
+
+/** A form of `text` Postgres can store and an operator can read: escaped as in JSON, cut short. */
+const shown = (text: string): string => {
+  const escaped = JSON.stringify(text).slice(1, -1)
+  return escaped.length > SHOWN_CHARACTERS ? `${escaped.slice(0, SHOWN_CHARACTERS)}…` : escaped
 }
 
 const spanText = (s: string, span: Span | undefined): string | undefined =>
@@ -301,7 +167,16 @@ const spanAt = (spans: ReadonlyArray<Span | undefined>, index: number, path: str
   return span
 }
 
-const parseEntries = (text: string, body: JsonObject, object: string): Array<WebhookEvent> => {
+/** What every event of one entry shares. */
+interface EntryContext {
+  readonly path: string
+  readonly entryId: string
+  readonly entryTimeText: string | null
+  /** Why the entry's id (or the body's object) can never be delivered. */
+  readonly problem: string | undefined
+}
+
+const parseEntries = (text: string, body: JsonObject, object: string, maxEvents: number): Array<WebhookEvent> => {
   const entryValue = own(body, "entry")
   if (entryValue === undefined) throw new Invalid("`entry` is missing")
   if (!Array.isArray(entryValue)) throw new Invalid("`entry` must be a list")
@@ -311,26 +186,59 @@ const parseEntries = (text: string, body: JsonObject, object: string): Array<Web
   }
   const entrySpans = located(scanEntries(text), entries.length, "`entry`")
   const events: Array<WebhookEvent> = []
+  const objectProblem = textProblem("`object`", object, undefined)
 
-  const push = (entryId: string, entryTime: number | null, field: string, value: unknown, span: Span, isChange: boolean) => {
+  const push = (
+    entry: EntryContext,
+    field: string,
+    value: unknown,
+    span: Span,
+    isChange: boolean,
+    fieldPath: string,
+    ignored = false
+  ) => {
+    if (events.length >= maxEvents) {
+      throw new Invalid(`the body carries more than ${maxEvents} events; send at most ${maxEvents} per request`, true)
+    }
     const valueRaw = text.slice(span.start, span.end)
-    events.push({
-      eventId: eventId(object, entryId, field, value, valueRaw),
-      object,
-      entryId,
-      entryTime,
-      field,
-      mediaId: isChange ? mediaIdOf(text, value, span) : null,
-      value,
-      valueRaw
-    })
+    const mediaId = isChange ? mediaIdOf(text, value, span) : null
+    const problem = entry.problem ?? textProblem(fieldPath, field, MAX_FIELD_BYTES) ??
+      (mediaId === null ? undefined : textProblem(`${entry.path} media id`, mediaId, MAX_ID_BYTES))
+    const id = eventId(object, entry.entryId, field, value, valueRaw)
+    events.push(
+      problem === undefined
+        ? {
+          eventId: id,
+          object,
+          entryId: entry.entryId,
+          entryTimeText: entry.entryTimeText,
+          field,
+          mediaId,
+          value,
+          valueRaw,
+          disposition: ignored ? "ignored" : "deliver",
+          problem: null
+        }
+        : {
+          eventId: id,
+          object: shown(object),
+          entryId: shown(entry.entryId),
+          entryTimeText: entry.entryTimeText,
+          field: shown(field),
+          mediaId: mediaId === null ? null : shown(mediaId),
+          value,
+          valueRaw,
+          disposition: "invalid",
+          problem
+        }
+    )
   }
 
   for (let i = 0; i < entries.length; i++) {
     const entry: unknown = entries[i]
     const path = `entry[${i}]`
     if (!isObject(entry)) throw new Invalid(`${path} must be an object, not ${kindOf(entry)}`)
-    const spans = entrySpans[i]
+    const spans: EntrySpans | undefined = entrySpans[i]
     if (spans === undefined) throw new Invalid(`${path} could not be located in the body`)
 
     const id = own(entry, "id")
@@ -340,7 +248,13 @@ const parseEntries = (text: string, body: JsonObject, object: string): Array<Web
     else if (id === undefined) throw new Invalid(`${path}.id is missing; it must be a string or a number`)
     else throw new Invalid(`${path}.id must be a string or a number, not ${kindOf(id)}`)
     const time = own(entry, "time")
-    const entryTime = typeof time === "number" ? time : null
+    const context: EntryContext = {
+      path,
+      entryId,
+      entryTimeText: typeof time === "number" ? spanText(text, spans.time) ?? null : null,
+      problem: objectProblem ?? textProblem(`${path}.id`, entryId, MAX_ID_BYTES)
+    }
+    const before = events.length
 
     const changes = own(entry, "changes")
     if (changes !== undefined) {
@@ -355,19 +269,21 @@ const parseEntries = (text: string, body: JsonObject, object: string): Array<Web
           throw new Invalid(`${changePath}.field must be a non-empty string`)
         }
         if (!Object.hasOwn(change, "value")) throw new Invalid(`${changePath}.value is missing`)
-        push(entryId, entryTime, field, change["value"], spanAt(valueSpans, j, `${changePath}.value`), true)
+        push(context, field, change["value"], spanAt(valueSpans, j, `${changePath}.value`), true, `${changePath}.field`)
       }
     }
 
-    const messaging = own(entry, "messaging")
-    if (messaging !== undefined) {
-      const list = requireList(messaging, `${path}.messaging`)
-      const itemSpans = located(spans.messaging, list.length, `${path}.messaging`)
+    // Messaging items, and standby ones (Meta's handover protocol: messages another app controls).
+    for (const [key, standby] of [["messaging", false], ["standby", true]] as const) {
+      const items = own(entry, key)
+      if (items === undefined) continue
+      const list = requireList(items, `${path}.${key}`)
+      const itemSpans = located(standby ? spans.standby : spans.messaging, list.length, `${path}.${key}`)
       for (let j = 0; j < list.length; j++) {
         const item: unknown = list[j]
-        const itemPath = `${path}.messaging[${j}]`
+        const itemPath = `${path}.${key}[${j}]`
         if (!isObject(item)) throw new Invalid(`${itemPath} must be an object, not ${kindOf(item)}`)
-        push(entryId, entryTime, messagingField(item), item, spanAt(itemSpans, j, itemPath), false)
+        push(context, standby ? "standby" : messagingField(item), item, spanAt(itemSpans, j, itemPath), false, itemPath)
       }
     }
 
@@ -376,17 +292,23 @@ const parseEntries = (text: string, body: JsonObject, object: string): Array<Web
       const field = own(entry, "field")
       if (typeof field !== "string" || field.length === 0) throw new Invalid(`${path}.field must be a non-empty string`)
       if (!Object.hasOwn(entry, "value")) throw new Invalid(`${path}.value is missing`)
-      push(entryId, entryTime, field, entry["value"], spanAt([spans.value], 0, `${path}.value`), true)
+      push(context, field, entry["value"], spanAt([spans.value], 0, `${path}.value`), true, `${path}.field`)
     }
+
+    // Nothing lost without trace: an entry in a shape not known here is kept whole, as `ignored`.
+    if (events.length === before) push(context, "entry", entry, spans.whole, false, path, true)
   }
   return events
 }
 
 /**
  * Parses a webhook body (already signature-checked) into its events. Pure and synchronous; every
- * fault, whatever the input, is a `WebhookBodyError` in the result.
+ * fault, whatever the input, is a `WebhookBodyError` (400) or `WebhookTooManyEvents` (413) in the result.
  */
-export const parseWebhook = (body: Uint8Array): Result.Result<ParsedWebhook, WebhookBodyError> => {
+export const parseWebhook = (
+  body: Uint8Array,
+  maxEvents: number = MAX_EVENTS_PER_BODY
+): Result.Result<ParsedWebhook, WebhookBodyError | WebhookTooManyEvents> => {
   let text: string
   try {
     text = utf8.decode(body)
@@ -403,9 +325,11 @@ export const parseWebhook = (body: Uint8Array): Result.Result<ParsedWebhook, Web
   const object = own(parsed, "object")
   if (typeof object !== "string") return fail("`object` must be a string")
   try {
-    return Result.succeed({ object, events: parseEntries(text, parsed, object) })
+    return Result.succeed({ object, events: parseEntries(text, parsed, object, maxEvents) })
   } catch (error) {
-    if (error instanceof Invalid) return fail(error.detail)
+    if (error instanceof Invalid) {
+      return error.tooMany ? Result.fail(new WebhookTooManyEvents({ detail: error.detail })) : fail(error.detail)
+    }
     // Unreachable for any input JSON.parse accepts; kept so a bug answers 400 instead of crashing the handler.
     return fail("body could not be read as a webhook")
   }

@@ -1,5 +1,6 @@
 import { Schema } from "effect"
 import { ValidationIssue } from "./Errors.ts"
+import { isWithoutNul } from "./Text.ts"
 
 const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$/
 
@@ -24,7 +25,7 @@ export const Timestamp = Schema.String.check(
   Schema.makeFilter((value: string) => isIsoTime(value) || "must be an ISO 8601 time, e.g. 2026-11-27T12:03:00Z")
 )
 
-export const EventStatus = Schema.Literals(["pending", "routed", "unroutable", "dead_lettered", "duplicate", "ignored"])
+export const EventStatus = Schema.Literals(["pending", "routed", "unroutable", "dead_lettered", "duplicate", "ignored", "invalid"])
 export type EventStatus = typeof EventStatus.Type
 
 export class WebhookLogEntry extends Schema.Class<WebhookLogEntry>("WebhookLogEntry")({
@@ -64,7 +65,9 @@ export const WebhookLogPage = Schema.Struct({
 
 export const ReplayFilter = Schema.Struct({
   status: Schema.optionalKey(Schema.Literals(["pending", "routed", "unroutable", "dead_lettered"])),
-  owner_id: Schema.optionalKey(Schema.String),
+  owner_id: Schema.optionalKey(
+    Schema.String.check(Schema.isMaxLength(200, { message: "must be at most 200 characters" }), isWithoutNul)
+  ),
   since: Schema.optionalKey(Timestamp),
   until: Schema.optionalKey(Timestamp)
 })
@@ -90,6 +93,8 @@ export const QueueReport = Schema.Struct({
 
 export const QueuesReport = Schema.Struct({
   items: Schema.Array(QueueReport),
+  /** Worker apps in all; page with `?limit=` and `?offset=`. */
+  total: Schema.Int,
   unroutable: QueueCountsJson,
   broker_error: Schema.NullOr(Schema.String)
 })

@@ -1,21 +1,29 @@
-import { Schema } from "effect"
+import { Schema, SchemaTransformation } from "effect"
 import { DatabaseUnavailable } from "./Errors.ts"
+import { isWithoutNul } from "./Text.ts"
 
 export const WorkerAppId = Schema.String.check(
   Schema.isUUID(undefined, { message: "must be a UUID" })
 ).pipe(Schema.brand("WorkerAppId"))
 export type WorkerAppId = typeof WorkerAppId.Type
 
-export const WorkerAppName = Schema.String.check(
-  Schema.isMinLength(1, { message: "must not be empty" }),
-  Schema.isMaxLength(200, { message: "must be at most 200 characters" }),
-  Schema.makeFilter((name: string) => name.trim().length > 0 || "must not be blank")
+// Names are compared in NFC, so "é" typed as one code point or as e + accent is one name.
+export const WorkerAppName = Schema.String.pipe(
+  Schema.decodeTo(
+    Schema.String.check(
+      Schema.isMinLength(1, { message: "must not be empty" }),
+      Schema.isMaxLength(200, { message: "must be at most 200 characters" }),
+      Schema.makeFilter((name: string) => name.trim().length > 0 || "must not be blank"),
+      isWithoutNul
+    ),
+    SchemaTransformation.transform({ decode: (name: string) => name.normalize("NFC"), encode: (name: string) => name })
+  )
 )
 
-/** An Instagram account id: digits only. */
+/** An Instagram account id: digits, no leading zero (`017` is not the account `17`). */
 export const OwnerId = Schema.String.check(
   // The `u` flag lets the pattern into the OpenAPI document (JSON Schema patterns are Unicode).
-  Schema.isPattern(/^[0-9]{1,32}$/u, { message: "must be a string of 1 to 32 digits" })
+  Schema.isPattern(/^[1-9][0-9]{0,31}$/u, { message: "must be a string of 1 to 32 digits, without leading zeros" })
 )
 
 // RabbitMQ reserves `amq.` (in any case); `chatico.` names the service's own queues.
@@ -31,7 +39,7 @@ export const QueueName = Schema.String.check(
 )
 
 export const Description = Schema.NullOr(
-  Schema.String.check(Schema.isMaxLength(2000, { message: "must be at most 2000 characters" }))
+  Schema.String.check(Schema.isMaxLength(2000, { message: "must be at most 2000 characters" }), isWithoutNul)
 )
 
 export class WorkerApp extends Schema.Class<WorkerApp>("WorkerApp")({

@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import { Schema, SchemaTransformation } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import {
@@ -49,10 +49,15 @@ export class RequestValidation extends HttpApiMiddleware.Service<RequestValidati
 
 export const MAX_PAGE_SIZE = 500
 
+// Decimal digits only: `0x10`, `1e2`, ` 5` or `5.0` are not what a caller meant by a count.
 const IntFromString = (name: string, minimum: number, maximum: number) =>
-  Schema.NumberFromString.check(
-    Schema.isInt({ message: `${name} must be an integer` }),
-    Schema.isBetween({ minimum, maximum }, { message: `${name} must be between ${minimum} and ${maximum}` })
+  Schema.String.check(Schema.isPattern(/^[0-9]{1,16}$/, { message: `${name} must be a decimal integer` })).pipe(
+    Schema.decodeTo(
+      Schema.Number.check(
+        Schema.isBetween({ minimum, maximum }, { message: `${name} must be between ${minimum} and ${maximum}` })
+      ),
+      SchemaTransformation.transform({ decode: (digits: string) => Number(digits), encode: (n: number) => String(n) })
+    )
   )
 
 export const WorkerAppsListQuery = {
@@ -184,6 +189,10 @@ export class MonitoringGroup extends HttpApiGroup.make("monitoring")
       error: [EventNotFoundBody, UnavailableBody]
     }),
     HttpApiEndpoint.get("queues", "/monitoring/queues", {
+      query: {
+        limit: Schema.optional(IntFromString("limit", 1, MAX_PAGE_SIZE)),
+        offset: Schema.optional(IntFromString("offset", 0, Number.MAX_SAFE_INTEGER))
+      },
       success: QueuesReport,
       error: UnavailableBody
     }),

@@ -2,7 +2,7 @@ import { Effect, Metric } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import * as Metrics from "../services/Metrics.ts"
-import { DEFAULT_LOG_PAGE, Operations } from "../services/Operations.ts"
+import { DEFAULT_LOG_PAGE, DEFAULT_QUEUES_PAGE, Operations } from "../services/Operations.ts"
 import { refreshProcessMetrics } from "../services/ProcessMetrics.ts"
 import { Journal } from "../streams/Journal.ts"
 import { Delivery } from "../streams/Delivery.ts"
@@ -53,7 +53,7 @@ export const MonitoringHttp = HttpApiBuilder.group(
       metricsPrometheus: () => Effect.andThen(refreshGauges, PrometheusMetrics.format()),
       webhookLogs: ({ query }) => operations.webhookLogs({ ...query, limit: query.limit ?? DEFAULT_LOG_PAGE }),
       webhookLog: ({ params }) => operations.webhookLog(params.event_id),
-      queues: () => operations.queues,
+      queues: ({ query }) => operations.queues({ limit: query.limit ?? DEFAULT_QUEUES_PAGE, offset: query.offset ?? 0 }),
       replayOne: ({ params, request }) =>
         operations.replayOne(params.event_id).pipe(
           Effect.tap((result) => audit("replay.requested", request, { event_id: params.event_id, ...result }))

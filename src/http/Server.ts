@@ -46,9 +46,12 @@ const NodeServer = Layer.unwrap(Effect.gen(function*() {
   )
 }))
 
-/** The HTTP server: every route answers with and without a trailing slash. */
+/**
+ * The HTTP server: every route answers with and without a trailing slash. Paths are otherwise
+ * exact: `//webhook` or `/WEBHOOK` is a 404, never a webhook rate-limited and traced as something else.
+ */
 // effect's own request logger is off: `Edge.ts` writes the access log line.
 export const HttpServerLive = HttpRouter.serve(AllRoutes, {
-  routerConfig: { ignoreTrailingSlash: true },
+  routerConfig: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: false, caseSensitive: true },
   disableLogger: true
 }).pipe(Layer.provideMerge(NodeServer))

@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import type { WorkerApp } from "../domain/WorkerApp.ts"
+import { type WorkerApp, WorkerAppConflict, WorkerAppsError } from "../domain/WorkerApp.ts"
 import { Broker } from "../services/Broker.ts"
 import { Router } from "../streams/Router.ts"
 import { HttpApiBuilder } from "effect/http-api"
@@ -10,6 +10,8 @@ import { audit } from "./Audit.ts"
 import { ValidationError } from "./Errors.ts"
 
 export const DEFAULT_PAGE_SIZE = 100
+/** How long a create or rename waits for its queue's declare before going ahead without it. */
+export const DECLARE_TIMEOUT = "5 seconds"
 
 
 const appFields = (app: WorkerApp) => ({
@@ -54,11 +56,31 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
         Effect.as(app)
       )
 
+    // Inside the write's transaction: a queue the broker refuses (it exists with other arguments)
+    // is a 409 and no row; a broker that is away or slow only delays the declare to the first publish.
+    const declare = (queue: string) =>
+      broker.declareWorkerQueue(queue).pipe(
+        Effect.timeoutOrElse({ duration: DECLARE_TIMEOUT, orElse: () => Effect.logWarning("worker app queue declare timed out") }),
+        Effect.catch((error) =>
+          error.reason === "refused"
+            ? Effect.fail(
+              new WorkerAppsError({
+                reason: new WorkerAppConflict({
+                  field: "queue_name",
+                  detail: `RabbitMQ refuses to declare queue ${queue} (or its .dlq): it exists with other arguments or is locked; ` +
+                    "delete it or choose another queue_name"
+                })
+              })
+            )
+            : Effect.logWarning("worker app queue not declared yet").pipe(Effect.annotateLogs({ queue, error: error.detail }))
+        )
+      )
+
     return handlers.handleAll({
       create: ({ payload, request }) =>
         notUnroutable(payload.queue_name).pipe(
-          Effect.andThen(workerApps.create(payload)),
-          Effect.flatMap(applied),
+          Effect.andThen(workerApps.create(payload, declare)),
+          Effect.tap(() => router.refresh),
           Effect.tap((app) => audit("worker_app.created", request, appFields(app))),
           Effect.catchReasons("WorkerAppsError", { WorkerAppConflict: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
@@ -75,8 +97,8 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
         ),
       update: ({ params, payload, request }) =>
         notUnroutable(payload.queue_name).pipe(
-          Effect.andThen(workerApps.update(params.id, payload)),
-          Effect.flatMap(applied),
+          Effect.andThen(workerApps.update(params.id, payload, declare)),
+          Effect.tap(() => router.refresh),
           Effect.tap((app) => audit("worker_app.updated", request, { ...appFields(app), changed: Object.keys(payload) })),
           Effect.catchReasons("WorkerAppsError", {
             WorkerAppNotFound: (e) => Effect.fail(e),

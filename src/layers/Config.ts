@@ -1,5 +1,6 @@
 import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import * as Runtime from "effect/Runtime"
+import { MAX_EVENTS_PER_BODY } from "../domain/Webhook.ts"
 
 /**
  * A required variable that is absent (or empty) where it must be set. Its
@@ -47,6 +48,10 @@ export interface AppConfigShape {
   readonly graphApiUrl: string
   readonly ownerResolution: OwnerResolution
   readonly maxBodyBytes: number
+  /** Events one webhook body may carry; more is answered 413. */
+  readonly maxEventsPerBody: number
+  /** Webhook body bytes held at once across all requests (read, not yet answered); beyond it 503 + Retry-After. */
+  readonly maxInflightBodyBytes: number
   readonly logLevel: "Debug" | "Info" | "Warn" | "Error"
   readonly queueType: QueueType
   /** How long journaled events belong to the instance that wrote or claimed them before recovery may take them. */
@@ -213,6 +218,12 @@ const load = Effect.gen(function*() {
     Config.withDefault("auto" as const)
   )
   const maxBodyBytes = yield* Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(5 * 1024 * 1024))
+  const maxEventsPerBody = yield* Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "MAX_EVENTS_PER_BODY")
+    .pipe(Config.withDefault(MAX_EVENTS_PER_BODY))
+  const maxInflightBodyBytes = yield* Config.schema(
+    Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+    "MAX_INFLIGHT_BODY_BYTES"
+  ).pipe(Config.withDefault(64 * 1024 * 1024))
   const logLevel = yield* Config.Literals(["debug", "info", "warn", "error"], "LOG_LEVEL").pipe(
     Config.withDefault("info" as const),
     Config.map((level) => logLevels[level])
@@ -298,6 +309,8 @@ const load = Effect.gen(function*() {
     graphApiUrl,
     ownerResolution,
     maxBodyBytes,
+    maxEventsPerBody,
+    maxInflightBodyBytes,
     logLevel,
     queueType
   } satisfies AppConfigShape

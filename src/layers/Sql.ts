@@ -7,6 +7,7 @@ import valueTextFallback from "../migrations/0003_value_text_fallback.ts"
 import routingNote from "../migrations/0002_routing_note.ts"
 import deliveryOrder from "../migrations/0004_delivery_order.ts"
 import ownerOrEntryIndex from "../migrations/0005_owner_or_entry_index.ts"
+import poisonInputs from "../migrations/0006_poison_inputs.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import { AppConfig } from "./Config.ts"
 
@@ -25,7 +26,8 @@ export const migrations = Migrator.fromRecord({
   "0002_routing_note": routingNote,
   "0003_value_text_fallback": valueTextFallback,
   "0004_delivery_order": deliveryOrder,
-  "0005_owner_or_entry_index": ownerOrEntryIndex
+  "0005_owner_or_entry_index": ownerOrEntryIndex,
+  "0006_poison_inputs": poisonInputs
 })
 
 /** The parts of `DATABASE_URL` start-up needs, with the password kept out of every log line. */

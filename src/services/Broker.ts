@@ -23,7 +23,9 @@ export const deadLetterQueue = (queue: string) => `${queue}.dlq`
  * Why a publish did not get a positive confirm. `unavailable`: no connection,
  * the channel closed or no confirm in time (published again once connected,
  * not counted as an attempt). `returned`/`nacked`/`refused`: the broker or the
- * client refused this message (counted against the retry budget).
+ * client refused this message (counted against the retry budget); `refused`
+ * also when the broker refuses to declare its queue (e.g. it exists with other
+ * arguments), which retrying will not change.
  */
 export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
   reason: Schema.Literals(["unavailable", "returned", "nacked", "refused"]),
@@ -81,6 +83,11 @@ const withHeartbeat = (url: string) => {
   if (!parsed.searchParams.has("heartbeat")) parsed.searchParams.set("heartbeat", String(HEARTBEAT_SECONDS))
   return parsed.href
 }
+
+// The channel-closing replies that say the declare itself is wrong: ACCESS_REFUSED, RESOURCE_LOCKED, PRECONDITION_FAILED.
+const REFUSAL_CODES = new Set([403, 405, 406])
+const isRefusal = (error: unknown) =>
+  typeof error === "object" && error !== null && "code" in error && typeof error.code === "number" && REFUSAL_CODES.has(error.code)
 
 const describe = (error: unknown) => error instanceof Error ? error.message : String(error)
 
@@ -149,7 +156,8 @@ export class Broker extends Context.Service<Broker, {
             await channel.assertQueue(queue, queueArguments(queue, config.queueType, deadLetter))
             current.declared.add(queue)
           },
-          catch: (error) => new PublishError({ reason: "unavailable", detail: `declaring ${queue}: ${describe(error)}` })
+          catch: (error) =>
+            new PublishError({ reason: isRefusal(error) ? "refused" : "unavailable", detail: `declaring ${queue}: ${describe(error)}` })
         })
 
       // Declarations get their own channel: a refused declare (e.g. a queue that

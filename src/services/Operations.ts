@@ -20,6 +20,10 @@ import { WorkerApps } from "./WorkerApps.ts"
 /** Events one replay call re-queues at most; `more: true` says there are others. */
 export const REPLAY_MAX = 10_000
 export const DEFAULT_LOG_PAGE = 100
+/** Worker apps per /monitoring/queues page unless `?limit=` says otherwise. */
+export const DEFAULT_QUEUES_PAGE = 100
+/** Passive declares in flight at once for one /monitoring/queues call. */
+export const QUEUE_COUNT_CONCURRENCY = 8
 
 export interface WebhookLogQuery {
   readonly status?: EventStatus | undefined
@@ -63,7 +67,8 @@ const entryFields = (row: LogRow) => ({
     attempts: row.attempts,
     last_error: row.last_error,
     delivered_at: row.delivered_at === null ? null : iso(row.delivered_at),
-    value: typeof row.value === "string" ? JSON.parse(row.value) : row.value,
+    // The driver has already parsed the jsonb: a value that is a JSON string stays that string.
+    value: row.value,
     routing_note: row.routing_note
   })
 
@@ -96,12 +101,15 @@ const ownerOrEntry = (sql: SqlClient.SqlClient, ownerId: string, joined = false)
 const encodeCursor = (receivedAt: Date | string, key: string) =>
   Buffer.from(JSON.stringify([iso(receivedAt), key])).toString("base64url")
 
-const decodeCursor = (cursor: string): readonly [string, string] | undefined => {
+// A cursor's key is an event id (64 hex) or, on a duplicates page, a row number.
+const CURSOR_KEY = { events: /^[0-9a-f]{64}$/, duplicates: /^\d{1,18}$/ } as const
+
+const decodeCursor = (cursor: string, key: RegExp): readonly [string, string] | undefined => {
   try {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
     if (
       Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === "string" && typeof parsed[1] === "string" &&
-      isIsoTime(parsed[0])
+      isIsoTime(parsed[0]) && key.test(parsed[1])
     ) return [parsed[0], parsed[1]]
   } catch {
     // Falls through to "invalid".
@@ -176,7 +184,7 @@ export class Operations extends Context.Service<Operations, {
   webhookLog(eventId: string): Effect.Effect<WebhookLogEvent, EventNotFound | DatabaseUnavailable>
   replayOne(eventId: string): Effect.Effect<{ readonly queued: number; readonly more: boolean }, EventNotFound | DatabaseUnavailable>
   replay(filter: ReplayFilter): Effect.Effect<{ readonly queued: number; readonly more: boolean }, InvalidFilter | DatabaseUnavailable>
-  readonly queues: Effect.Effect<{
+  queues(page: { readonly limit: number; readonly offset: number }): Effect.Effect<{
     readonly items: ReadonlyArray<{
       readonly worker_app_id: string
       readonly name: string
@@ -186,6 +194,7 @@ export class Operations extends Context.Service<Operations, {
       readonly queue: { readonly messages: number; readonly consumers: number } | null
       readonly dead_letter_queue: { readonly messages: number; readonly consumers: number } | null
     }>
+    readonly total: number
     readonly unroutable: { readonly messages: number; readonly consumers: number } | null
     readonly broker_error: string | null
   }, DatabaseUnavailable>
@@ -207,7 +216,8 @@ export class Operations extends Context.Service<Operations, {
 
       const webhookLogs = Effect.fn("Operations.webhookLogs")(function*(query: WebhookLogQuery) {
         yield* ready
-        const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+        const key = query.status === "duplicate" ? CURSOR_KEY.duplicates : CURSOR_KEY.events
+        const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor, key)
         if (query.cursor !== undefined && cursor === undefined) {
           return yield* InvalidFilter.at(["query", "cursor"], "cursor is not one this service issued")
         }
@@ -285,8 +295,9 @@ export class Operations extends Context.Service<Operations, {
       const counts = (queue: string) =>
         broker.queueCounts(queue).pipe(Effect.map((c) => c ?? null), Effect.orElseSucceed(() => null))
 
-      const queues = Effect.gen(function*() {
-        const apps = yield* workerApps.all.pipe(
+      // One page of worker apps: at most 2 × limit + 1 passive declares per call, QUEUE_COUNT_CONCURRENCY at a time.
+      const queues = Effect.fn("Operations.queues")(function*(page: { readonly limit: number; readonly offset: number }) {
+        const { items: apps, total } = yield* workerApps.list(page).pipe(
           Effect.timeout("5 seconds"),
           Effect.mapError(() => new DatabaseUnavailable({ detail: "the database is unavailable" }))
         )
@@ -302,13 +313,14 @@ export class Operations extends Context.Service<Operations, {
               queue,
               dead_letter_queue: dead
             }))
-          ), { concurrency: 8 })
+          ), { concurrency: QUEUE_COUNT_CONCURRENCY })
         return {
           items,
+          total,
           unroutable: yield* counts(unroutableQueue),
           broker_error: status.connected ? null : status.error ?? "not connected"
         }
-      }).pipe(Effect.withSpan("Operations.queues"))
+      })
 
       const pendingCount = sql<{ readonly n: number | string }>`
         SELECT count(*)::int AS n FROM webhook_events WHERE status = 'pending'

@@ -66,13 +66,20 @@ const mapWriteError = (error: SqlError.SqlError) => {
   return Effect.fail(unavailable(error))
 }
 
+/**
+ * Declares a worker app's queue before its row commits; failing (a queue that cannot be declared)
+ * rolls the write back. A broker that is away is the caller's to forgive.
+ */
+export type DeclareQueue = (queueName: string) => Effect.Effect<void, WorkerAppsError>
+
 export class WorkerApps extends Context.Service<WorkerApps, {
-  create(input: WorkerAppCreate): Effect.Effect<WorkerApp, WorkerAppsError>
+  create(input: WorkerAppCreate, declare: DeclareQueue): Effect.Effect<WorkerApp, WorkerAppsError>
   get(id: WorkerAppId): Effect.Effect<WorkerApp, WorkerAppsError>
   list(
     filter: ListFilter
   ): Effect.Effect<{ readonly items: ReadonlyArray<WorkerApp>; readonly total: number }, WorkerAppsError>
-  update(id: WorkerAppId, input: WorkerAppUpdate): Effect.Effect<WorkerApp, WorkerAppsError>
+  /** `declare` runs only when `queue_name` changes. */
+  update(id: WorkerAppId, input: WorkerAppUpdate, declare: DeclareQueue): Effect.Effect<WorkerApp, WorkerAppsError>
   toggle(id: WorkerAppId): Effect.Effect<WorkerApp, WorkerAppsError>
   remove(id: WorkerAppId): Effect.Effect<void, WorkerAppsError>
   /** Every worker app, for the router's in-memory snapshot. */
@@ -91,9 +98,18 @@ export class WorkerApps extends Context.Service<WorkerApps, {
           Effect.catch((error) => Effect.logWarning("worker app change notice failed", error.message))
         )
 
-      const create = Effect.fn("WorkerApps.create")(function*(input: WorkerAppCreate) {
+      // A write and its queue's declare, in one transaction: no row for a queue that cannot exist.
+      const withDeclare = (write: Effect.Effect<ReadonlyArray<WorkerAppRow>, WorkerAppsError>, declare: DeclareQueue | undefined) =>
+        sql.withTransaction(Effect.gen(function*() {
+          const rows = yield* write
+          const row = rows[0]
+          if (row !== undefined && declare !== undefined) yield* declare(row.queue_name)
+          return rows
+        })).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(unavailable(error))))
+
+      const create = Effect.fn("WorkerApps.create")(function*(input: WorkerAppCreate, declare: DeclareQueue) {
         yield* database.ready.pipe(Effect.mapError(unavailable))
-        const rows = yield* sql<WorkerAppRow>`
+        const rows = yield* withDeclare(sql<WorkerAppRow>`
           INSERT INTO worker_apps ${
           sql.insert({
             name: input.name,
@@ -104,7 +120,7 @@ export class WorkerApps extends Context.Service<WorkerApps, {
           })
         }
           RETURNING *
-        `.pipe(Effect.catchTag("SqlError", mapWriteError))
+        `.pipe(Effect.catchTag("SqlError", mapWriteError)), declare)
         const app = fromRow(rows[0]!)
         yield* announce(app.id)
         return app
@@ -134,15 +150,15 @@ export class WorkerApps extends Context.Service<WorkerApps, {
         return { items: rows.map(fromRow), total: Number(counts[0]?.total ?? 0) }
       })
 
-      const update = Effect.fn("WorkerApps.update")(function*(id: WorkerAppId, input: WorkerAppUpdate) {
+      const update = Effect.fn("WorkerApps.update")(function*(id: WorkerAppId, input: WorkerAppUpdate, declare: DeclareQueue) {
         yield* database.ready.pipe(Effect.mapError(unavailable))
         const changes = Object.fromEntries(Object.entries(input).filter(([, value]) => value !== undefined))
         if (Object.keys(changes).length === 0) return yield* get(id)
-        const rows = yield* sql<WorkerAppRow>`
+        const rows = yield* withDeclare(sql<WorkerAppRow>`
           UPDATE worker_apps SET ${sql.update(changes)}, updated_at = now()
           WHERE id = ${id}
           RETURNING *
-        `.pipe(Effect.catchTag("SqlError", mapWriteError))
+        `.pipe(Effect.catchTag("SqlError", mapWriteError)), input.queue_name === undefined ? undefined : declare)
         if (rows.length === 0) return yield* notFound(id)
         const app = fromRow(rows[0]!)
         yield* announce(app.id)

@@ -13,16 +13,44 @@ import { Journal } from "./Journal.ts"
 /** Seconds Meta is asked to wait before redelivering after a 503. */
 export const RETRY_AFTER_SECONDS = 5
 
-type BodyRead = { readonly _tag: "Body"; readonly bytes: Uint8Array } | { readonly _tag: "TooLarge" } | {
-  readonly _tag: "Aborted"
+type BodyRead =
+  | { readonly _tag: "Body"; readonly bytes: Uint8Array }
+  | { readonly _tag: "TooLarge" }
+  | { readonly _tag: "Aborted" }
+  | { readonly _tag: "Busy" }
+
+/**
+ * The webhook body bytes held at once, across all requests: a request reserves its bytes as they
+ * arrive (all of them up front when it declares a length) and gives them back when answered, so
+ * unauthenticated bodies cannot raise memory without bound.
+ */
+export interface BodyBudget {
+  readonly max: number
+  used: number
 }
 
-/** Reads the raw body, stopping as soon as it passes `maxBytes`. */
-const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) =>
+/** Answers a client waiting on `Expect: 100-continue` before its body is read (Node leaves it to us). */
+const sendContinue = (request: HttpServerRequest.HttpServerRequest) => {
+  const expect = request.headers["expect"]
+  if (expect === undefined || expect.toLowerCase() !== "100-continue") return
+  const response = NodeHttpServerRequest.toServerResponse(request)
+  if (!response.headersSent) response.writeContinue()
+}
+
+/** Reads the raw body, stopping as soon as it passes `maxBytes` or the budget is spent. `held` receives the bytes reserved. */
+const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number, budget: BodyBudget, held: { bytes: number }) =>
   Effect.callback<BodyRead>((resume) => {
     const incoming = NodeHttpServerRequest.toIncomingMessage(request)
     const declared = Number(incoming.headers["content-length"])
     if (Number.isFinite(declared) && declared > maxBytes) return resume(Effect.succeed({ _tag: "TooLarge" }))
+    const reserve = (bytes: number) => {
+      if (budget.used + bytes > budget.max) return false
+      budget.used += bytes
+      held.bytes += bytes
+      return true
+    }
+    const upFront = Number.isFinite(declared) && declared > 0 ? declared : 0
+    if (!reserve(upFront)) return resume(Effect.succeed({ _tag: "Busy" }))
     const chunks: Array<Buffer> = []
     let size = 0
     const onData = (chunk: Buffer) => {
@@ -30,6 +58,11 @@ const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number
       if (size > maxBytes) {
         cleanup()
         resume(Effect.succeed({ _tag: "TooLarge" }))
+        return
+      }
+      if (size > upFront && !reserve(size - Math.max(upFront, size - chunk.length))) {
+        cleanup()
+        resume(Effect.succeed({ _tag: "Busy" }))
         return
       }
       chunks.push(chunk)
@@ -52,6 +85,7 @@ const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number
     incoming.on("end", onEnd)
     incoming.on("error", onError)
     incoming.on("aborted", onError)
+    sendContinue(request)
     return Effect.sync(cleanup)
   })
 
@@ -174,17 +208,44 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
     ], { discard: true }).pipe(Effect.as(detail(status, message, headers)))
   }
 
-  const receive = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest, trace: RequestTrace | undefined) {
+  // Never below one largest body: a budget that could not hold it would refuse that body for ever.
+  const budget: BodyBudget = { max: Math.max(config.maxInflightBodyBytes, config.maxBodyBytes), used: 0 }
+
+  const receive = (request: HttpServerRequest.HttpServerRequest, trace: RequestTrace | undefined) => {
+    const held = { bytes: 0 }
+    return Effect.ensuring(
+      receiveHeld(request, trace, held),
+      Effect.sync(() => {
+        budget.used -= held.bytes
+      })
+    )
+  }
+
+  const receiveHeld = Effect.fnUntraced(function*(
+    request: HttpServerRequest.HttpServerRequest,
+    trace: RequestTrace | undefined,
+    held: { bytes: number }
+  ) {
     const started = Date.now()
-    const body = yield* readBody(request, config.maxBodyBytes)
+    const body = yield* readBody(request, config.maxBodyBytes, budget, held)
     if (body._tag === "TooLarge") {
       return yield* refuse(request, trace, "too_large", 413, `body exceeds ${config.maxBodyBytes} bytes`, { connection: "close" })
+    }
+    if (body._tag === "Busy") {
+      return yield* refuse(request, trace, "busy", 503, `the webhook body budget (${budget.max} bytes in flight) is spent; retry later`, {
+        "retry-after": String(RETRY_AFTER_SECONDS),
+        connection: "close"
+      })
     }
     if (body._tag === "Aborted") return yield* refuse(request, trace, "bad_request", 400, "the request body was not received completely")
     const signatureRefused = verifier.refusal(body.bytes, request.headers["x-hub-signature-256"])
     if (signatureRefused !== undefined) return yield* refuse(request, trace, "unauthorized", 401, signatureRefused)
-    const parsed = parseWebhook(body.bytes)
-    if (Result.isFailure(parsed)) return yield* refuse(request, trace, "bad_request", 400, parsed.failure.detail)
+    const parsed = parseWebhook(body.bytes, config.maxEventsPerBody)
+    if (Result.isFailure(parsed)) {
+      return yield* parsed.failure._tag === "WebhookTooManyEvents"
+        ? refuse(request, trace, "too_large", 413, parsed.failure.detail)
+        : refuse(request, trace, "bad_request", 400, parsed.failure.detail)
+    }
     const { object, events } = parsed.success
     const routable = object === "instagram"
     if (!routable) {
@@ -210,7 +271,12 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
           note.traceId = trace.span.traceId
           note.spanId = trace.span.spanId
         }
-        return HttpServerResponse.jsonUnsafe({ status: "ok", events: events.length, duplicates: result.duplicates })
+        return HttpServerResponse.jsonUnsafe({
+          status: "ok",
+          events: events.length,
+          duplicates: result.duplicates,
+          event_ids: events.map((event) => event.eventId)
+        })
       }),
       Effect.catchTag("JournalUnavailable", (error) =>
         Effect.andThen(

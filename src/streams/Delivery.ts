@@ -35,11 +35,11 @@ type Outcome = {
 
 const json = JSON.stringify
 
-/** The message body a worker app receives, with `value` exactly as Meta sent it. */
+/** The message body a worker app receives, with `value` and `entry_time` exactly as Meta sent them. */
 export const messageBody = (event: JournaledEvent, ownerId: string) =>
   Buffer.from(
     `{"event_id":${json(event.eventId)},"object":${json(event.object)},"field":${json(event.field)},` +
-      `"owner_id":${json(ownerId)},"entry_id":${json(event.entryId)},"entry_time":${json(event.entryTime)},` +
+      `"owner_id":${json(ownerId)},"entry_id":${json(event.entryId)},"entry_time":${event.entryTimeText ?? "null"},` +
       `"media_id":${json(event.mediaId)},"received_at":${json(event.receivedAt.toISOString())},` +
       `"value":${event.valueRaw}}`
   )

@@ -1,4 +1,5 @@
-import { Array as Arr, Cause, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema } from "effect"
+import { PgTypes } from "@effect/sql-pg"
+import { Cause, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { type JournaledEvent, toJournaled } from "../domain/JournaledEvent.ts"
 import type { WebhookEvent } from "../domain/Webhook.ts"
@@ -10,8 +11,10 @@ import { journalTraceContext, type RequestTrace, TracingOn } from "../services/T
 
 /** Webhook requests waiting for the journal; a full mailbox answers 503. */
 export const JOURNAL_MAILBOX = 2048
-/** Rows per INSERT statement (Postgres allows 65535 parameters; a row has 13). */
-export const JOURNAL_ROWS_PER_STATEMENT = 1000
+/** Events one journal transaction carries at most (a bigger request is written alone, whole). */
+export const JOURNAL_EVENTS_PER_TRANSACTION = 20_000
+/** Retries of a transaction Postgres aborted as a deadlock or a serialization failure. */
+export const JOURNAL_CONFLICT_RETRIES = 3
 // Hot path: a stack trace captured per span would cost more than the span.
 const noStackTrace = { captureStackTrace: false } as const
 
@@ -44,12 +47,46 @@ interface Pending {
   readonly done: Deferred.Deferred<RecordResult, JournalUnavailable>
 }
 
+interface Row {
+  readonly event: WebhookEvent
+  readonly pending: Pending
+}
+
+/** The journal status an event starts with: only `instagram` events that can be delivered are `pending`. */
+const statusOf = (event: WebhookEvent, routable: boolean) =>
+  event.disposition === "invalid" ? "invalid" : event.disposition === "ignored" || !routable ? "ignored" : "pending"
+
+// Typed array parameters: an all-null column would otherwise have no type to bind.
+const textArray = (values: ReadonlyArray<string | null>) => Effect.orDie(Effect.fromResult(PgTypes.array(values, PgTypes.OID.text)))
+const timeArray = (values: ReadonlyArray<Date>) => Effect.orDie(Effect.fromResult(PgTypes.array(values, PgTypes.OID.timestamptz)))
+
+const isConflict = (error: SqlError.SqlError) =>
+  error.reason._tag === "DeadlockError" || error.reason._tag === "SerializationError"
+
+/** Consecutive requests grouped so a group holds at most `maxEvents` events (one bigger request stands alone). */
+const chunksOf = (batch: ReadonlyArray<Pending>, maxEvents: number): Array<Array<Pending>> => {
+  const chunks: Array<Array<Pending>> = []
+  let current: Array<Pending> = []
+  let events = 0
+  for (const pending of batch) {
+    if (current.length > 0 && events + pending.events.length > maxEvents) {
+      chunks.push(current)
+      current = []
+      events = 0
+    }
+    current.push(pending)
+    events += pending.events.length
+  }
+  if (current.length > 0) chunks.push(current)
+  return chunks
+}
+
 /**
  * The transactional outbox. Requests from many concurrent webhooks are folded
- * into one multi-row `INSERT … ON CONFLICT DO NOTHING` (per 1000 rows); each
- * request is answered once its rows are committed, and its new events go on
- * to delivery. A redelivered event is recorded in `webhook_duplicates` and not
- * delivered again.
+ * into one transaction (one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO
+ * NOTHING`); each request is answered once its rows are committed, all of them
+ * or none, and its new events go on to delivery. A redelivered event is
+ * recorded in `webhook_duplicates` and not delivered again.
  */
 export class Journal extends Context.Service<Journal, {
   /** `trace`: the webhook's trace when tracing is on; it goes into the rows. */
@@ -79,83 +116,104 @@ export class Journal extends Context.Service<Journal, {
       const batchRequests = config.journalBatchRequests
       const batchWindow = config.journalBatchWindow
 
-      const insertRows = (
-        rows: ReadonlyArray<{ readonly event: WebhookEvent; readonly pending: Pending }>,
-        textOnly: boolean
-      ) => {
+      // Every column as one array parameter (`unnest`): one statement per transaction whatever the
+      // number of rows, and no cap on bound parameters. WITH ORDINALITY keeps the body's order.
+      const insertRows = (rows: ReadonlyArray<Row>) => {
         const leaseUntil = new Date(Date.now() + leaseMillis)
-        const values = rows.map(({ event, pending }) => ({
-            event_id: event.eventId,
-            received_at: pending.receivedAt,
-            object: event.object,
-            field: event.field,
-            entry_id: event.entryId,
-            entry_time: event.entryTime,
-            media_id: event.mediaId,
-            status: pending.routable ? "pending" : "ignored",
-            value: textOnly ? null : event.valueRaw,
-            value_raw: event.valueRaw,
-            trace_context: pending.traceContext,
-            lease_until: leaseUntil,
-            claimed_by: lanes.instanceId
-          }))
-        if (!Arr.isArrayNonEmpty(values)) return Effect.succeed([])
-        // `behind`: an older event of the same key is pending under another holder (another instance,
-        // or one that stopped): this key must wait for it, so its events are read back in journal order.
-        return sql<{ readonly event_id: string; readonly behind: boolean }>`
-          WITH inserted AS (
-            INSERT INTO webhook_events ${sql.insert(values)}
-            ON CONFLICT (event_id) DO NOTHING
-            RETURNING event_id, entry_id, seq
-          )
-          SELECT i.event_id, EXISTS (
-            SELECT 1 FROM webhook_events p
-            WHERE p.status = 'pending' AND p.entry_id = i.entry_id AND p.seq < i.seq
-              AND p.claimed_by IS DISTINCT FROM ${lanes.instanceId}::uuid
-          ) AS behind
-          FROM inserted i
-        `
+        return Effect.gen(function*() {
+          const columns = yield* Effect.all([
+            textArray(rows.map(({ event }) => event.eventId)),
+            timeArray(rows.map(({ pending }) => pending.receivedAt)),
+            textArray(rows.map(({ event }) => event.object)),
+            textArray(rows.map(({ event }) => event.field)),
+            textArray(rows.map(({ event }) => event.entryId)),
+            textArray(rows.map(({ event }) => event.entryTimeText)),
+            textArray(rows.map(({ event }) => event.mediaId)),
+            textArray(rows.map(({ event, pending }) => statusOf(event, pending.routable))),
+            textArray(rows.map(({ event }) => event.valueRaw)),
+            textArray(rows.map(({ pending }) => pending.traceContext)),
+            textArray(rows.map(({ event }) => event.problem))
+          ])
+          const [ids, receivedAts, objects, fields, entryIds, entryTimes, mediaIds, statuses, raws, traces, problems] = columns
+          // `behind`: an older event of the same key is pending under another holder (another instance,
+          // or one that stopped): this key must wait for it, so its events are read back in journal order.
+          return yield* sql<{ readonly event_id: string; readonly behind: boolean }>`
+            WITH inserted AS (
+              INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, entry_time, media_id, status,
+                                          value, value_raw, trace_context, last_error, lease_until, claimed_by)
+              SELECT u.event_id, u.received_at, u.object, u.field, u.entry_id, u.entry_time, u.media_id, u.status,
+                     chatico_jsonb_or_null(u.value_raw), u.value_raw, u.trace_context::jsonb, u.last_error, ${leaseUntil},
+                     ${lanes.instanceId}::uuid
+              FROM unnest(${ids}::text[], ${receivedAts}::timestamptz[], ${objects}::text[], ${fields}::text[],
+                          ${entryIds}::text[], ${entryTimes}::text[], ${mediaIds}::text[], ${statuses}::text[],
+                          ${raws}::text[], ${traces}::text[], ${problems}::text[])
+                WITH ORDINALITY AS u(event_id, received_at, object, field, entry_id, entry_time, media_id, status,
+                                     value_raw, trace_context, last_error, position)
+              ORDER BY u.position
+              ON CONFLICT (event_id) DO NOTHING
+              RETURNING event_id, entry_id, seq, status
+            )
+            SELECT i.event_id, i.status = 'pending' AND EXISTS (
+              SELECT 1 FROM webhook_events p
+              WHERE p.status = 'pending' AND p.entry_id = i.entry_id AND p.seq < i.seq
+                AND p.claimed_by IS DISTINCT FROM ${lanes.instanceId}::uuid
+            ) AS behind
+            FROM inserted i
+          `
+        })
       }
 
-      const writeBatch = Effect.fnUntraced(function*(batch: ReadonlyArray<Pending>, textOnly: boolean) {
-        // One row per event id: the first occurrence in the batch is the event,
-        // any later one (the same body posted twice at once) a duplicate.
-        const seen = new Set<string>()
-        const rows: Array<{ event: WebhookEvent; pending: Pending }> = []
-        const repeats: Array<{ event: WebhookEvent; pending: Pending }> = []
-        for (const pending of batch) {
-          for (const event of pending.events) {
-            if (seen.has(event.eventId)) repeats.push({ event, pending })
-            else {
-              seen.add(event.eventId)
-              rows.push({ event, pending })
+      const insertDuplicates = (duplicates: ReadonlyArray<Row>) =>
+        Effect.gen(function*() {
+          const ids = yield* textArray(duplicates.map(({ event }) => event.eventId))
+          const receivedAts = yield* timeArray(duplicates.map(({ pending }) => pending.receivedAt))
+          yield* sql`
+            INSERT INTO webhook_duplicates (event_id, received_at)
+            SELECT * FROM unnest(${ids}::text[], ${receivedAts}::timestamptz[])
+          `
+        })
+
+      /** One transaction: the batch's events and its duplicates commit together or not at all. */
+      const commitBatch = (batch: ReadonlyArray<Pending>) =>
+        Effect.gen(function*() {
+          // One row per event id: the first occurrence in the batch is the event,
+          // any later one (the same body posted twice at once) a duplicate.
+          const seen = new Set<string>()
+          const rows: Array<Row> = []
+          const repeats: Array<Row> = []
+          for (const pending of batch) {
+            for (const event of pending.events) {
+              if (seen.has(event.eventId)) repeats.push({ event, pending })
+              else {
+                seen.add(event.eventId)
+                rows.push({ event, pending })
+              }
             }
           }
-        }
-        // No surrounding transaction: each INSERT commits on its own, and a
-        // request is answered only after all of its statements commit. If a
-        // later one fails, the request gets 503, Meta redelivers, and the rows
-        // already committed count as duplicates: nothing lost, nothing twice.
-        const inserted = new Set<string>()
-        const behind = new Set<string>()
-        for (let i = 0; i < rows.length; i += JOURNAL_ROWS_PER_STATEMENT) {
-          const returned = yield* insertRows(rows.slice(i, i + JOURNAL_ROWS_PER_STATEMENT), textOnly)
-          for (const row of returned) {
-            inserted.add(row.event_id)
-            if (row.behind) behind.add(row.event_id)
+          const inserted = new Set<string>()
+          const behind = new Set<string>()
+          if (rows.length > 0) {
+            for (const row of yield* insertRows(rows)) {
+              inserted.add(row.event_id)
+              if (row.behind) behind.add(row.event_id)
+            }
           }
-        }
-        const duplicates = [...rows.filter(({ event }) => !inserted.has(event.eventId)), ...repeats].map((
-          { event, pending }
-        ) => ({ event_id: event.eventId, received_at: pending.receivedAt }))
-        if (Arr.isArrayNonEmpty(duplicates)) {
-          yield* sql`INSERT INTO webhook_duplicates ${sql.insert(duplicates)}`
-        }
+          const duplicates = [...rows.filter(({ event }) => !inserted.has(event.eventId)), ...repeats]
+          if (duplicates.length > 0) yield* insertDuplicates(duplicates)
+          return { rows, repeats, inserted, behind }
+        }).pipe(
+          sql.withTransaction,
+          // Two transactions inserting the same ids in other orders may deadlock; Postgres aborts one.
+          Effect.retry({ while: isConflict, times: JOURNAL_CONFLICT_RETRIES })
+        )
 
+      // Only after the commit: each request is answered and its new events go on to delivery.
+      const writeBatch = Effect.fnUntraced(function*(batch: ReadonlyArray<Pending>) {
+        const { rows, repeats, inserted, behind } = yield* commitBatch(batch)
         const fresh: Array<JournaledEvent> = []
         const waitingKeys = new Set<string>()
         for (const { event, pending } of rows) {
-          if (!inserted.has(event.eventId) || !pending.routable) continue
+          if (!inserted.has(event.eventId) || statusOf(event, pending.routable) !== "pending") continue
           if (behind.has(event.eventId)) waitingKeys.add(event.entryId)
           fresh.push(toJournaled(event, pending.receivedAt, pending.trace))
         }
@@ -188,10 +246,9 @@ export class Journal extends Context.Service<Journal, {
           Option.exists((error) => connectionFaults.has(error.reason._tag))
         )
 
-      // One request alone; if Postgres refuses its value as jsonb, again with the text only.
+      // One request alone, in its own transaction; it fails only for a fault of ours, and is logged.
       const writeOne = (pending: Pending) =>
-        writeBatch([pending], false).pipe(
-          Effect.catchCause((cause) => isConnectionFault(cause) ? Effect.failCause(cause) : writeBatch([pending], true)),
+        writeBatch([pending]).pipe(
           Effect.catchCause((cause) =>
             failBatch([pending], "the journal could not be written").pipe(
               Effect.andThen(Effect.logWarning("journal write failed", cause))
@@ -201,16 +258,23 @@ export class Journal extends Context.Service<Journal, {
 
       // A batch that fails for any reason but the connection is retried one
       // request at a time, so one bad body cannot fail its neighbours.
-      const write = (batch: ReadonlyArray<Pending>) =>
-        writeBatch(batch, false).pipe(
+      const writeChunk = (batch: ReadonlyArray<Pending>) =>
+        writeBatch(batch).pipe(
           Effect.catchCause((cause) =>
             isConnectionFault(cause)
               ? failBatch(batch, "the database is unavailable").pipe(
                 Effect.andThen(Effect.logWarning("journal batch failed: database unavailable", cause))
               )
+              : batch.length === 1
+              ? writeOne(batch[0]!)
               : Effect.forEach(batch, writeOne, { discard: true })
           )
         )
+
+      // Requests are folded into transactions of at most JOURNAL_EVENTS_PER_TRANSACTION events (a
+      // bigger request goes alone), so one statement never grows with the mailbox.
+      const write = (batch: ReadonlyArray<Pending>) =>
+        Effect.forEach(chunksOf(batch, JOURNAL_EVENTS_PER_TRANSACTION), writeChunk, { discard: true })
 
       // The journal span of a webhook: the batch write that committed it. It
       // sits in the first webhook's trace and links to every other one it

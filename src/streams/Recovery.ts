@@ -18,7 +18,7 @@ interface PendingRow {
   readonly object: string
   readonly field: string
   readonly entry_id: string
-  readonly entry_time: number | string | null
+  readonly entry_time: string | null
   readonly media_id: string | null
   readonly value_raw: string
   readonly received_at: Date | string
@@ -34,7 +34,7 @@ const toEvent = (row: PendingRow): JournaledEvent => ({
   object: row.object,
   field: row.field,
   entryId: row.entry_id,
-  entryTime: row.entry_time === null ? null : Number(row.entry_time),
+  entryTimeText: row.entry_time,
   mediaId: row.media_id,
   valueRaw: row.value_raw,
   receivedAt: row.received_at instanceof Date ? row.received_at : new Date(row.received_at),

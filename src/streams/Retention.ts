@@ -22,7 +22,7 @@ export const RetentionLive = Layer.effectDiscard(Effect.gen(function*() {
     WITH old AS (
       SELECT event_id FROM webhook_events
       WHERE received_at < now() - make_interval(secs => ${seconds})
-        AND status IN ('routed', 'unroutable', 'dead_lettered', 'ignored')
+        AND status IN ('routed', 'unroutable', 'dead_lettered', 'ignored', 'invalid')
       LIMIT ${RETENTION_BATCH}
     ), gone AS (DELETE FROM webhook_events w USING old WHERE w.event_id = old.event_id RETURNING 1)
     SELECT count(*)::int AS n FROM gone

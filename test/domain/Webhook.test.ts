@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto"
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
-import { MAX_ENTRIES, type ParsedWebhook, parseWebhook, WebhookBodyError } from "../../src/domain/Webhook.ts"
+import { MAX_ENTRIES, type ParsedWebhook, parseWebhook, WebhookBodyError, type WebhookTooManyEvents } from "../../src/domain/Webhook.ts"
 
 const bytes = (body: string | Uint8Array): Uint8Array => typeof body === "string" ? new TextEncoder().encode(body) : body
 
@@ -11,7 +11,7 @@ const ok = (body: string | Uint8Array): ParsedWebhook => {
   return result.success
 }
 
-const error = (body: string | Uint8Array): WebhookBodyError => {
+const error = (body: string | Uint8Array): WebhookBodyError | WebhookTooManyEvents => {
   const result = parseWebhook(bytes(body))
   if (Result.isSuccess(result)) throw new Error("expected a WebhookBodyError, got success")
   return result.failure
@@ -39,7 +39,7 @@ describe("parseWebhook", () => {
       expect(first).toMatchObject({
         object: "instagram",
         entryId: "17841400000000000",
-        entryTime: 1764201600,
+        entryTimeText: "1764201600",
         field: "comments",
         mediaId: "18100000000000000",
         valueRaw: commentValue
@@ -89,7 +89,7 @@ describe("parseWebhook", () => {
     it("keeps a numeric entry id exactly as written and a missing time as null", () => {
       const parsed = ok(`{"object":"instagram","entry":[{"id":17841400000000000123,"changes":[{"field":"f","value":1}]},{"id":1.50,"time":"x","changes":[{"field":"f","value":1}]}]}`)
       expect(parsed.events.map((e) => e.entryId)).toEqual(["17841400000000000123", "1.50"])
-      expect(parsed.events.map((e) => e.entryTime)).toEqual([null, null])
+      expect(parsed.events.map((e) => e.entryTimeText)).toEqual([null, null])
     })
 
     it("accepts objects other than instagram", () => {
@@ -98,10 +98,13 @@ describe("parseWebhook", () => {
       expect(parsed.events[0]?.object).toBe("page")
     })
 
-    it("yields no events for an entry without changes, messaging or field", () => {
-      expect(ok(wrap(`{"id":"1","time":2}`)).events).toEqual([])
+    it("keeps an entry without changes, messaging, standby or field as one ignored event with its raw text", () => {
+      for (const raw of [`{"id":"1","time":2}`, `{"id":"1","changes":[],"messaging":[]}`, `{"id":"1","unknown":[{"a":1}]}`]) {
+        const events = ok(wrap(raw)).events
+        expect(events).toHaveLength(1)
+        expect(events[0]).toMatchObject({ field: "entry", disposition: "ignored", valueRaw: raw, entryId: "1" })
+      }
       expect(ok(wrap("")).events).toEqual([])
-      expect(ok(wrap(`{"id":"1","changes":[],"messaging":[]}`)).events).toEqual([])
     })
   })
 
@@ -121,7 +124,7 @@ describe("parseWebhook", () => {
       expect(event?.valueRaw).toBe(item)
       expect(event?.value).toEqual(JSON.parse(item))
       expect(event?.mediaId).toBeNull()
-      expect(event?.entryTime).toBe(5)
+      expect(event?.entryTimeText).toBe("5")
     })
 
     it("checks the keys in order: message before read", () => {
@@ -145,7 +148,7 @@ describe("parseWebhook", () => {
       const value = `{"media_id":"42", "comment_id":"7"}`
       const [event, ...rest] = ok(wrap(`{"id":"9","time":3,"field":"mentions","value":${value}}`)).events
       expect(rest).toEqual([])
-      expect(event).toMatchObject({ entryId: "9", entryTime: 3, field: "mentions", mediaId: "42", valueRaw: value })
+      expect(event).toMatchObject({ entryId: "9", entryTimeText: "3", field: "mentions", mediaId: "42", valueRaw: value })
     })
 
     it("rejects a flat entry without a usable field or value", () => {
@@ -476,7 +479,8 @@ describe("parseWebhook", () => {
         `"entry":[{"__proto__":{"changes":[{"field":"evil","value":1}]},"id":"1","changes":[{"field":"comments","__proto__":{"value":2},` +
         `"value":{"__proto__":{"id":"x","polluted":true},"constructor":"c","text":"t"}}]},{"id":"2","__proto__":{"field":"evil","value":1}}]}`
       const parsed = ok(body)
-      expect(parsed.events).toHaveLength(1)
+      // The second entry yields no event through its `__proto__` key: it is kept whole, as ignored.
+      expect(parsed.events.map((e) => e.disposition)).toEqual(["deliver", "ignored"])
       const [event] = parsed.events
       expect(event?.field).toBe("comments")
       expect(event?.valueRaw).toBe(`{"__proto__":{"id":"x","polluted":true},"constructor":"c","text":"t"}`)
@@ -496,6 +500,63 @@ describe("parseWebhook", () => {
       expect(detail(`{"object":"instagram","entry":[{"id":"1","changes":[{"field":"constructor"}]}]}`)).toBe(
         "entry[0].changes[0].value is missing"
       )
+    })
+  })
+
+  describe("poison inputs", () => {
+    it("keeps entry[].time exactly as written, whatever its size", () => {
+      for (const time of ["1e19", "9223372036854775807", "1e400", "1.5", "-0", "1764201600"]) {
+        const [event] = ok(`{"object":"instagram","entry":[{"id":"1","time":${time},"changes":[${change("f", "1")}]}]}`).events
+        expect(event?.entryTimeText).toBe(time)
+        expect(event?.disposition).toBe("deliver")
+      }
+    })
+
+    it("makes an event invalid, escaped for display, when an id or field holds U+0000 or cannot be published", () => {
+      const cases: ReadonlyArray<readonly [string, string]> = [
+        [wrap(entry(change("comments", commentValue), `"1\\u00002"`)), "entry[0].id contains U+0000"],
+        [wrap(entry(change("com\u0000ments", "1"))), "entry[0].changes[0].field contains U+0000"],
+        [wrap(entry(change("comments", `{"id":"c","media":{"id":"m\\u0000"}}`))), "entry[0] media id contains U+0000"],
+        [single("comments", "1").replace(`"instagram"`, `"insta\\u0000gram"`), "`object` contains U+0000"],
+        [wrap(entry(change("f".repeat(246), "1"))), "entry[0].changes[0].field is 246 bytes; at most 245 can be delivered"],
+        [wrap(entry(change("f", "1"), JSON.stringify("7".repeat(70_000)))), "entry[0].id is 70000 bytes; at most 128 can be delivered"],
+        [wrap(entry(change("f\ud800", "1"))), "entry[0].changes[0].field contains a lone UTF-16 surrogate"]
+      ]
+      for (const [body, problem] of cases) {
+        const [event] = ok(body).events
+        expect(event?.disposition).toBe("invalid")
+        expect(event?.problem).toBe(problem)
+        for (const text of [event?.object, event?.entryId, event?.field, event?.mediaId ?? ""]) {
+          expect(text?.includes("\u0000")).toBe(false)
+          expect((text ?? "").length).toBeLessThanOrEqual(201)
+        }
+      }
+      expect(ok(wrap(entry(change("f".repeat(245), "1")))).events[0]?.disposition).toBe("deliver")
+    })
+
+    it("keeps the event id of an invalid event from its real text", () => {
+      const [a] = ok(wrap(entry(change("f", "1"), `"1\\u00002"`))).events
+      const [b] = ok(wrap(entry(change("f", "1"), `"1\\\\u00002"`))).events
+      expect(a?.eventId).not.toBe(b?.eventId)
+      expect(a?.entryId).toBe("1\\u00002")
+    })
+
+    it("makes each standby item an event with field standby", () => {
+      const item = `{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1,"message":{"mid":"m","text":"hi"}}`
+      const events = ok(wrap(`{"id":"17841400000000000","time":5,"standby":[${item},${item.replace("hi", "ho")}]}`)).events
+      expect(events.map((e) => [e.field, e.disposition, e.valueRaw])).toEqual([
+        ["standby", "deliver", item],
+        ["standby", "deliver", item.replace("hi", "ho")]
+      ])
+    })
+
+    it("refuses more events than the cap with WebhookTooManyEvents", () => {
+      const changes = Array.from({ length: 11 }, (_, i) => change("f", String(i))).join(",")
+      expect(ok(wrap(entry(changes))).events).toHaveLength(11)
+      const result = parseWebhook(bytes(wrap(entry(changes))), 10)
+      if (Result.isSuccess(result)) throw new Error("expected a failure")
+      expect(result.failure._tag).toBe("WebhookTooManyEvents")
+      expect(result.failure.detail).toBe("the body carries more than 10 events; send at most 10 per request")
     })
   })
 })

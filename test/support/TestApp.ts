@@ -1,5 +1,6 @@
 import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { HttpServer } from "effect/http"
+import { MAX_EVENTS_PER_BODY } from "../../src/domain/Webhook.ts"
 import { appWith } from "../../src/layers/App.ts"
 import { AppConfig, type AppConfigShape } from "../../src/layers/Config.ts"
 import { leakedLines, watchSecrets } from "./SecretWatch.ts"
@@ -24,6 +25,8 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   graphApiUrl: "http://127.0.0.1:9/v25.0",
   ownerResolution: "entry",
   maxBodyBytes: 5 * 1024 * 1024,
+  maxEventsPerBody: MAX_EVENTS_PER_BODY,
+  maxInflightBodyBytes: 64 * 1024 * 1024,
   logLevel: "Warn",
   queueType: "quorum",
   deliveryLease: Duration.seconds(2),
