@@ -26,17 +26,27 @@ const redocPage = `<!doctype html>
 const CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 const EMPTY_SVG = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 
-const RedocRoutes = HttpRouter.use(Effect.fnUntraced(function*(router) {
-  // Read once at start-up: the bundle ships with the `redoc` package.
-  const bundlePath = createRequire(import.meta.url).resolve("redoc/bundles/redoc.standalone.js")
-  const bundle = (yield* Effect.promise(() => readFile(bundlePath, "utf8"))).replaceAll(CDN_LOGO, EMPTY_SVG)
-  const script = HttpServerResponse.text(bundle, {
-    contentType: "application/javascript; charset=utf-8",
-    headers: { "cache-control": "public, max-age=86400" }
-  })
-  yield* router.add("GET", "/redoc", HttpServerResponse.html(redocPage))
-  yield* router.add("GET", REDOC_SCRIPT_PATH, script)
-}))
+// The bundle ships with the `redoc` package; it is read on the first request for it, so the routes
+// are in place before the server listens (a route added after an awaited read left early requests unanswered).
+let bundle: Promise<string> | undefined
+const redocBundle = () => {
+  bundle ??= readFile(createRequire(import.meta.url).resolve("redoc/bundles/redoc.standalone.js"), "utf8")
+    .then((text) => text.replaceAll(CDN_LOGO, EMPTY_SVG))
+  return bundle
+}
+
+const RedocRoutes = Layer.mergeAll(
+  HttpRouter.add("GET", "/redoc", HttpServerResponse.html(redocPage)),
+  HttpRouter.add(
+    "GET",
+    REDOC_SCRIPT_PATH,
+    Effect.map(Effect.promise(redocBundle), (text) =>
+      HttpServerResponse.text(text, {
+        contentType: "application/javascript; charset=utf-8",
+        headers: { "cache-control": "public, max-age=86400" }
+      }))
+  )
+)
 
 export const DocsRoutes = Layer.mergeAll(
   HttpApiSwagger.layer(Api, { path: "/docs" }),
