@@ -68,6 +68,8 @@ export interface AppConfigShape {
   readonly journalBatchRequests: number
   /** How long a journal write waits for more webhooks to join it; 0 = write what is queued at once. */
   readonly journalBatchWindow: Duration.Duration
+  /** The console's link to a trace: `{trace_id}` is replaced by the event's trace id (appended when absent). */
+  readonly traceUiUrl: Option.Option<string>
 }
 
 // Development defaults let `npm start` run on a fresh machine with no `.env`;
@@ -182,7 +184,9 @@ const load = Effect.gen(function*() {
     "JOURNAL_BATCH_REQUESTS"
   ).pipe(Config.withDefault(256))
   const journalBatchWindow = yield* Config.Duration("JOURNAL_BATCH_WINDOW").pipe(Config.withDefault(Duration.zero))
+  const traceUiUrl = yield* optionalString("TRACE_UI_URL")
   return {
+    traceUiUrl,
     journalBatchRequests,
     journalBatchWindow,
     rateLimitWebhook,

@@ -42,6 +42,7 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   graphCircuitCooldown: Duration.seconds(1),
   graphCacheSize: 10_000,
   graphPermanentFailureTtl: Duration.hours(1),
+  traceUiUrl: Option.none(),
   ...overrides
 })
 
