@@ -45,6 +45,17 @@ export class WebhookLogEntry extends Schema.Class<WebhookLogEntry>("WebhookLogEn
   routing_note: Schema.NullOr(Schema.String)
 }) {}
 
+/** One event as `GET /monitoring/webhook-logs/{event_id}` shows it: the listing's fields and a few more. */
+export class WebhookLogEvent extends Schema.Class<WebhookLogEvent>("WebhookLogEvent")({
+  ...WebhookLogEntry.fields,
+  /** `entry[].time` as Meta sent it (seconds since the epoch), when it did. */
+  entry_time: Schema.NullOr(Schema.Number),
+  /** How many times Meta redelivered this event (recorded, not delivered again). */
+  duplicates: Schema.Int,
+  /** The trace the webhook request belonged to, when it was traced. */
+  trace_id: Schema.NullOr(Schema.String)
+}) {}
+
 export const WebhookLogPage = Schema.Struct({
   items: Schema.Array(WebhookLogEntry),
   /** Pass back as `?cursor=` for the next (older) page; null on the last page. */

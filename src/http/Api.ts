@@ -19,6 +19,7 @@ import {
   ReplayFilter,
   ReplayResult,
   Timestamp,
+  WebhookLogEvent,
   WebhookLogPage
 } from "../domain/WebhookLog.ts"
 import { Unauthorized, ValidationError } from "./Errors.ts"
@@ -52,6 +53,8 @@ export const WorkerAppsListQuery = {
 }
 
 const idParam = { id: WorkerAppId }
+
+const EventId = Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/, { message: "must be 64 hex digits" }))
 
 export class WorkerAppsGroup extends HttpApiGroup.make("workerApps")
   .add(
@@ -149,12 +152,17 @@ export class MonitoringGroup extends HttpApiGroup.make("monitoring")
       success: WebhookLogPage,
       error: [InvalidFilter, DatabaseUnavailable]
     }),
+    HttpApiEndpoint.get("webhookLog", "/monitoring/webhook-logs/:event_id", {
+      params: { event_id: EventId },
+      success: WebhookLogEvent,
+      error: [EventNotFound, DatabaseUnavailable]
+    }),
     HttpApiEndpoint.get("queues", "/monitoring/queues", {
       success: QueuesReport,
       error: DatabaseUnavailable
     }),
     HttpApiEndpoint.post("replayOne", "/monitoring/webhook-logs/:event_id/replay", {
-      params: { event_id: Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/, { message: "must be 64 hex digits" })) },
+      params: { event_id: EventId },
       success: ReplayResult,
       error: [EventNotFound, DatabaseUnavailable]
     }),

@@ -49,6 +49,7 @@ export const MonitoringHttp = HttpApiBuilder.group(
       metricsJson: () => metricsJson,
       metricsPrometheus: () => Effect.andThen(refreshGauges, PrometheusMetrics.format()),
       webhookLogs: ({ query }) => operations.webhookLogs({ ...query, limit: query.limit ?? DEFAULT_LOG_PAGE }),
+      webhookLog: ({ params }) => operations.webhookLog(params.event_id),
       queues: () => operations.queues,
       replayOne: ({ params }) => operations.replayOne(params.event_id),
       replay: ({ payload }) => operations.replay(payload)

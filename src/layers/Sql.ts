@@ -5,6 +5,7 @@ import { Migrator, SqlClient } from "effect/sql"
 import initialSchema from "../migrations/0001_initial_schema.ts"
 import valueTextFallback from "../migrations/0003_value_text_fallback.ts"
 import routingNote from "../migrations/0002_routing_note.ts"
+import ownerOrEntryIndex from "../migrations/0004_owner_or_entry_index.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import { AppConfig } from "./Config.ts"
 
@@ -21,7 +22,8 @@ export const databaseStartupRetry = Schedule.min([
 export const migrations = Migrator.fromRecord({
   "0001_initial_schema": initialSchema,
   "0002_routing_note": routingNote,
-  "0003_value_text_fallback": valueTextFallback
+  "0003_value_text_fallback": valueTextFallback,
+  "0004_owner_or_entry_index": ownerOrEntryIndex
 })
 
 /** The parts of `DATABASE_URL` start-up needs, with the password kept out of every log line. */

@@ -7,10 +7,12 @@ import {
   InvalidFilter,
   isIsoTime,
   type ReplayFilter,
-  WebhookLogEntry
+  WebhookLogEntry,
+  WebhookLogEvent
 } from "../domain/WebhookLog.ts"
 import { Database } from "../layers/Sql.ts"
 import { Broker, deadLetterQueue, UNROUTABLE_QUEUE } from "./Broker.ts"
+import { traceFromJournal } from "./TraceContext.ts"
 import { WorkerApps } from "./WorkerApps.ts"
 
 /** Events one replay call re-queues at most; `more: true` says there are others. */
@@ -48,8 +50,7 @@ interface LogRow {
 
 const iso = (value: Date | string) => (value instanceof Date ? value : new Date(value)).toISOString()
 
-const toEntry = (row: LogRow) =>
-  new WebhookLogEntry({
+const entryFields = (row: LogRow) => ({
     event_id: row.event_id,
     received_at: iso(row.received_at),
     status: row.status,
@@ -65,6 +66,29 @@ const toEntry = (row: LogRow) =>
     value: typeof row.value === "string" ? JSON.parse(row.value) : row.value,
     routing_note: row.routing_note
   })
+
+const toEntry = (row: LogRow) => new WebhookLogEntry(entryFields(row))
+
+interface EventRow extends LogRow {
+  readonly entry_time: string | number | null
+  readonly duplicates: string | number
+  readonly trace_context: unknown
+}
+
+const toEvent = (row: EventRow) =>
+  new WebhookLogEvent({
+    ...entryFields(row),
+    entry_time: row.entry_time === null ? null : Number(row.entry_time),
+    duplicates: Number(row.duplicates),
+    trace_id: traceFromJournal(row.trace_context)?.span.traceId ?? null
+  })
+
+/**
+ * The owner an event is listed under: the routed owner, or the entry's account
+ * while there is none (pending, ignored). `webhook_events_owner_or_entry_idx` indexes it.
+ */
+const ownerOrEntry = (sql: SqlClient.SqlClient, ownerId: string, joined = false) =>
+  joined ? sql`COALESCE(e.owner_id, e.entry_id) = ${ownerId}` : sql`COALESCE(owner_id, entry_id) = ${ownerId}`
 
 // The cursor is the (received_at, key) of the last row of a page, opaque to callers.
 const encodeCursor = (receivedAt: Date | string, key: string) =>
@@ -98,7 +122,7 @@ export const webhookLogSelect = (
   if (query.status === "duplicate") {
     // Redeliveries live in their own table, joined to the event they repeat.
     const conditions = [
-      ...(query.owner_id === undefined ? [] : [sql`e.owner_id = ${query.owner_id}`]),
+      ...(query.owner_id === undefined ? [] : [ownerOrEntry(sql, query.owner_id, true)]),
       ...(query.worker_app_id === undefined ? [] : [sql`e.worker_app_id = ${query.worker_app_id}`]),
       ...(query.since === undefined ? [] : [sql`d.received_at >= ${new Date(query.since)}`]),
       ...(query.until === undefined ? [] : [sql`d.received_at < ${new Date(query.until)}`]),
@@ -115,7 +139,7 @@ export const webhookLogSelect = (
   }
   const conditions = [
     ...(query.status === undefined ? [] : [sql`status = ${query.status}`]),
-    ...(query.owner_id === undefined ? [] : [sql`owner_id = ${query.owner_id}`]),
+    ...(query.owner_id === undefined ? [] : [ownerOrEntry(sql, query.owner_id)]),
     ...(query.worker_app_id === undefined ? [] : [sql`worker_app_id = ${query.worker_app_id}`]),
     ...(query.since === undefined ? [] : [sql`received_at >= ${new Date(query.since)}`]),
     ...(query.until === undefined ? [] : [sql`received_at < ${new Date(query.until)}`]),
@@ -149,6 +173,7 @@ export class Operations extends Context.Service<Operations, {
     { readonly items: ReadonlyArray<WebhookLogEntry>; readonly next_cursor: string | null },
     InvalidFilter | DatabaseUnavailable
   >
+  webhookLog(eventId: string): Effect.Effect<WebhookLogEvent, EventNotFound | DatabaseUnavailable>
   replayOne(eventId: string): Effect.Effect<{ readonly queued: number; readonly more: boolean }, EventNotFound | DatabaseUnavailable>
   replay(filter: ReplayFilter): Effect.Effect<{ readonly queued: number; readonly more: boolean }, InvalidFilter | DatabaseUnavailable>
   readonly queues: Effect.Effect<{
@@ -190,6 +215,19 @@ export class Operations extends Context.Service<Operations, {
         }
         const rows = yield* webhookLogSelect(sql, query, cursor, limit).pipe(Effect.mapError(unavailable))
         return toPage(rows, limit)
+      })
+
+      const webhookLog = Effect.fn("Operations.webhookLog")(function*(eventId: string) {
+        yield* ready
+        const rows = yield* sql<EventRow>`
+          SELECT event_id, received_at, status, object, field, entry_id, entry_time, media_id, owner_id, worker_app_id,
+                 attempts, last_error, delivered_at, value, routing_note, trace_context, event_id AS seq,
+                 (SELECT count(*) FROM webhook_duplicates d WHERE d.event_id = webhook_events.event_id) AS duplicates
+          FROM webhook_events WHERE event_id = ${eventId}
+        `.pipe(Effect.mapError(unavailable))
+        const row = rows[0]
+        if (row === undefined) return yield* new EventNotFound({ detail: `no event ${eventId}` })
+        return toEvent(row)
       })
 
       // A replayed event goes back to `pending` with no lease, so the recovery
@@ -244,7 +282,7 @@ export class Operations extends Context.Service<Operations, {
         yield* ready
         const conditions = [
           ...(filter.status === undefined ? [] : [sql`status = ${filter.status}`]),
-          ...(filter.owner_id === undefined ? [] : [sql`owner_id = ${filter.owner_id}`]),
+          ...(filter.owner_id === undefined ? [] : [ownerOrEntry(sql, filter.owner_id)]),
           ...(filter.worker_app_id === undefined ? [] : [sql`worker_app_id = ${filter.worker_app_id}`]),
           ...(filter.since === undefined ? [] : [sql`received_at >= ${new Date(filter.since)}`]),
           ...(filter.until === undefined ? [] : [sql`received_at < ${new Date(filter.until)}`])
@@ -288,7 +326,7 @@ export class Operations extends Context.Service<Operations, {
         SELECT count(*)::int AS n FROM webhook_events WHERE status = 'pending'
       `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0)), Effect.mapError(unavailable))
 
-      return Operations.of({ webhookLogs, replayOne, replay, queues, pendingCount })
+      return Operations.of({ webhookLogs, webhookLog, replayOne, replay, queues, pendingCount })
     })
   )
 }
