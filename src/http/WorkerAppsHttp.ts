@@ -8,6 +8,20 @@ import { Api } from "./Api.ts"
 
 export const DEFAULT_PAGE_SIZE = 100
 
+// After a change: the app's queues exist (when the broker is up; otherwise
+// they are declared before the first publish) and this instance routes by
+// the new snapshot before the response goes out.
+export const appliedWith = (broker: Broker["Service"], router: Router["Service"]) => (app: WorkerApp) =>
+  broker.declareWorkerQueue(app.queue_name).pipe(
+    Effect.catch((error) =>
+      Effect.logWarning("worker app queue not declared yet").pipe(
+        Effect.annotateLogs({ queue: app.queue_name, error: error.detail })
+      )
+    ),
+    Effect.andThen(router.refresh),
+    Effect.as(app)
+  )
+
 // Each endpoint re-raises the reasons its contract lists; any other reason is a bug (a defect, 500).
 export const WorkerAppsHttp = HttpApiBuilder.group(
   Api,
@@ -17,19 +31,7 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
     const broker = yield* Broker
     const router = yield* Router
 
-    // After a change: the app's queues exist (when the broker is up; otherwise
-    // they are declared before the first publish) and this instance routes by
-    // the new snapshot before the response goes out.
-    const applied = (app: WorkerApp) =>
-      broker.declareWorkerQueue(app.queue_name).pipe(
-        Effect.catch((error) =>
-          Effect.logWarning("worker app queue not declared yet").pipe(
-            Effect.annotateLogs({ queue: app.queue_name, error: error.detail })
-          )
-        ),
-        Effect.andThen(router.refresh),
-        Effect.as(app)
-      )
+    const applied = appliedWith(broker, router)
 
     return handlers.handleAll({
       create: ({ payload }) =>
