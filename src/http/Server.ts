@@ -12,6 +12,7 @@ import { MonitoringHttp } from "./MonitoringHttp.ts"
 import { AuthorizationLive, RequestValidationLive } from "./Middleware.ts"
 import { WorkerAppsHttp } from "./WorkerAppsHttp.ts"
 import { AcceptRoutes } from "../streams/Accept.ts"
+import { ConsoleRoutes } from "./console/Routes.ts"
 
 /** Node's own limits on slow or oversized clients (Meta sends a whole webhook in well under a second). */
 export const HEADERS_TIMEOUT_MS = 10_000
@@ -28,7 +29,7 @@ export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json
   Layer.provide([AuthorizationLive, RequestValidationLive])
 )
 
-export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, GuardLive)
+export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, ConsoleRoutes, GuardLive)
 
 const NodeServer = Layer.unwrap(Effect.gen(function*() {
   const { port, host } = yield* AppConfig
