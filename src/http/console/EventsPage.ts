@@ -101,7 +101,7 @@ export const eventsPages = {
       const decoded = decodeWithErrors(SearchFilter, input)
       const show = (errors: FieldErrors, results: ReturnType<typeof html> | null, status = 200) =>
         page(layout("Events", "events", html`${searchForm(values, errors, apps)}${results}`, incoming.context), status)
-      if (!decoded.ok) return show(decoded.errors, null, 422)
+      if (!decoded.ok) return show(decoded.errors, null)
       const filter = decoded.value
       // An event id names one event: go straight to it.
       if (filter.event_id !== undefined) return seeOther(`${CONSOLE}/events/${filter.event_id}`)
@@ -110,7 +110,7 @@ export const eventsPages = {
         Effect.map((page) => ({ ok: true as const, page })),
         Effect.catchTag("InvalidFilter", (error) => Effect.succeed({ ok: false as const, detail: error.detail }))
       )
-      if (!result.ok) return show({ form: result.detail }, html`<p class="error">${result.detail}</p>`, 422)
+      if (!result.ok) return show({ form: result.detail }, html`<p class="error">${result.detail}</p>`)
       const next = result.page.next_cursor === null
         ? null
         : `${CONSOLE}/events?${new URLSearchParams({ ...values, cursor: result.page.next_cursor })}`

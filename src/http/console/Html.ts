@@ -54,7 +54,10 @@ export const SECURITY_HEADERS: Record<string, string> = {
   "cross-origin-resource-policy": "same-origin"
 }
 
-/** A console page: never cached (it shows journaled messages), with the security headers. */
+/**
+ * A console page: never cached (it shows journaled messages), with the security headers.
+ * A form shown again with its errors is a 200 (the errors are on the page), as form sites answer.
+ */
 export const page = (body: SafeHtml, status = 200) => fragment(new SafeHtml(`<!doctype html>\n${body.markup}`), status)
 
 /** Part of a page, for htmx to swap in. */

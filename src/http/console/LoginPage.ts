@@ -47,7 +47,7 @@ export const loginPages = (secretKey: Redacted.Redacted<string>, sessions: Sessi
       if (token.length === 0 || !constantTimeEqual(token, Redacted.value(secretKey))) {
         throttle.failed(client)
         yield* Effect.logWarning("console sign-in refused: wrong token").pipe(Effect.annotateLogs({ client }))
-        return page(loginForm(context.csrf, next, "This is not the admin token."), 401)
+        return page(loginForm(context.csrf, next, "This is not the admin token."))
       }
       throttle.succeeded(client)
       yield* Effect.logInfo("console sign-in").pipe(Effect.annotateLogs({ client }))

@@ -48,12 +48,12 @@ export const replayPages = {
       }`
       if (incoming.query.get("preview") !== "1") return show(html`${intro}${filterForm(values, {}, apps)}`, incoming.context)
       const filter = filterOf(values)
-      if (!filter.ok) return show(html`${intro}${filterForm(values, filter.errors, apps)}`, incoming.context, 422)
+      if (!filter.ok) return show(html`${intro}${filterForm(values, filter.errors, apps)}`, incoming.context)
       const count = yield* (yield* Operations).replay({ ...filter.value, dry_run: true }).pipe(
         Effect.map((result) => ({ ok: true as const, result })),
         Effect.catchTag("InvalidFilter", (error) => Effect.succeed({ ok: false as const, detail: error.detail }))
       )
-      if (!count.ok) return show(html`${intro}${filterForm(values, { form: count.detail }, apps)}<p class="error" role="alert">${count.detail}</p>`, incoming.context, 422)
+      if (!count.ok) return show(html`${intro}${filterForm(values, { form: count.detail }, apps)}<p class="error" role="alert">${count.detail}</p>`, incoming.context)
       const { queued, more } = count.result
       const confirm = queued === 0
         ? html`<p id="dry-run">No event matches: nothing to replay.</p>`
@@ -73,7 +73,7 @@ export const replayPages = {
     Effect.gen(function*() {
       const values = filled(incoming.form, FILTERS)
       const filter = filterOf(values)
-      if (!filter.ok) return show(filterForm(values, filter.errors, yield* appChoices), incoming.context, 422)
+      if (!filter.ok) return show(filterForm(values, filter.errors, yield* appChoices), incoming.context)
       const result = yield* (yield* Operations).replay(filter.value)
       yield* Effect.logInfo("replay requested").pipe(
         Effect.annotateLogs({ client: incoming.client, filter: JSON.stringify(filter.value), queued: result.queued, via: "console" })

@@ -135,7 +135,7 @@ export const workerAppsPages = {
   create: (incoming: Incoming) =>
     Effect.gen(function*() {
       const values = fromForm(incoming.form)
-      const retry = (errors: FieldErrors) => formPage("New worker app", `${CONSOLE}/apps/new`, "Create", values, errors, incoming.context, 422)
+      const retry = (errors: FieldErrors) => formPage("New worker app", `${CONSOLE}/apps/new`, "Create", values, errors, incoming.context)
       const decoded = decodeWithErrors(WorkerAppCreate, payloadOf(values))
       if (!decoded.ok) return retry(decoded.errors)
       const applied = appliedWith(yield* Broker, yield* Router)
@@ -164,7 +164,7 @@ export const workerAppsPages = {
       const id = appIdOf(incoming)
       if (Option.isNone(id)) return notFound(incoming.context)
       const values = fromForm(incoming.form)
-      const retry = (errors: FieldErrors) => formPage("Edit worker app", `${CONSOLE}/apps/${id.value}`, "Save", values, errors, incoming.context, 422)
+      const retry = (errors: FieldErrors) => formPage("Edit worker app", `${CONSOLE}/apps/${id.value}`, "Save", values, errors, incoming.context)
       const decoded = decodeWithErrors(WorkerAppUpdate, payloadOf(values))
       if (!decoded.ok) return retry(decoded.errors)
       const applied = appliedWith(yield* Broker, yield* Router)
