@@ -89,7 +89,7 @@ const explain = (statement: Statement.Statement<unknown>) =>
 const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 layer(environment, { excludeTestServices: true, timeout: "600 seconds" })("the console on a journal of 1,000,000 rows", (it) => {
-  const state = { apps: [] as Array<string>, cookie: "" }
+  const state: { apps: Array<string>; cookie: string } = { apps: [], cookie: "" }
 
   it.effect("seeded in one INSERT … SELECT generate_series", () =>
     Effect.gen(function*() {

@@ -47,7 +47,14 @@ const submit = (page: Page, button: string) =>
 
 const text = (page: Page, selector: string) => promise(async () => (await page.locator(selector).first().textContent()) ?? "")
 
-const state = { owner: uniqueId(), appId: "", queue: "", sent: [] as Array<SentEvent>, eventIds: [] as Array<string> }
+interface State {
+  readonly owner: string
+  appId: string
+  queue: string
+  sent: ReadonlyArray<SentEvent>
+  eventIds: Array<string>
+}
+const state: State = { owner: uniqueId(), appId: "", queue: "", sent: [], eventIds: [] }
 
 const eventIdOf = (event: SentEvent) =>
   Effect.gen(function*() {
@@ -234,6 +241,12 @@ layer(environment, { excludeTestServices: true, timeout: "240 seconds" })("the o
       yield* promise(() => small.waitForSelector("#chart[data-ready=true] canvas"))
       yield* assertPageSound(small, watch)
       yield* screenshot(small, "overview-phone")
+      // Every page fits a phone's width (wide tables scroll inside their own box).
+      for (const path of ["/console/apps", "/console/apps/new", `/console/events?owner_id=${state.owner}`, `/console/events/${state.eventIds[0]}`, "/console/replay"]) {
+        yield* promise(() => small.goto(`${baseUrl}${path}`))
+        yield* assertPageSound(small, watch)
+      }
+      yield* screenshot(small, "replay-phone")
       yield* promise(() => small.close())
     }))
 

@@ -76,7 +76,9 @@ layer(environment, { excludeTestServices: true, timeout: "120 seconds" })("conso
       assert.strictEqual((yield* get(`${baseUrl}/console`, { headers: { cookie: session!.pair } })).status, 200)
 
       // A cookie changed by one character, or with its expiry moved, is no session.
-      const [name, value] = session!.pair.split("=") as [string, string]
+      const separator = session!.pair.indexOf("=")
+      const name = session!.pair.slice(0, separator)
+      const value = session!.pair.slice(separator + 1)
       const parts = value.split(".")
       const later = [parts[0], String(Number(parts[1]) + 3600_000), parts[2], parts[3]].join(".")
       const flipped = value.slice(0, -1) + (value.endsWith("A") ? "B" : "A")
@@ -114,6 +116,20 @@ layer(environment, { excludeTestServices: true, timeout: "120 seconds" })("conso
       }
       assert.match(CONTENT_SECURITY_POLICY, /script-src 'self'(;|$)/)
       assert.match(CONTENT_SECURITY_POLICY, /frame-ancestors 'none'/)
+    }))
+
+  it.effect("the overview's live panel refreshes as a fragment; once signed out, htmx is sent to the login page", () =>
+    Effect.gen(function*() {
+      const { baseUrl } = yield* TestApp
+      const { session } = yield* signIn()
+      const htmx = { "hx-request": "true" }
+      const panel = yield* get(`${baseUrl}/console/overview/live`, { headers: { ...htmx, cookie: session!.pair } })
+      assert.strictEqual(panel.status, 200)
+      assert.match(panel.body, /^<section id="live" [^>]*hx-get="\/console\/overview\/live" hx-trigger="every 15s"/)
+      assert.include(panel.body, `data-check="database"`)
+      const signedOut = yield* get(`${baseUrl}/console/overview/live`, { headers: htmx })
+      assert.strictEqual(signedOut.status, 204)
+      assert.strictEqual(signedOut.headers.get("hx-redirect"), "/console/login")
     }))
 
   it.effect("the login form needs its CSRF token; sign-out ends the session in the browser", () =>

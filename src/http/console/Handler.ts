@@ -1,5 +1,5 @@
 import { Effect, Option, Redacted } from "effect"
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { html, page, seeOther } from "./Html.ts"
 import { CONSOLE, layout, type PageContext } from "./Layout.ts"
 import type { Session, Sessions } from "./Session.ts"
@@ -44,9 +44,13 @@ const loginRedirect = (request: HttpServerRequest.HttpServerRequest) => {
  * the login page), and every POST must carry the session's CSRF token.
  */
 export const guarded = <R>(sessions: Sessions, handler: ConsoleHandler<R>, options: { readonly signedIn: boolean }) =>
-  Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
+  Effect.fn("Console.page")(function*(request: HttpServerRequest.HttpServerRequest) {
     const session = sessions.read(request)
     if (options.signedIn && session?.signedIn !== true) {
+      // htmx's refresh of a panel sends the whole page to the login form instead of swapping it in.
+      if (request.headers["hx-request"] === "true") {
+        return HttpServerResponse.empty({ status: 204, headers: { "hx-redirect": `${CONSOLE}/login` } })
+      }
       return request.method === "GET" ? seeOther(loginRedirect(request)) : errorPage(401, "Signed out", "Your session has ended: sign in again.")
     }
     // A visitor without a session gets one, so the login form has a CSRF token to carry.
