@@ -209,6 +209,24 @@ layer(environment, { excludeTestServices: true, timeout: "240 seconds" })("the o
       assert.strictEqual(yield* amqp.queueMessageCount(other.queue_name), 0)
     }))
 
+  it.effect("\"Replay dead letters\" on the overview replays only that worker app's dead-lettered events", () =>
+    Effect.gen(function*() {
+      const { page } = yield* Browser
+      const amqp = yield* Amqp
+      const sql = yield* SqlClient.SqlClient
+      yield* eventually(statuses(state.appId), (rows) => rows.every((r) => r.status === "routed"), 30)
+      // As if its publish had failed after the retry budget.
+      const dead = state.eventIds[2]!
+      yield* sql`UPDATE webhook_events SET status = 'dead_lettered', last_error = 'publish failed' WHERE event_id = ${dead}`.pipe(Effect.orDie)
+      yield* visit(page, "/console")
+      assert.strictEqual(yield* submit(page, `#app-table tr[data-app="${state.appId}"] >> text=Replay dead letters`), 200)
+      assert.strictEqual(yield* text(page, "#dry-run-count"), "1")
+      assert.strictEqual(yield* submit(page, "text=Replay 1 event"), 200)
+      assert.strictEqual(yield* text(page, "#replay-done"), "Queued 1 event again.")
+      const again = yield* amqp.drainQueue(state.queue, { expected: 1, firstMessageMs: 30_000 })
+      assert.deepStrictEqual(again.map((m) => m.properties.messageId), [dead])
+    }))
+
   it.effect("the chart has data points for the minutes with traffic", () =>
     Effect.gen(function*() {
       const { page, phone, screenshot, watch } = yield* Browser
