@@ -1,11 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
+import { spawn } from "node:child_process"
 import { createServer } from "node:net"
 import { ensureDatabase, runMigrations } from "../src/layers/Sql.ts"
 import { PgClient } from "@effect/sql-pg"
 import { Reactivity } from "effect/reactivity"
 import { databaseExists, dropDatabase } from "./support/TestDatabase.ts"
-import { startService, stopService, waitHealthy } from "./support/ServiceProcess.ts"
+import { freePort, ROOT, startService, stopService, waitHealthy } from "./support/ServiceProcess.ts"
 
 const productionEnv = {
   NODE_ENV: "production",
@@ -14,6 +15,14 @@ const productionEnv = {
   WEBHOOK_VERIFY_TOKEN: "startup-verify-token",
   SECRET_KEY: "startup-secret-key"
 }
+
+/** Whether something accepts connections on this loopback port. */
+const portFree = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const probe = createServer()
+    probe.once("error", () => resolve(false))
+    probe.listen(port, "127.0.0.1", () => probe.close(() => resolve(true)))
+  })
 
 const freshName = () => `chatico_test_startup_${Math.random().toString(36).slice(2, 8)}`
 
@@ -57,6 +66,63 @@ describe("start-up", () => {
         assert.isTrue(lines.some((line) => line.includes("chatico-mapper stopped") && line.includes("EADDRINUSE")), service.output())
       } finally {
         blocker.close()
+      }
+    }))
+
+  it.live("a NODE_ENV that is not production, development or test stops start-up with one line", () =>
+    Effect.promise(async () => {
+      const service = await startService({ ...productionEnv, NODE_ENV: "prod" })
+      const { code } = await service.exited
+      assert.notStrictEqual(code, 0)
+      const lines = service.output().trim().split("\n")
+      assert.strictEqual(lines.length, 1, service.output())
+      assert.include(lines[0], "invalid environment variable NODE_ENV: must be production, development or test")
+    }))
+
+  it.live("development on a non-loopback HOST without its secrets stops start-up naming the variable", () =>
+    Effect.promise(async () => {
+      const service = await startService({ HOST: "0.0.0.0" })
+      const { code } = await service.exited
+      assert.notStrictEqual(code, 0)
+      assert.include(service.output(), "missing required environment variable INSTAGRAM_APP_SECRET")
+      assert.strictEqual(service.output().trim().split("\n").length, 1, service.output())
+    }))
+
+  it.live("SIGTERM to `npm start` stops the service within 10 s and frees the port", () =>
+    Effect.promise(async () => {
+      const name = freshName()
+      const port = await freePort()
+      // npm as an operator runs it: the machine's npm, the project's node first on PATH.
+      const npm = spawn("npm", ["start", "--silent"], {
+        cwd: ROOT,
+        env: {
+          PATH: `${ROOT}/node_modules/.bin:${process.env.PATH ?? ""}`,
+          PORT: String(port),
+          DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${name}`
+        },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      npm.stdout.on("data", (chunk) => (output += chunk))
+      npm.stderr.on("data", (chunk) => (output += chunk))
+      const exited = new Promise<void>((resolve) => npm.once("exit", () => resolve()))
+      try {
+        await waitHealthy({ child: npm, port, baseUrl: `http://127.0.0.1:${port}`, output: () => output, exited: exited.then(() => ({ code: null, signal: null })) })
+        const started = Date.now()
+        npm.kill("SIGTERM")
+        await exited
+        // The port is free only once node itself has exited, not just npm.
+        let free = await portFree(port)
+        while (!free && Date.now() - started < 10_000) {
+          await new Promise((resolve) => setTimeout(resolve, 100))
+          free = await portFree(port)
+        }
+        assert.isTrue(free, `port ${port} still taken 10 s after SIGTERM to npm:\n${output}`)
+        assert.isBelow(Date.now() - started, 10_000)
+        assert.include(output, "shutting down")
+      } finally {
+        if (npm.exitCode === null) npm.kill("SIGKILL")
+        await Effect.runPromise(dropDatabase(name))
       }
     }))
 

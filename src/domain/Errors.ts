@@ -6,3 +6,15 @@ export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>
   { detail: Schema.String },
   { httpApiStatus: 503 }
 ) {}
+
+/**
+ * One problem with a request, as FastAPI reports it: where it is
+ * (`["body", "owner_id"]`), what is wrong, and its kind (`missing`,
+ * `extra_forbidden`, `type_error`, `value_error`).
+ */
+export const ValidationIssue = Schema.Struct({
+  loc: Schema.Array(Schema.Union([Schema.String, Schema.Number])),
+  msg: Schema.String,
+  type: Schema.String
+})
+export type ValidationIssue = typeof ValidationIssue.Type

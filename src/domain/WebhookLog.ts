@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { ValidationIssue } from "./Errors.ts"
 import { WorkerAppId } from "./WorkerApp.ts"
 
 const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$/
@@ -104,8 +105,12 @@ export class EventNotFound extends Schema.TaggedError<EventNotFound>()(
   { httpApiStatus: 404 }
 ) {}
 
+/** A filter that cannot be applied; reported like a validation error, with where the problem is. */
 export class InvalidFilter extends Schema.TaggedError<InvalidFilter>()(
   "InvalidFilter",
-  { detail: Schema.String },
+  { detail: Schema.Array(ValidationIssue) },
   { httpApiStatus: 422 }
-) {}
+) {
+  static readonly at = (loc: ReadonlyArray<string>, msg: string) =>
+    new InvalidFilter({ detail: [{ loc, msg, type: "value_error" }] })
+}

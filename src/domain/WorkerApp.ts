@@ -14,17 +14,19 @@ export const WorkerAppName = Schema.String.check(
 
 /** An Instagram account id: digits only. */
 export const OwnerId = Schema.String.check(
-  Schema.isPattern(/^[0-9]{1,32}$/, { message: "must be a string of 1 to 32 digits" })
+  // The `u` flag lets the pattern into the OpenAPI document (JSON Schema patterns are Unicode).
+  Schema.isPattern(/^[0-9]{1,32}$/u, { message: "must be a string of 1 to 32 digits" })
 )
 
-// RabbitMQ reserves `amq.`; `chatico.` names the service's own queues.
+// RabbitMQ reserves `amq.` (in any case); `chatico.` names the service's own queues.
 export const QueueName = Schema.String.check(
-  Schema.isPattern(/^[A-Za-z0-9._:-]{1,200}$/, {
+  Schema.isPattern(/^[A-Za-z0-9._:-]{1,200}$/u, {
     message: "must be 1 to 200 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'"
   }),
-  Schema.makeFilter((name: string) =>
-    !(name.startsWith("amq.") || name.startsWith("chatico.")) || "must not start with 'amq.' or 'chatico.'"
-  ),
+  Schema.makeFilter((name: string) => {
+    const lower = name.toLowerCase()
+    return !(lower.startsWith("amq.") || lower.startsWith("chatico.")) || "must not start with 'amq.' or 'chatico.' (in any case)"
+  }),
   Schema.makeFilter((name: string) => !name.endsWith(".dlq") || "must not end with '.dlq' (reserved for dead letters)")
 )
 
@@ -49,6 +51,9 @@ export const WorkerAppCreate = Schema.Struct({
   queue_name: QueueName,
   description: Schema.optionalKey(Description),
   is_active: Schema.optionalKey(Schema.Boolean)
+}).annotate({
+  identifier: "WorkerAppCreate",
+  description: "A new worker app. Unknown fields are refused (422), not ignored."
 })
 export type WorkerAppCreate = typeof WorkerAppCreate.Type
 
@@ -58,13 +63,16 @@ export const WorkerAppUpdate = Schema.Struct({
   queue_name: Schema.optionalKey(QueueName),
   description: Schema.optionalKey(Description),
   is_active: Schema.optionalKey(Schema.Boolean)
+}).annotate({
+  identifier: "WorkerAppUpdate",
+  description: "Any subset of the writable fields. Unknown fields are refused (422), not ignored."
 })
 export type WorkerAppUpdate = typeof WorkerAppUpdate.Type
 
 export const WorkerAppList = Schema.Struct({
   items: Schema.Array(WorkerApp),
   total: Schema.Int
-})
+}).annotate({ identifier: "WorkerAppList" })
 
 export const ListFilter = Schema.Struct({
   is_active: Schema.optionalKey(Schema.Boolean),

@@ -22,19 +22,29 @@ import {
   WebhookLogEvent,
   WebhookLogPage
 } from "../domain/WebhookLog.ts"
-import { Unauthorized, ValidationError } from "./Errors.ts"
+import {
+  ConflictBody,
+  EventNotFoundBody,
+  InvalidFilterBody,
+  NotFoundBody,
+  onTheWire,
+  UnauthorizedBody,
+  UnavailableBody,
+  ValidationBody
+} from "./Errors.ts"
+import { polishOpenApi } from "./OpenApiPolish.ts"
 import { addWebhookPaths } from "./WebhookDocs.ts"
 
 /** Bearer `SECRET_KEY` on every admin and monitoring route. */
 export class Authorization extends HttpApiMiddleware.Service<Authorization>()("chatico/http/Authorization", {
   security: { bearer: HttpApiSecurity.bearer },
-  error: Unauthorized
+  error: UnauthorizedBody
 }) {}
 
 /** Turns request decoding failures into 422s that name the field at fault. */
 export class RequestValidation extends HttpApiMiddleware.Service<RequestValidation>()(
   "chatico/http/RequestValidation",
-  { error: ValidationError }
+  { error: ValidationBody }
 ) {}
 
 export const MAX_PAGE_SIZE = 500
@@ -46,7 +56,12 @@ const IntFromString = (name: string, minimum: number, maximum: number) =>
   )
 
 export const WorkerAppsListQuery = {
-  is_active: Schema.optional(Schema.Literals(["true", "false"])),
+  // As FastAPI reads a bool: true/false/1/0 in any case.
+  is_active: Schema.optional(
+    Schema.String.check(
+      Schema.isPattern(/^(?:[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$/u, { message: "must be true, false, 1 or 0" })
+    )
+  ),
   owner_id: Schema.optional(OwnerId),
   limit: Schema.optional(IntFromString("limit", 1, MAX_PAGE_SIZE)),
   offset: Schema.optional(IntFromString("offset", 0, Number.MAX_SAFE_INTEGER))
@@ -54,40 +69,40 @@ export const WorkerAppsListQuery = {
 
 const idParam = { id: WorkerAppId }
 
-const EventId = Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/, { message: "must be 64 hex digits" }))
+const EventId = Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/u, { message: "must be 64 hex digits" }))
 
 export class WorkerAppsGroup extends HttpApiGroup.make("workerApps")
   .add(
     HttpApiEndpoint.post("create", "/worker-apps", {
       payload: WorkerAppCreate,
       success: WorkerApp.pipe(HttpApiSchema.status(201)),
-      error: [WorkerAppConflict, DatabaseUnavailable]
+      error: [ConflictBody, ValidationBody, UnavailableBody]
     }),
     HttpApiEndpoint.get("list", "/worker-apps", {
       query: WorkerAppsListQuery,
       success: WorkerAppList,
-      error: DatabaseUnavailable
+      error: UnavailableBody
     }),
     HttpApiEndpoint.get("get", "/worker-apps/:id", {
       params: idParam,
       success: WorkerApp,
-      error: [WorkerAppNotFound, DatabaseUnavailable]
+      error: [NotFoundBody, UnavailableBody]
     }),
     HttpApiEndpoint.put("update", "/worker-apps/:id", {
       params: idParam,
       payload: WorkerAppUpdate,
       success: WorkerApp,
-      error: [WorkerAppNotFound, WorkerAppConflict, DatabaseUnavailable]
+      error: [NotFoundBody, ConflictBody, ValidationBody, UnavailableBody]
     }),
     HttpApiEndpoint.delete("remove", "/worker-apps/:id", {
       params: idParam,
       success: HttpApiSchema.NoContent,
-      error: [WorkerAppNotFound, DatabaseUnavailable]
+      error: [NotFoundBody, UnavailableBody]
     }),
     HttpApiEndpoint.post("toggle", "/worker-apps/:id/toggle", {
       params: idParam,
       success: WorkerApp,
-      error: [WorkerAppNotFound, DatabaseUnavailable]
+      error: [NotFoundBody, UnavailableBody]
     })
   )
   .middleware(Authorization)
@@ -102,6 +117,8 @@ const CheckResult = Schema.Struct({
   ok: Schema.Boolean,
   latency_ms: Schema.optionalKey(Schema.Number),
   error: Schema.optionalKey(Schema.String),
+  /** Something to look at that does not stop the check passing (an `error` always fails it). */
+  warning: Schema.optionalKey(Schema.String),
   detail: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
 })
 
@@ -118,11 +135,20 @@ export class HealthDegraded extends Schema.TaggedError<HealthDegraded>()(
   { httpApiStatus: 503 }
 ) {}
 
+const HealthDegradedBody = onTheWire(
+  HealthDegraded,
+  "HealthDegraded",
+  "a check is failing: `failing` names it, its `error` says why",
+  503,
+  { status: Schema.Literal("degraded"), failing: Schema.Array(Schema.String), checks: HealthChecks },
+  (error) => ({ status: error.status, failing: error.failing, checks: error.checks })
+)
+
 export class HealthGroup extends HttpApiGroup.make("health")
   .add(
     HttpApiEndpoint.get("health", "/monitoring/health", {
       success: HealthReport,
-      error: HealthDegraded
+      error: HealthDegradedBody
     })
   )
   .annotateMerge(OpenApi.annotations({
@@ -150,26 +176,26 @@ export class MonitoringGroup extends HttpApiGroup.make("monitoring")
         cursor: Schema.optional(Schema.String)
       },
       success: WebhookLogPage,
-      error: [InvalidFilter, DatabaseUnavailable]
+      error: [InvalidFilterBody, UnavailableBody]
     }),
     HttpApiEndpoint.get("webhookLog", "/monitoring/webhook-logs/:event_id", {
       params: { event_id: EventId },
       success: WebhookLogEvent,
-      error: [EventNotFound, DatabaseUnavailable]
+      error: [EventNotFoundBody, UnavailableBody]
     }),
     HttpApiEndpoint.get("queues", "/monitoring/queues", {
       success: QueuesReport,
-      error: DatabaseUnavailable
+      error: UnavailableBody
     }),
     HttpApiEndpoint.post("replayOne", "/monitoring/webhook-logs/:event_id/replay", {
       params: { event_id: EventId },
       success: ReplayResult,
-      error: [EventNotFound, DatabaseUnavailable]
+      error: [EventNotFoundBody, UnavailableBody]
     }),
     HttpApiEndpoint.post("replay", "/monitoring/replay", {
       payload: ReplayFilter,
       success: ReplayResult,
-      error: [InvalidFilter, DatabaseUnavailable]
+      error: [InvalidFilterBody, UnavailableBody]
     })
   )
   .middleware(Authorization)
@@ -184,10 +210,14 @@ export class Api extends HttpApi.make("chatico-mapper")
   .add(HealthGroup)
   .add(MonitoringGroup)
   .middleware(RequestValidation)
+  // Report every problem at once, and refuse unknown fields and query parameters instead of ignoring them.
+  .annotate(HttpApi.ParamsParseOptions, { errors: "all" })
+  .annotate(HttpApi.QueryParseOptions, { errors: "all", onExcessProperty: "error" })
+  .annotate(HttpApi.PayloadParseOptions, { errors: "all", onExcessProperty: "error" })
   .annotateMerge(OpenApi.annotations({
     title: "chatico-mapper",
     version: "0.1.0",
     description: "Instagram webhook ingestion router: the webhook, the admin and the monitoring API.",
-    transform: addWebhookPaths
+    transform: (spec) => polishOpenApi(addWebhookPaths(spec))
   }))
 {}

@@ -2,7 +2,12 @@ import { ByteSize, Effect, Option } from "effect"
 import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { AppConfig } from "../layers/Config.ts"
 import * as Metrics from "../services/Metrics.ts"
+import { throttledLog } from "../services/LogThrottle.ts"
 import { RateLimiter } from "../services/RateLimiter.ts"
+import { noteFor } from "./AccessNotes.ts"
+
+/** A client over its limit is logged once per this interval (with how many refusals it left out). */
+export const RATE_LIMIT_LOG_INTERVAL_MS = 10_000
 
 /**
  * In front of every route: per-client rate limits (`429` + `Retry-After`) on
@@ -15,14 +20,20 @@ export const GuardLive = HttpRouter.middleware(
     const limiter = yield* RateLimiter
     const { maxAdminBodyBytes } = yield* AppConfig
     const adminBodyLimit = ByteSize.bytes(maxAdminBodyBytes)
+    const logLimited = throttledLog(RATE_LIMIT_LOG_INTERVAL_MS)
     return (httpEffect) =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         if (request.url.startsWith("/monitoring/health")) return yield* httpEffect
         const kind = request.url.startsWith("/webhook") ? "webhook" : "admin"
-        const decision = limiter.check(kind, Option.getOrElse(request.remoteAddress, () => "unknown"))
+        const client = Option.getOrElse(request.remoteAddress, () => "unknown")
+        const decision = limiter.check(kind, client)
         if (!decision.allowed) {
           if (kind === "webhook") yield* Metrics.count(Metrics.webhooks, { result: "rate_limited" })
+          noteFor(request.source).refused = "rate limited"
+          yield* logLimited(`${kind} ${client}`, (suppressed) =>
+            Effect.logWarning(kind === "webhook" ? "webhook refused: too many requests" : "request refused: too many requests")
+              .pipe(Effect.annotateLogs({ status: 429, client, limit: kind, refusals_not_logged: suppressed })))
           return HttpServerResponse.jsonUnsafe({ detail: "too many requests" }, {
             status: 429,
             headers: { "retry-after": String(decision.retryAfter) }

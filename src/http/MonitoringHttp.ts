@@ -3,9 +3,11 @@ import { HttpApiBuilder } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import * as Metrics from "../services/Metrics.ts"
 import { DEFAULT_LOG_PAGE, Operations } from "../services/Operations.ts"
+import { refreshProcessMetrics } from "../services/ProcessMetrics.ts"
 import { Journal } from "../streams/Journal.ts"
 import { Delivery } from "../streams/Publish.ts"
 import { Api } from "./Api.ts"
+import { audit } from "./Audit.ts"
 
 // JSON has no Infinity (a histogram's last bound) nor bigint: write them as Prometheus does.
 const jsonSafe = (value: unknown): unknown => {
@@ -28,6 +30,7 @@ export const MonitoringHttp = HttpApiBuilder.group(
 
     // Gauges that are read, not counted: refreshed when metrics are asked for.
     const refreshGauges = Effect.gen(function*() {
+      yield* refreshProcessMetrics
       yield* Metrics.observe(Metrics.mailboxDepth, yield* journal.depth, { stage: "journal" })
       yield* Metrics.observe(Metrics.mailboxDepth, yield* delivery.depth, { stage: "delivery" })
       const pending = yield* operations.pendingCount.pipe(Effect.option)
@@ -51,8 +54,14 @@ export const MonitoringHttp = HttpApiBuilder.group(
       webhookLogs: ({ query }) => operations.webhookLogs({ ...query, limit: query.limit ?? DEFAULT_LOG_PAGE }),
       webhookLog: ({ params }) => operations.webhookLog(params.event_id),
       queues: () => operations.queues,
-      replayOne: ({ params }) => operations.replayOne(params.event_id),
-      replay: ({ payload }) => operations.replay(payload)
+      replayOne: ({ params, request }) =>
+        operations.replayOne(params.event_id).pipe(
+          Effect.tap((result) => audit("replay.requested", request, { event_id: params.event_id, ...result }))
+        ),
+      replay: ({ payload, request }) =>
+        operations.replay(payload).pipe(
+          Effect.tap((result) => audit("replay.requested", request, { filter: payload, ...result }))
+        )
     })
   })
 )

@@ -6,8 +6,9 @@ import { createServer } from "node:http"
 import { AppConfig } from "../layers/Config.ts"
 import { Api } from "./Api.ts"
 import { DocsRoutes } from "./Docs.ts"
+import { EdgeLive } from "./Edge.ts"
 import { GuardLive } from "./Guard.ts"
-import { HealthHttp } from "./HealthHttp.ts"
+import { HealthChecks, HealthHttp } from "./HealthHttp.ts"
 import { MonitoringHttp } from "./MonitoringHttp.ts"
 import { AuthorizationLive, RequestValidationLive } from "./Middleware.ts"
 import { WorkerAppsHttp } from "./WorkerAppsHttp.ts"
@@ -29,7 +30,10 @@ export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json
   Layer.provide([AuthorizationLive, RequestValidationLive])
 )
 
-export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, ConsoleRoutes, GuardLive)
+// The API's health and the console's overview share one set of checks.
+export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, ConsoleRoutes, GuardLive, EdgeLive).pipe(
+  Layer.provide(HealthChecks.layer)
+)
 
 const NodeServer = Layer.unwrap(Effect.gen(function*() {
   const { port, host } = yield* AppConfig
@@ -47,7 +51,7 @@ const NodeServer = Layer.unwrap(Effect.gen(function*() {
 }))
 
 /** The HTTP server: every route answers with and without a trailing slash. */
-// No log line per request: at webhook rates it would cost more than the work.
+// effect's own request logger is off: `Edge.ts` writes the access log line.
 export const HttpServerLive = HttpRouter.serve(AllRoutes, {
   routerConfig: { ignoreTrailingSlash: true },
   disableLogger: true

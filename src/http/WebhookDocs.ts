@@ -3,14 +3,27 @@
  * the raw bytes before anything parses them), so the HttpApi does not see
  * them; this adds them to `/openapi.json` by hand, as the contract describes.
  */
-const json = (description: string) => ({
+const json = (description: string, example: string) => ({
   description,
   content: {
     "application/json": {
-      schema: { type: "object", properties: { detail: { type: "string" } }, required: ["detail"] }
+      schema: { type: "object", properties: { detail: { type: "string" } }, required: ["detail"] },
+      example: { detail: example }
     }
   }
 })
+
+const webhookExample = {
+  object: "instagram",
+  entry: [{
+    id: "17841400000000000",
+    time: 1764244800,
+    changes: [{
+      field: "comments",
+      value: { id: "17900000000000001", text: "Love it!", from: { id: "17800000000000002", username: "fan" }, media: { id: "18100000000000000" } }
+    }]
+  }]
+}
 
 const webhookPaths = {
   "/webhook": {
@@ -24,8 +37,8 @@ const webhookPaths = {
         { name: "hub.challenge", in: "query", required: true, schema: { type: "string" } }
       ],
       responses: {
-        "200": { description: "the challenge, as is", content: { "text/plain": { schema: { type: "string" } } } },
-        "403": { description: "wrong mode or token" }
+        "200": { description: "the challenge, as is", content: { "text/plain": { schema: { type: "string" }, example: "1158201444" } } },
+        "403": json("wrong mode or token, or no challenge", "verification failed")
       }
     },
     post: {
@@ -51,8 +64,11 @@ const webhookPaths = {
               properties: {
                 object: { type: "string" },
                 entry: { type: "array", maxItems: 1000, items: { type: "object" } }
-              }
-            }
+              },
+              // Meta adds fields over time: everything beyond object and entry is kept as sent.
+              additionalProperties: true
+            },
+            example: webhookExample
           }
         }
       },
@@ -63,16 +79,27 @@ const webhookPaths = {
             "application/json": {
               schema: {
                 type: "object",
-                properties: { status: { const: "ok" }, events: { type: "integer" }, duplicates: { type: "integer" } }
+                properties: {
+                  status: { const: "ok" },
+                  events: { type: "integer" },
+                  duplicates: { type: "integer" },
+                  event_ids: { type: "array", items: { type: "string", pattern: "^[0-9a-f]{64}$" } }
+                }
+              },
+              example: {
+                status: "ok",
+                events: 1,
+                duplicates: 0,
+                event_ids: ["9b3c2f0a4d1e6b7c8a9f0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b"]
               }
             }
           }
         },
-        "400": json("not a webhook: the detail says what is wrong"),
-        "401": json("missing, malformed or wrong X-Hub-Signature-256"),
-        "413": json("body over MAX_BODY_BYTES"),
-        "429": json("too many requests from this client; see Retry-After"),
-        "503": json("events could not be recorded now; see Retry-After")
+        "400": json("not a webhook: the detail says what is wrong", "entry must be an array"),
+        "401": json("missing, malformed or wrong X-Hub-Signature-256", "signature does not match any configured key"),
+        "413": json("body over MAX_BODY_BYTES", "body exceeds 5242880 bytes"),
+        "429": json("too many requests from this client; see Retry-After", "too many requests"),
+        "503": json("events could not be recorded now; see Retry-After", "events could not be recorded; retry later")
       }
     }
   }

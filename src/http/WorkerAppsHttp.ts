@@ -4,7 +4,10 @@ import { Broker } from "../services/Broker.ts"
 import { Router } from "../streams/Route.ts"
 import { HttpApiBuilder } from "effect/http-api"
 import { WorkerApps } from "../services/WorkerApps.ts"
+import { AppConfig } from "../layers/Config.ts"
 import { Api } from "./Api.ts"
+import { audit } from "./Audit.ts"
+import { ValidationError } from "./Errors.ts"
 
 export const DEFAULT_PAGE_SIZE = 100
 
@@ -22,6 +25,14 @@ export const appliedWith = (broker: Broker["Service"], router: Router["Service"]
     Effect.as(app)
   )
 
+const appFields = (app: WorkerApp) => ({
+  worker_app_id: app.id,
+  name: app.name,
+  owner_id: app.owner_id,
+  queue_name: app.queue_name,
+  is_active: app.is_active
+})
+
 // Each endpoint re-raises the reasons its contract lists; any other reason is a bug (a defect, 500).
 export const WorkerAppsHttp = HttpApiBuilder.group(
   Api,
@@ -30,18 +41,31 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
     const workerApps = yield* WorkerApps
     const broker = yield* Broker
     const router = yield* Router
+    const { unroutableQueue } = yield* AppConfig
+
+    // UNROUTABLE_QUEUE may be named outside the reserved prefixes: no worker app may take it either.
+    const notUnroutable = (queueName: string | undefined) =>
+      queueName !== undefined && queueName.toLowerCase() === unroutableQueue.toLowerCase()
+        ? Effect.fail(
+          new ValidationError({
+            detail: [{ loc: ["body", "queue_name"], msg: "is the queue of unroutable events (UNROUTABLE_QUEUE)", type: "value_error" }]
+          })
+        )
+        : Effect.void
 
     const applied = appliedWith(broker, router)
 
     return handlers.handleAll({
-      create: ({ payload }) =>
-        workerApps.create(payload).pipe(
+      create: ({ payload, request }) =>
+        notUnroutable(payload.queue_name).pipe(
+          Effect.andThen(workerApps.create(payload)),
           Effect.flatMap(applied),
+          Effect.tap((app) => audit("worker_app.created", request, appFields(app))),
           Effect.catchReasons("WorkerAppsError", { WorkerAppConflict: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
       list: ({ query }) =>
         workerApps.list({
-          ...(query.is_active === undefined ? {} : { is_active: query.is_active === "true" }),
+          ...(query.is_active === undefined ? {} : { is_active: /^(true|1)$/i.test(query.is_active) }),
           ...(query.owner_id === undefined ? {} : { owner_id: query.owner_id }),
           limit: query.limit ?? DEFAULT_PAGE_SIZE,
           offset: query.offset ?? 0
@@ -50,23 +74,27 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
         workerApps.get(params.id).pipe(
           Effect.catchReasons("WorkerAppsError", { WorkerAppNotFound: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
-      update: ({ params, payload }) =>
-        workerApps.update(params.id, payload).pipe(
+      update: ({ params, payload, request }) =>
+        notUnroutable(payload.queue_name).pipe(
+          Effect.andThen(workerApps.update(params.id, payload)),
           Effect.flatMap(applied),
+          Effect.tap((app) => audit("worker_app.updated", request, { ...appFields(app), changed: Object.keys(payload) })),
           Effect.catchReasons("WorkerAppsError", {
             WorkerAppNotFound: (e) => Effect.fail(e),
             WorkerAppConflict: (e) => Effect.fail(e),
             DatabaseUnavailable: (e) => Effect.fail(e)
           }, Effect.die)
         ),
-      remove: ({ params }) =>
+      remove: ({ params, request }) =>
         workerApps.remove(params.id).pipe(
           Effect.andThen(router.refresh),
+          Effect.tap(() => audit("worker_app.deleted", request, { worker_app_id: params.id })),
           Effect.catchReasons("WorkerAppsError", { WorkerAppNotFound: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         ),
-      toggle: ({ params }) =>
+      toggle: ({ params, request }) =>
         workerApps.toggle(params.id).pipe(
           Effect.flatMap(applied),
+          Effect.tap((app) => audit("worker_app.toggled", request, appFields(app))),
           Effect.catchReasons("WorkerAppsError", { WorkerAppNotFound: (e) => Effect.fail(e), DatabaseUnavailable: (e) => Effect.fail(e) }, Effect.die)
         )
     })

@@ -2,8 +2,8 @@ import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema } fr
 import * as Runtime from "effect/Runtime"
 
 /**
- * A required variable that is absent (or empty) in production. Its message is
- * the one line start-up prints before exiting.
+ * A required variable that is absent (or empty) where it must be set. Its
+ * message is the one line start-up prints before exiting.
  */
 export class MissingConfig extends Schema.TaggedError<MissingConfig>()("MissingConfig", {
   variable: Schema.String,
@@ -14,6 +14,19 @@ export class MissingConfig extends Schema.TaggedError<MissingConfig>()("MissingC
     return `missing required environment variable ${this.variable}: ${this.hint}`
   }
 }
+
+/** A variable that is set but refused (never with its value: it may be a secret). */
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
+  variable: Schema.String,
+  reason: Schema.String
+}) {
+  override readonly [Runtime.errorReported] = false
+  override get message() {
+    return `invalid environment variable ${this.variable}: ${this.reason}`
+  }
+}
+
+export type NodeEnv = "production" | "development" | "test"
 
 export type OwnerResolution = "auto" | "entry" | "graph"
 export type QueueType = "quorum" | "classic"
@@ -70,15 +83,48 @@ export interface AppConfigShape {
   readonly journalBatchWindow: Duration.Duration
   /** The console's link to a trace: `{trace_id}` is replaced by the event's trace id (appended when absent). */
   readonly traceUiUrl: Option.Option<string>
+  /** One log line per HTTP request. */
+  readonly accessLog: boolean
+  /** Health is `degraded` while a pending event is older than this. */
+  readonly pendingAgeAlert: Duration.Duration
+  /** Health is `degraded` once the Graph API has been unreachable for longer than this. */
+  readonly graphOutageAlert: Duration.Duration
+  /** Where events with no active worker app go. */
+  readonly unroutableQueue: string
 }
 
-// Development defaults let `npm start` run on a fresh machine with no `.env`;
-// in production (NODE_ENV=production) these variables must be set.
-const devDefaults = {
+// Development defaults let `npm start` run on a fresh machine with no `.env`,
+// and only while nobody but this machine can reach the port.
+export const devDefaults = {
   INSTAGRAM_APP_SECRET: "dev-app-secret",
   WEBHOOK_VERIFY_TOKEN: "dev-verify-token",
   SECRET_KEY: "dev-secret-key"
 } as const
+
+/** Addresses only this machine can reach. */
+export const isLoopback = (host: string) =>
+  host === "localhost" || host === "::1" || host === "[::1]" || /^127(\.\d{1,3}){3}$/.test(host)
+
+/** Values copied from an example file rather than chosen: refused in production. */
+const DEV_VALUES = new Set<string>(Object.values(devDefaults))
+const PLACEHOLDER = /change[-_ ]?me/i
+export const SECRET_KEY_MIN_LENGTH = 16
+
+const placeholderReason = (name: string, value: string): string | undefined => {
+  if (PLACEHOLDER.test(value) || DEV_VALUES.has(value.trim().toLowerCase())) {
+    return "a placeholder or development value; set a real secret"
+  }
+  if (name === "SECRET_KEY" && value.length < SECRET_KEY_MIN_LENGTH) {
+    return `shorter than ${SECRET_KEY_MIN_LENGTH} characters`
+  }
+  return undefined
+}
+
+/** Loopback-only development may not be production, nor listen where others reach it. */
+interface SecretPolicy {
+  readonly production: boolean
+  readonly host: string
+}
 
 const optionalString = (name: string) =>
   Config.String(name).pipe(
@@ -86,23 +132,47 @@ const optionalString = (name: string) =>
     Config.map(Option.filter((value) => value.trim().length > 0))
   )
 
-const requiredSecret = (name: keyof typeof devDefaults, production: boolean, hint: string) =>
-  Effect.flatMap(optionalString(name), (value) => {
-    if (Option.isSome(value)) return Effect.succeed(Redacted.make(value.value, { label: name }))
-    if (production) return Effect.fail(new MissingConfig({ variable: name, hint }))
+/** A secret that is set: refused in production when it is a placeholder. */
+const checkedSecret = (
+  name: string,
+  value: string,
+  policy: SecretPolicy
+): Effect.Effect<Redacted.Redacted<string>, InvalidConfig> => {
+  const reason = policy.production ? placeholderReason(name, value) : undefined
+  return reason === undefined
+    ? Effect.succeed(Redacted.make(value, { label: name }))
+    : Effect.fail(new InvalidConfig({ variable: name, reason }))
+}
+
+const requiredSecret = (name: keyof typeof devDefaults, policy: SecretPolicy, hint: string) =>
+  Effect.flatMap(optionalString(name), (value): Effect.Effect<Redacted.Redacted<string>, InvalidConfig | MissingConfig> => {
+    if (Option.isSome(value)) return checkedSecret(name, value.value, policy)
+    if (policy.production) return Effect.fail(new MissingConfig({ variable: name, hint }))
+    if (!isLoopback(policy.host)) {
+      return Effect.fail(
+        new MissingConfig({ variable: name, hint: `${hint} (development defaults are only used on a loopback HOST)` })
+      )
+    }
     return Effect.as(
-      Effect.logWarning(`${name} is not set: using the development default (never do this in production)`),
+      Effect.logWarning(`${name} is not set: using the development default, served on ${policy.host} only`),
       Redacted.make<string>(devDefaults[name], { label: name })
     )
   })
 
+// RabbitMQ's grammar for the queue names the service declares (as for worker apps').
+const QUEUE_NAME = /^[A-Za-z0-9._:-]{1,200}$/
+
 const logLevels = { debug: "Debug", info: "Info", warn: "Warn", error: "Error" } as const
 
 const load = Effect.gen(function*() {
-  const production = (yield* optionalString("NODE_ENV").pipe(Config.map(Option.getOrElse(() => "development")))) ===
-    "production"
+  const nodeEnv = Option.getOrElse(yield* optionalString("NODE_ENV"), () => "development")
+  if (nodeEnv !== "production" && nodeEnv !== "development" && nodeEnv !== "test") {
+    return yield* new InvalidConfig({ variable: "NODE_ENV", reason: "must be production, development or test" })
+  }
+  const production = nodeEnv === "production"
   const port = yield* Config.Port("PORT").pipe(Config.withDefault(8000))
-  const host = yield* Config.String("HOST").pipe(Config.withDefault("0.0.0.0"))
+  const host = Option.getOrElse(yield* optionalString("HOST"), () => production ? "0.0.0.0" : "127.0.0.1")
+  const policy: SecretPolicy = { production, host }
   const databaseUrl = yield* Config.Redacted("DATABASE_URL").pipe(
     Config.withDefault(Redacted.make("postgres://postgres@127.0.0.1:5432/chatico_mapper"))
   )
@@ -115,27 +185,28 @@ const load = Effect.gen(function*() {
   }
   const instagramAppSecret = yield* requiredSecret(
     "INSTAGRAM_APP_SECRET",
-    production,
+    policy,
     "the Meta app secret, the key of X-Hub-Signature-256"
   )
   const webhookSecretList = yield* optionalString("WEBHOOK_SECRET")
-  const webhookSecrets = Option.match(webhookSecretList, {
-    onNone: () => [instagramAppSecret],
+  const webhookSecrets = yield* Option.match(webhookSecretList, {
+    onNone: () => Effect.succeed([instagramAppSecret]),
     onSome: (list) =>
-      list.split(",").map((s) => s.trim()).filter((s) => s.length > 0).map((s) =>
-        Redacted.make(s, { label: "WEBHOOK_SECRET" })
+      Effect.forEach(
+        list.split(",").map((s) => s.trim()).filter((s) => s.length > 0),
+        (s) => checkedSecret("WEBHOOK_SECRET", s, policy)
       )
   })
   const webhookVerifyToken = yield* requiredSecret(
     "WEBHOOK_VERIFY_TOKEN",
-    production,
+    policy,
     "the token Meta sends as hub.verify_token"
   )
-  const instagramAccessToken = Option.map(
-    yield* optionalString("INSTAGRAM_ACCESS_TOKEN"),
-    (token) => Redacted.make(token, { label: "INSTAGRAM_ACCESS_TOKEN" })
-  )
-  const secretKey = yield* requiredSecret("SECRET_KEY", production, "the bearer token of the admin API")
+  const accessToken = yield* optionalString("INSTAGRAM_ACCESS_TOKEN")
+  const instagramAccessToken = Option.isSome(accessToken)
+    ? Option.some(yield* checkedSecret("INSTAGRAM_ACCESS_TOKEN", accessToken.value, policy))
+    : Option.none()
+  const secretKey = yield* requiredSecret("SECRET_KEY", policy, "the bearer token of the admin API")
   const graphApiUrl = yield* Config.String("GRAPH_API_URL").pipe(
     Config.withDefault("https://graph.facebook.com/v25.0"),
     Config.map((url) => url.replace(/\/+$/, ""))
@@ -184,9 +255,23 @@ const load = Effect.gen(function*() {
     "JOURNAL_BATCH_REQUESTS"
   ).pipe(Config.withDefault(256))
   const journalBatchWindow = yield* Config.Duration("JOURNAL_BATCH_WINDOW").pipe(Config.withDefault(Duration.zero))
+  const accessLog = yield* Config.Boolean("ACCESS_LOG").pipe(Config.withDefault(true))
+  const pendingAgeAlert = yield* Config.Duration("PENDING_AGE_ALERT").pipe(Config.withDefault(Duration.minutes(5)))
+  const graphOutageAlert = yield* Config.Duration("GRAPH_API_OUTAGE_ALERT").pipe(Config.withDefault(Duration.minutes(2)))
+  const unroutableQueue = Option.getOrElse(yield* optionalString("UNROUTABLE_QUEUE"), () => "chatico.unroutable")
+  if (!QUEUE_NAME.test(unroutableQueue) || unroutableQueue.toLowerCase().startsWith("amq.")) {
+    return yield* new InvalidConfig({
+      variable: "UNROUTABLE_QUEUE",
+      reason: "must be 1 to 200 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', not starting with 'amq.'"
+    })
+  }
   const traceUiUrl = yield* optionalString("TRACE_UI_URL")
   return {
     traceUiUrl,
+    accessLog,
+    pendingAgeAlert,
+    graphOutageAlert,
+    unroutableQueue,
     journalBatchRequests,
     journalBatchWindow,
     rateLimitWebhook,

@@ -80,3 +80,14 @@ export const seconds = (startedMs: number) => Math.max(0, Date.now() - startedMs
 /** Counts outcomes without waiting on anything: for hot paths. */
 export const countAll = (metric: Metric.Metric<number, unknown>, tallies: ReadonlyMap<string, number>, key: string) =>
   Effect.forEach(tallies, ([value, n]) => count(metric, { [key]: value }, n), { discard: true })
+
+/** HTTP requests by route template (e.g. `/worker-apps/{id}`) and status. */
+export const httpRequests = Metric.counter("http_requests_total", {
+  description: "HTTP requests by route and status",
+  incremental: true
+})
+
+export const httpDuration = Metric.histogram("http_request_duration_seconds", {
+  description: "Time from an HTTP request arriving to its answer, by route",
+  boundaries: latencyBoundaries
+})

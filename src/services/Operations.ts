@@ -85,10 +85,12 @@ const toEvent = (row: EventRow) =>
 
 /**
  * The owner an event is listed under: the routed owner, or the entry's account
- * while there is none (pending, ignored). `webhook_events_owner_or_entry_idx` indexes it.
+ * while it is pending with none yet. `webhook_events_owner_or_entry_idx` indexes it.
  */
 const ownerOrEntry = (sql: SqlClient.SqlClient, ownerId: string, joined = false) =>
-  joined ? sql`COALESCE(e.owner_id, e.entry_id) = ${ownerId}` : sql`COALESCE(owner_id, entry_id) = ${ownerId}`
+  joined
+    ? sql`COALESCE(e.owner_id, CASE WHEN e.status = 'pending' THEN e.entry_id END) = ${ownerId}`
+    : sql`COALESCE(owner_id, CASE WHEN status = 'pending' THEN entry_id END) = ${ownerId}`
 
 // The cursor is the (received_at, key) of the last row of a page, opaque to callers.
 const encodeCursor = (receivedAt: Date | string, key: string) =>
@@ -190,6 +192,8 @@ export class Operations extends Context.Service<Operations, {
     readonly broker_error: string | null
   }, DatabaseUnavailable>
   readonly pendingCount: Effect.Effect<number, DatabaseUnavailable>
+  /** How many events are pending and how long the oldest has waited, in seconds (null when none is). */
+  readonly pendingBacklog: Effect.Effect<{ readonly pending: number; readonly oldestSeconds: number | null }, DatabaseUnavailable>
 }>()("chatico/services/Operations") {
   static readonly layer = Layer.effect(
     Operations,
@@ -204,13 +208,13 @@ export class Operations extends Context.Service<Operations, {
         yield* ready
         const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
         if (query.cursor !== undefined && cursor === undefined) {
-          return yield* new InvalidFilter({ detail: "cursor is not one this service issued" })
+          return yield* InvalidFilter.at(["query", "cursor"], "cursor is not one this service issued")
         }
         const limit = query.limit
         if (query.status === "duplicate") {
           // A duplicates page's cursor key is the row's sequence number.
           if (cursor !== undefined && !/^\d{1,18}$/.test(cursor[1])) {
-            return yield* new InvalidFilter({ detail: "cursor is not one this service issued" })
+            return yield* InvalidFilter.at(["query", "cursor"], "cursor is not one this service issued")
           }
         }
         const rows = yield* webhookLogSelect(sql, query, cursor, limit).pipe(Effect.mapError(unavailable))
@@ -288,7 +292,7 @@ export class Operations extends Context.Service<Operations, {
           ...(filter.until === undefined ? [] : [sql`received_at < ${new Date(filter.until)}`])
         ]
         if (conditions.length === 0) {
-          return yield* new InvalidFilter({ detail: "give at least one of status, owner_id, worker_app_id, since, until" })
+          return yield* InvalidFilter.at(["body"], "give at least one of status, owner_id, worker_app_id, since, until")
         }
         const where = sql.and(conditions)
         return yield* filter.dry_run === true ? countWhere(where) : replayWhere(where)
@@ -326,7 +330,19 @@ export class Operations extends Context.Service<Operations, {
         SELECT count(*)::int AS n FROM webhook_events WHERE status = 'pending'
       `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0)), Effect.mapError(unavailable))
 
-      return Operations.of({ webhookLogs, webhookLog, replayOne, replay, queues, pendingCount })
+      // Reads the partial index of pending rows only.
+      const pendingBacklog = sql<{ readonly n: number | string; readonly oldest: number | string | null }>`
+        SELECT count(*)::int AS n, EXTRACT(EPOCH FROM now() - min(received_at))::float8 AS oldest
+        FROM webhook_events WHERE status = 'pending'
+      `.pipe(
+        Effect.map((rows) => ({
+          pending: Number(rows[0]?.n ?? 0),
+          oldestSeconds: rows[0]?.oldest === null || rows[0]?.oldest === undefined ? null : Number(rows[0].oldest)
+        })),
+        Effect.mapError(unavailable)
+      )
+
+      return Operations.of({ webhookLogs, webhookLog, replayOne, replay, queues, pendingCount, pendingBacklog })
     })
   )
 }

@@ -7,6 +7,7 @@ import { constantTimeEqual } from "../services/ConstantTime.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { type RequestTrace, TracingOn, underSpan, validTracestate, withOwnSpan } from "../services/TraceContext.ts"
+import { noteFor } from "../http/AccessNotes.ts"
 import { Journal } from "./Journal.ts"
 
 /** Seconds Meta is asked to wait before redelivering after a 503. */
@@ -144,25 +145,46 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
     if (mode === "subscribe" && token !== null && challenge !== null && constantTimeEqual(token, verifyToken)) {
       return HttpServerResponse.text(challenge, { contentType: "text/plain" })
     }
-    yield* underSpan(Effect.logWarning("webhook verification refused"), trace?.span)
-    return HttpServerResponse.text("verification failed", { status: 403 })
+    // Which check failed, never the token that was sent.
+    const reason = mode !== "subscribe"
+      ? "hub.mode is not subscribe"
+      : token === null
+      ? "no hub.verify_token"
+      : challenge === null
+      ? "no hub.challenge"
+      : "hub.verify_token does not match WEBHOOK_VERIFY_TOKEN"
+    noteFor(request.source).refused = reason
+    yield* underSpan(Effect.logWarning("webhook verification refused").pipe(Effect.annotateLogs({ reason })), trace?.span)
+    return detail(403, "verification failed")
   })
 
-  const refuse = (result: string, status: number, message: string, headers?: Record<string, string>) =>
-    Effect.as(Metrics.count(Metrics.webhooks, { result }), detail(status, message, headers))
+  // Why, in the log (never a secret or the signature); the caller gets the same words.
+  const refuse = (
+    request: HttpServerRequest.HttpServerRequest,
+    trace: RequestTrace | undefined,
+    result: string,
+    status: number,
+    message: string,
+    headers?: Record<string, string>
+  ) => {
+    noteFor(request.source).refused = message
+    return Effect.all([
+      Metrics.count(Metrics.webhooks, { result }),
+      underSpan(Effect.logWarning("webhook refused").pipe(Effect.annotateLogs({ status, reason: message })), trace?.span)
+    ], { discard: true }).pipe(Effect.as(detail(status, message, headers)))
+  }
 
   const receive = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest, trace: RequestTrace | undefined) {
     const started = Date.now()
     const body = yield* readBody(request, config.maxBodyBytes)
     if (body._tag === "TooLarge") {
-      return yield* refuse("too_large", 413, `body exceeds ${config.maxBodyBytes} bytes`, { connection: "close" })
+      return yield* refuse(request, trace, "too_large", 413, `body exceeds ${config.maxBodyBytes} bytes`, { connection: "close" })
     }
-    if (body._tag === "Aborted") return yield* refuse("bad_request", 400, "the request body was not received completely")
-    if (!verifier.verify(body.bytes, request.headers["x-hub-signature-256"])) {
-      return yield* refuse("unauthorized", 401, "missing or invalid X-Hub-Signature-256")
-    }
+    if (body._tag === "Aborted") return yield* refuse(request, trace, "bad_request", 400, "the request body was not received completely")
+    const signatureRefused = verifier.refusal(body.bytes, request.headers["x-hub-signature-256"])
+    if (signatureRefused !== undefined) return yield* refuse(request, trace, "unauthorized", 401, signatureRefused)
     const parsed = parseWebhook(body.bytes)
-    if (Result.isFailure(parsed)) return yield* refuse("bad_request", 400, parsed.failure.detail)
+    if (Result.isFailure(parsed)) return yield* refuse(request, trace, "bad_request", 400, parsed.failure.detail)
     const { object, events } = parsed.success
     const routable = object === "instagram"
     if (!routable) {
@@ -180,9 +202,16 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
           Metrics.observe(Metrics.acceptLatency, Metrics.seconds(started))
         ], { discard: true })
       ),
-      Effect.map((result) =>
-        HttpServerResponse.jsonUnsafe({ status: "ok", events: events.length, duplicates: result.duplicates })
-      ),
+      Effect.map((result) => {
+        const note = noteFor(request.source)
+        note.events = events.length
+        note.duplicates = result.duplicates
+        if (trace !== undefined) {
+          note.traceId = trace.span.traceId
+          note.spanId = trace.span.spanId
+        }
+        return HttpServerResponse.jsonUnsafe({ status: "ok", events: events.length, duplicates: result.duplicates })
+      }),
       Effect.catchTag("JournalUnavailable", (error) =>
         Effect.andThen(
           underSpan(
@@ -191,7 +220,7 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
             ),
             trace?.span
           ),
-          refuse("unavailable", 503, "events could not be recorded; retry later", {
+          refuse(request, trace, "unavailable", 503, "events could not be recorded; retry later", {
             "retry-after": String(RETRY_AFTER_SECONDS)
           })
         )

@@ -26,10 +26,10 @@ export interface ServiceProcess {
   readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
 }
 
-/** The Node flags of package.json's `start` script (`node [flags] src/main.ts`). */
+/** The Node flags of package.json's `start` script (`exec node [flags] src/main.ts`). */
 const startFlags = (): Array<string> => {
   const start = (JSON.parse(readFileSync(`${ROOT}/package.json`, "utf8")) as { scripts: { start: string } }).scripts.start
-  const words = start.trim().split(/\s+/)
+  const words = start.trim().split(/\s+/).filter((word, i) => !(i === 0 && word === "exec"))
   if (words[0] !== "node" || words[words.length - 1] !== "src/main.ts") throw new Error(`unexpected start script: ${start}`)
   return words.slice(1, -1)
 }

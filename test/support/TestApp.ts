@@ -43,6 +43,10 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   graphCacheSize: 10_000,
   graphPermanentFailureTtl: Duration.hours(1),
   traceUiUrl: Option.none(),
+  accessLog: true,
+  pendingAgeAlert: Duration.minutes(5),
+  graphOutageAlert: Duration.minutes(2),
+  unroutableQueue: "chatico.unroutable",
   ...overrides
 })
 

@@ -3,9 +3,10 @@ import { HttpServerResponse } from "effect/http"
 import { EventStatus, type WebhookLogEntry, type WebhookLogEvent, Timestamp } from "../../domain/WebhookLog.ts"
 import { OwnerId, WorkerAppId } from "../../domain/WorkerApp.ts"
 import { AppConfig } from "../../layers/Config.ts"
+import { audit } from "../Audit.ts"
 import { Operations } from "../../services/Operations.ts"
 import { WorkerApps } from "../../services/WorkerApps.ts"
-import { asUtc, decodeWithErrors, type FieldErrors, filled } from "./Forms.ts"
+import { asUtc, decodeWithErrors, type FieldErrors, filled, issuesText } from "./Forms.ts"
 import { errorPage, type Incoming, withNotice } from "./Handler.ts"
 import { html, page, SECURITY_HEADERS, seeOther } from "./Html.ts"
 import { CONSOLE, field, formatTime, layout, postButton, select } from "./Layout.ts"
@@ -108,7 +109,7 @@ export const eventsPages = {
       const cursor = incoming.query.get("cursor") ?? undefined
       const result = yield* (yield* Operations).webhookLogs({ ...filter, limit: EVENTS_PAGE, cursor }).pipe(
         Effect.map((page) => ({ ok: true as const, page })),
-        Effect.catchTag("InvalidFilter", (error) => Effect.succeed({ ok: false as const, detail: error.detail }))
+        Effect.catchTag("InvalidFilter", (error) => Effect.succeed({ ok: false as const, detail: issuesText(error) }))
       )
       if (!result.ok) return show({ form: result.detail }, html`<p class="error">${result.detail}</p>`)
       const next = result.page.next_cursor === null
@@ -175,9 +176,7 @@ ${result.page.items.length === 0 ? html`<p>No event matches.</p>` : null}
       const id = Schema.decodeUnknownOption(EventId)(incoming.params["id"])
       if (Option.isNone(id)) return errorPage(404, "Not found", "There is no such event.", incoming.context)
       const result = yield* (yield* Operations).replayOne(id.value)
-      yield* Effect.logInfo("replay requested").pipe(
-        Effect.annotateLogs({ client: incoming.client, event_id: id.value, queued: result.queued, via: "console" })
-      )
+      yield* audit("replay.requested", incoming.request, { event_id: id.value, ...result, via: "console" })
       return seeOther(`${CONSOLE}/events/${id.value}?notice=${result.queued > 0 ? "replayed" : "not-replayable"}`)
     }).pipe(
       Effect.catchTag("EventNotFound", () => Effect.succeed(errorPage(404, "Not found", "There is no such event.", incoming.context))),

@@ -33,3 +33,7 @@ export const filled = (form: ReadonlyMap<string, string>, names: ReadonlyArray<s
 
 /** `datetime-local` inputs carry no zone: the console reads and shows times in UTC. */
 export const asUtc = (value: string) => (/(Z|[+-]\d{2}:?\d{2})$/.test(value) ? value : `${value}Z`)
+
+/** A service's 422 problems (FastAPI's `[{loc, msg, type}]`) as one sentence for the page. */
+export const issuesText = (error: { readonly detail: ReadonlyArray<{ readonly msg: string }> }) =>
+  error.detail.map((issue) => issue.msg).join("; ")

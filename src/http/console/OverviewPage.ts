@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import type { Incoming } from "./Handler.ts"
-import { healthChecks } from "../HealthHttp.ts"
+import { HealthChecks } from "../HealthHttp.ts"
 import { Operations } from "../../services/Operations.ts"
 import { fragment, html, jsonData, page, SafeHtml } from "./Html.ts"
 import { CONSOLE, layout } from "./Layout.ts"
@@ -14,7 +14,8 @@ const CHECK_LABELS: Readonly<Record<string, string>> = {
   database: "Database",
   rabbitmq: "RabbitMQ",
   graph_api: "Graph API",
-  pipeline: "Pipeline"
+  pipeline: "Pipeline",
+  backlog: "Pending events"
 }
 
 const age = (oldest: Date | null) => {
@@ -25,7 +26,7 @@ const age = (oldest: Date | null) => {
   return `${Math.round(seconds / 3600)} h`
 }
 
-type Checks = Readonly<Record<string, { readonly ok: boolean; readonly error?: string }>>
+type Checks = Readonly<Record<string, { readonly ok: boolean; readonly error?: string; readonly warning?: string }>>
 
 const livePanel = (checks: Checks, backlog: Backlog) =>
   html`<section id="live" aria-labelledby="health-title" hx-get="${CONSOLE}/overview/live" hx-trigger="${LIVE_REFRESH}" hx-swap="outerHTML">
@@ -36,6 +37,7 @@ const livePanel = (checks: Checks, backlog: Backlog) =>
       <span class="check-name">${CHECK_LABELS[name] ?? name}</span>
       <span class="badge">${check.ok ? "ok" : "failing"}</span>
       ${check.error === undefined ? null : html`<span class="check-error">${check.error}</span>`}
+      ${check.warning === undefined ? null : html`<span class="check-warning">${check.warning}</span>`}
     </li>`
     )
   }</ul>
@@ -79,7 +81,7 @@ export const overviewPages = {
       const stats = yield* ConsoleStats
       const operations = yield* Operations
       const [health, minutes, backlog, routed, queues] = yield* Effect.all([
-        healthChecks,
+        (yield* HealthChecks).run,
         stats.throughput,
         stats.backlog,
         stats.routedLastHour,
@@ -120,7 +122,7 @@ export const overviewPages = {
   live: ({ context }: Incoming) =>
     Effect.gen(function*() {
       const stats = yield* ConsoleStats
-      const [health, backlog] = yield* Effect.all([healthChecks, stats.backlog], { concurrency: 2 })
+      const [health, backlog] = yield* Effect.all([(yield* HealthChecks).run, stats.backlog], { concurrency: 2 })
       return fragment(livePanel(health.checks, backlog))
     }).pipe(Effect.catchTag("DatabaseUnavailable", () => Effect.succeed(errorPage(503, "Unavailable", "The database is unavailable.", context))))
 }

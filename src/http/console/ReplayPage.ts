@@ -1,8 +1,9 @@
 import { Effect } from "effect"
 import { ReplayFilter } from "../../domain/WebhookLog.ts"
 import { Operations, REPLAY_MAX } from "../../services/Operations.ts"
+import { audit } from "../Audit.ts"
 import { appChoices } from "./EventsPage.ts"
-import { asUtc, decodeWithErrors, type FieldErrors, filled } from "./Forms.ts"
+import { asUtc, decodeWithErrors, type FieldErrors, filled, issuesText } from "./Forms.ts"
 import { errorPage, type Incoming } from "./Handler.ts"
 import { html, page, type SafeHtml, seeOther } from "./Html.ts"
 import { CONSOLE, csrfField, field, layout, type PageContext, select } from "./Layout.ts"
@@ -51,7 +52,7 @@ export const replayPages = {
       if (!filter.ok) return show(html`${intro}${filterForm(values, filter.errors, apps)}`, incoming.context)
       const count = yield* (yield* Operations).replay({ ...filter.value, dry_run: true }).pipe(
         Effect.map((result) => ({ ok: true as const, result })),
-        Effect.catchTag("InvalidFilter", (error) => Effect.succeed({ ok: false as const, detail: error.detail }))
+        Effect.catchTag("InvalidFilter", (error) => Effect.succeed({ ok: false as const, detail: issuesText(error) }))
       )
       if (!count.ok) return show(html`${intro}${filterForm(values, { form: count.detail }, apps)}<p class="error" role="alert">${count.detail}</p>`, incoming.context)
       const { queued, more } = count.result
@@ -75,12 +76,10 @@ export const replayPages = {
       const filter = filterOf(values)
       if (!filter.ok) return show(filterForm(values, filter.errors, yield* appChoices), incoming.context)
       const result = yield* (yield* Operations).replay(filter.value)
-      yield* Effect.logInfo("replay requested").pipe(
-        Effect.annotateLogs({ client: incoming.client, filter: JSON.stringify(filter.value), queued: result.queued, via: "console" })
-      )
+      yield* audit("replay.requested", incoming.request, { filter: filter.value, ...result, via: "console" })
       return seeOther(`${CONSOLE}/replay?queued=${result.queued}`)
     }).pipe(
-      Effect.catchTag("InvalidFilter", (error) => Effect.succeed(errorPage(422, "Replay", error.detail, incoming.context))),
+      Effect.catchTag("InvalidFilter", (error) => Effect.succeed(errorPage(422, "Replay", issuesText(error), incoming.context))),
       Effect.catchTag("DatabaseUnavailable", () => Effect.succeed(unavailable(incoming.context)))
     )
 }

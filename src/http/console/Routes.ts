@@ -1,6 +1,7 @@
 import { Effect, Layer } from "effect"
 import { HttpRouter, type HttpServerRequest } from "effect/http"
 import { AppConfig } from "../../layers/Config.ts"
+import type { HealthChecks } from "../HealthHttp.ts"
 import type { Database } from "../../layers/Sql.ts"
 import type { Broker } from "../../services/Broker.ts"
 import type { GraphApi } from "../../services/GraphApi.ts"
@@ -22,6 +23,7 @@ import { workerAppsPages } from "./WorkerAppsPage.ts"
 
 type ConsoleServices =
   | AppConfig
+  | HealthChecks
   | ConsoleStats
   | Operations
   | WorkerApps

@@ -3,6 +3,8 @@ import { type WorkerApp, WorkerAppCreate, WorkerAppId, WorkerAppUpdate } from ".
 import { Broker } from "../../services/Broker.ts"
 import { WorkerApps } from "../../services/WorkerApps.ts"
 import { Router } from "../../streams/Route.ts"
+import { AppConfig } from "../../layers/Config.ts"
+import { audit } from "../Audit.ts"
 import { appliedWith } from "../WorkerAppsHttp.ts"
 import { decodeWithErrors, type FieldErrors } from "./Forms.ts"
 import { errorPage, type Incoming, withNotice } from "./Handler.ts"
@@ -69,8 +71,23 @@ const appIdOf = (incoming: Incoming) => Schema.decodeUnknownOption(WorkerAppId)(
 const notFound = (context: PageContext) => errorPage(404, "Not found", "There is no such worker app.", context)
 const unavailable = (context: PageContext) => errorPage(503, "Unavailable", "The database is unavailable: try again shortly.", context)
 
-const audit = (message: string, incoming: Incoming, app: { readonly id: string }) =>
-  Effect.logInfo(message).pipe(Effect.annotateLogs({ client: incoming.client, worker_app_id: app.id, via: "console" }))
+// The same audit line as the API's, marked as coming from the console.
+const auditApp = (action: string, incoming: Incoming, app: WorkerApp) =>
+  audit(action, incoming.request, {
+    worker_app_id: app.id,
+    name: app.name,
+    owner_id: app.owner_id,
+    queue_name: app.queue_name,
+    is_active: app.is_active,
+    via: "console"
+  })
+
+// UNROUTABLE_QUEUE may be named outside the reserved prefixes: no worker app may take it (as the API says).
+const unroutableError = (values: AppForm) =>
+  Effect.map(AppConfig, ({ unroutableQueue }): FieldErrors =>
+    values.queue_name.toLowerCase() === unroutableQueue.toLowerCase()
+      ? { queue_name: "is the queue of unroutable events (UNROUTABLE_QUEUE)" }
+      : {})
 
 const listPage = (incoming: Incoming) =>
   Effect.gen(function*() {
@@ -138,10 +155,12 @@ export const workerAppsPages = {
       const retry = (errors: FieldErrors) => formPage("New worker app", `${CONSOLE}/apps/new`, "Create", values, errors, incoming.context)
       const decoded = decodeWithErrors(WorkerAppCreate, payloadOf(values))
       if (!decoded.ok) return retry(decoded.errors)
+      const reserved = yield* unroutableError(values)
+      if (Object.keys(reserved).length > 0) return retry(reserved)
       const applied = appliedWith(yield* Broker, yield* Router)
       return yield* (yield* WorkerApps).create(decoded.value).pipe(
         Effect.flatMap(applied),
-        Effect.tap((app) => audit("worker app created", incoming, app)),
+        Effect.tap((app) => auditApp("worker_app.created", incoming, app)),
         Effect.map(() => seeOther(`${CONSOLE}/apps?notice=created`)),
         Effect.catch((error) => Effect.succeed(saveFailed(error, retry, incoming.context)))
       )
@@ -167,10 +186,12 @@ export const workerAppsPages = {
       const retry = (errors: FieldErrors) => formPage("Edit worker app", `${CONSOLE}/apps/${id.value}`, "Save", values, errors, incoming.context)
       const decoded = decodeWithErrors(WorkerAppUpdate, payloadOf(values))
       if (!decoded.ok) return retry(decoded.errors)
+      const reserved = yield* unroutableError(values)
+      if (Object.keys(reserved).length > 0) return retry(reserved)
       const applied = appliedWith(yield* Broker, yield* Router)
       return yield* (yield* WorkerApps).update(id.value, decoded.value).pipe(
         Effect.flatMap(applied),
-        Effect.tap((app) => audit("worker app updated", incoming, app)),
+        Effect.tap((app) => auditApp("worker_app.updated", incoming, app)),
         Effect.map((app) => seeOther(`${CONSOLE}/apps/${app.id}?notice=updated`)),
         Effect.catch((error) => Effect.succeed(saveFailed(error, retry, incoming.context)))
       )
@@ -183,7 +204,7 @@ export const workerAppsPages = {
       const applied = appliedWith(yield* Broker, yield* Router)
       return yield* (yield* WorkerApps).toggle(id.value).pipe(
         Effect.flatMap(applied),
-        Effect.tap((app) => audit("worker app toggled", incoming, app)),
+        Effect.tap((app) => auditApp("worker_app.toggled", incoming, app)),
         Effect.map(() => seeOther(`${CONSOLE}/apps?notice=toggled`)),
         Effect.catch((error) => Effect.succeed(error.reason._tag === "WorkerAppNotFound" ? notFound(incoming.context) : unavailable(incoming.context)))
       )
@@ -212,7 +233,7 @@ export const workerAppsPages = {
       const router = yield* Router
       return yield* (yield* WorkerApps).remove(id.value).pipe(
         Effect.andThen(router.refresh),
-        Effect.tap(() => audit("worker app deleted", incoming, { id: id.value })),
+        Effect.tap(() => audit("worker_app.deleted", incoming.request, { worker_app_id: id.value, via: "console" })),
         Effect.map(() => seeOther(`${CONSOLE}/apps?notice=deleted`)),
         Effect.catch((error) => Effect.succeed(error.reason._tag === "WorkerAppNotFound" ? notFound(incoming.context) : unavailable(incoming.context)))
       )

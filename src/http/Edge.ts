@@ -1,0 +1,123 @@
+import { Cause, Context, Effect, Option } from "effect"
+import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { STATUS_CODES } from "node:http"
+import { AppConfig } from "../layers/Config.ts"
+import * as Metrics from "../services/Metrics.ts"
+import { type AccessNote, takeNote } from "./AccessNotes.ts"
+import { allowedMethods } from "./RouteTable.ts"
+
+/** The route label of a request no route matched (bounded cardinality for metrics). */
+export const UNMATCHED_ROUTE = "unmatched"
+
+const statusText = (status: number) => STATUS_CODES[status] ?? "Error"
+
+const detail = (status: number, message: string, headers?: Record<string, string>) =>
+  HttpServerResponse.jsonUnsafe({ detail: message }, { status, ...(headers === undefined ? {} : { headers }) })
+
+const pathOf = (url: string) => {
+  const query = url.indexOf("?")
+  return query === -1 ? url : url.slice(0, query)
+}
+
+/** FastAPI's answer to an unknown path (404) or a known path with another method (405 + `Allow`). */
+const notFound = (request: HttpServerRequest.HttpServerRequest) => {
+  const allowed = allowedMethods(pathOf(request.url))
+  return allowed.length === 0
+    ? detail(404, "Not Found")
+    : detail(405, "Method Not Allowed", { allow: allowed.join(", ") })
+}
+
+const isRouteNotFound = (cause: Cause.Cause<unknown>) =>
+  cause.reasons.some((reason) =>
+    reason._tag === "Fail" && reason.error instanceof HttpServerError.HttpServerError &&
+    reason.error.reason._tag === "RouteNotFound"
+  )
+
+/** Longest plain-text error message kept as the `detail` of its JSON replacement. */
+const MAX_TEXT_DETAIL = 500
+
+const textOf = (body: HttpServerResponse.HttpServerResponse["body"]) => {
+  if (body._tag === "Uint8Array" && body.body.length <= MAX_TEXT_DETAIL) return new TextDecoder().decode(body.body)
+  if (body._tag === "Raw" && typeof body.body === "string" && body.body.length <= MAX_TEXT_DETAIL) return body.body
+  return undefined
+}
+
+/**
+ * An error answer that is not JSON (an empty 404 from the router, a plain-text
+ * 415 from the body parser) gets FastAPI's `{"detail": …}`, keeping its text.
+ */
+const withDetail = (response: HttpServerResponse.HttpServerResponse) => {
+  if (response.status < 400) return response
+  const contentType = response.body._tag === "Empty" ? undefined : response.body.contentType
+  if (contentType !== undefined && contentType.startsWith("application/json")) return response
+  const text = textOf(response.body)?.trim()
+  const message = text === undefined || text.length === 0 ? statusText(response.status) : text
+  return HttpServerResponse.setBody(response, HttpServerResponse.jsonUnsafe({ detail: message }).body)
+}
+
+// `/worker-apps/:id` → `/worker-apps/{id}`, as the OpenAPI document names it.
+const templateOf = (path: string) => path.replace(/:([A-Za-z0-9_]+)/g, "{$1}")
+
+/** The route template the router matched for this request, read once the handler is done. */
+const matchedRoute = Effect.withFiber((fiber) => {
+  const route = Context.getOption(fiber.context, HttpRouter.RouteContext)
+  return Effect.succeed(Option.isSome(route) ? templateOf(route.value.route.path) : UNMATCHED_ROUTE)
+})
+
+const accessLine = (
+  request: HttpServerRequest.HttpServerRequest,
+  route: string,
+  status: number,
+  durationMs: number,
+  note: AccessNote | undefined
+) => {
+  const annotations: Record<string, unknown> = {
+    method: request.method,
+    route,
+    status,
+    duration_ms: Math.round(durationMs * 100) / 100,
+    client: Option.getOrElse(request.remoteAddress, () => "unknown")
+  }
+  if (note?.events !== undefined) annotations.events = note.events
+  if (note?.duplicates !== undefined) annotations.duplicates = note.duplicates
+  if (note?.refused !== undefined) annotations.refused = note.refused
+  // A webhook's server span is its own (not the fiber's): its ids come with the note.
+  if (note?.traceId !== undefined) annotations.trace_id = note.traceId
+  if (note?.spanId !== undefined) annotations.span_id = note.spanId
+  return Effect.logInfo("request").pipe(Effect.annotateLogs(annotations))
+}
+
+/**
+ * In front of every route: errors in FastAPI's shape (`404`, `405` with
+ * `Allow`, empty error bodies given a `detail`, defects a logged `500`), one
+ * access log line per request (`ACCESS_LOG`), and the HTTP request metrics.
+ */
+export const EdgeLive = HttpRouter.middleware(
+  Effect.gen(function*() {
+    const { accessLog } = yield* AppConfig
+    return (httpEffect) =>
+      Effect.gen(function*() {
+        const started = performance.now()
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const answered = yield* httpEffect.pipe(
+          Effect.catchCause((cause) => {
+            if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
+            if (isRouteNotFound(cause)) return Effect.succeed(notFound(request))
+            return Effect.flatMap(HttpServerError.causeResponse(cause), ([response, rest]) =>
+              response.status >= 500
+                ? Effect.as(Effect.logError("request failed", rest), response)
+                : Effect.succeed(response))
+          })
+        )
+        const response = withDetail(answered)
+        const route = yield* matchedRoute
+        const seconds = (performance.now() - started) / 1000
+        const note = takeNote(request.source)
+        yield* Metrics.count(Metrics.httpRequests, { route, status: String(response.status) })
+        yield* Metrics.observe(Metrics.httpDuration, seconds, { route })
+        if (accessLog) yield* accessLine(request, route, response.status, seconds * 1000, note)
+        return response
+      })
+  }),
+  { global: true }
+)
