@@ -1,6 +1,7 @@
 import { Schema } from "effect"
 import { ValidationIssue } from "./Errors.ts"
 import { isWithoutNul } from "./Text.ts"
+import { WorkerAppId } from "./WorkerApp.ts"
 
 const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$/
 
@@ -68,12 +69,16 @@ export const ReplayFilter = Schema.Struct({
   owner_id: Schema.optionalKey(
     Schema.String.check(Schema.isMaxLength(200, { message: "must be at most 200 characters" }), isWithoutNul)
   ),
+  worker_app_id: Schema.optionalKey(WorkerAppId),
   since: Schema.optionalKey(Timestamp),
-  until: Schema.optionalKey(Timestamp)
+  until: Schema.optionalKey(Timestamp),
+  /** Only count what would be queued; nothing changes. */
+  dry_run: Schema.optionalKey(Schema.Boolean)
 })
 export type ReplayFilter = typeof ReplayFilter.Type
 
 export const ReplayResult = Schema.Struct({
+  /** Events queued again (with `dry_run`: events that would be). */
   queued: Schema.Int,
   /** True when the filter matched more than one call replays; call again for the rest. */
   more: Schema.Boolean

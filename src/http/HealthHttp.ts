@@ -1,4 +1,4 @@
-import { Duration, Effect } from "effect"
+import { Context, Duration, Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
@@ -12,10 +12,7 @@ import { Api, HealthDegraded, HealthReport } from "./Api.ts"
 /** Longest the backlog query may take before the check says so instead of holding the probe. */
 export const BACKLOG_QUERY_TIMEOUT = "2 seconds"
 
-export const HealthHttp = HttpApiBuilder.group(
-  Api,
-  "health",
-  Effect.fn(function*(handlers) {
+const makeHealthChecks = Effect.gen(function*() {
     const database = yield* Database
     const broker = yield* Broker
     const journal = yield* Journal
@@ -62,8 +59,7 @@ export const HealthHttp = HttpApiBuilder.group(
       Effect.catch(() => Effect.succeed({ ok: false, error: "the pending events could not be counted", detail: {} }))
     )
 
-    return handlers.handleAll({
-      health: Effect.fn("Health.check")(function*() {
+    const run = Effect.gen(function*() {
         const [db, amqp, graph] = yield* Effect.all([database.check, broker.status, graphApi.health], { concurrency: 3 })
         const checks = {
           database: {
@@ -97,6 +93,29 @@ export const HealthHttp = HttpApiBuilder.group(
           ...(db.ok ? { backlog: yield* backlogCheck } : {})
         }
         const failing = Object.entries(checks).filter(([, check]) => !check.ok).map(([name]) => name)
+        return { checks, failing }
+      })
+    return { run }
+  })
+
+/**
+ * Every dependency's check and the names of the failing ones: one instance
+ * (one memory of a Graph API outage) for the API's health and the console.
+ */
+export class HealthChecks extends Context.Service<HealthChecks, Effect.Success<typeof makeHealthChecks>>()(
+  "chatico/http/HealthChecks"
+) {
+  static readonly layer = Layer.effect(HealthChecks, makeHealthChecks)
+}
+
+export const HealthHttp = HttpApiBuilder.group(
+  Api,
+  "health",
+  Effect.fn(function*(handlers) {
+    const health = yield* HealthChecks
+    return handlers.handleAll({
+      health: Effect.fn("Health.check")(function*() {
+        const { checks, failing } = yield* health.run
         if (failing.length > 0) return yield* new HealthDegraded({ status: "degraded", failing, checks })
         return new HealthReport({ status: "ok", checks })
       })

@@ -8,11 +8,12 @@ import { Api } from "./Api.ts"
 import { DocsRoutes } from "./Docs.ts"
 import { EdgeLive } from "./Edge.ts"
 import { GuardLive } from "./Guard.ts"
-import { HealthHttp } from "./HealthHttp.ts"
+import { HealthChecks, HealthHttp } from "./HealthHttp.ts"
 import { MonitoringHttp } from "./MonitoringHttp.ts"
 import { AuthorizationLive, RequestValidationLive } from "./Middleware.ts"
 import { WorkerAppsHttp } from "./WorkerAppsHttp.ts"
 import { AcceptRoutes } from "../streams/Accept.ts"
+import { ConsoleRoutes } from "./console/Routes.ts"
 
 /** Node's own limits on slow or oversized clients (Meta sends a whole webhook in well under a second). */
 export const HEADERS_TIMEOUT_MS = 10_000
@@ -29,7 +30,10 @@ export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json
   Layer.provide([AuthorizationLive, RequestValidationLive])
 )
 
-export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, GuardLive, EdgeLive)
+// The API's health and the console's overview share one set of checks.
+export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, ConsoleRoutes, GuardLive, EdgeLive).pipe(
+  Layer.provide(HealthChecks.layer)
+)
 
 const NodeServer = Layer.unwrap(Effect.gen(function*() {
   const { port, host } = yield* AppConfig

@@ -13,6 +13,39 @@ export const DEFAULT_PAGE_SIZE = 100
 /** How long a create or rename waits for its queue's declare before going ahead without it. */
 export const DECLARE_TIMEOUT = "5 seconds"
 
+// After a change: the app's queues exist (when the broker is up; otherwise
+// they are declared before the first publish) and this instance routes by
+// the new snapshot before the response goes out.
+export const appliedWith = (broker: Broker["Service"], router: Router["Service"]) => (app: WorkerApp) =>
+  broker.declareWorkerQueue(app.queue_name).pipe(
+    Effect.catch((error) =>
+      Effect.logWarning("worker app queue not declared yet").pipe(
+        Effect.annotateLogs({ queue: app.queue_name, error: error.detail })
+      )
+    ),
+    Effect.andThen(router.refresh),
+    Effect.as(app)
+  )
+
+// Inside the write's transaction: a queue the broker refuses (it exists with other arguments)
+// is a 409 and no row; a broker that is away or slow only delays the declare to the first publish.
+export const declaringWith = (broker: Broker["Service"]) => (queue: string) =>
+  broker.declareWorkerQueue(queue).pipe(
+    Effect.timeoutOrElse({ duration: DECLARE_TIMEOUT, orElse: () => Effect.logWarning("worker app queue declare timed out") }),
+    Effect.catch((error) =>
+      error.reason === "refused"
+        ? Effect.fail(
+          new WorkerAppsError({
+            reason: new WorkerAppConflict({
+              field: "queue_name",
+              detail: `RabbitMQ refuses to declare queue ${queue} (or its .dlq): it exists with other arguments or is locked; ` +
+                "delete it or choose another queue_name"
+            })
+          })
+        )
+        : Effect.logWarning("worker app queue not declared yet").pipe(Effect.annotateLogs({ queue, error: error.detail }))
+    )
+  )
 
 const appFields = (app: WorkerApp) => ({
   worker_app_id: app.id,
@@ -42,39 +75,9 @@ export const WorkerAppsHttp = HttpApiBuilder.group(
         )
         : Effect.void
 
-    // After a change: the app's queues exist (when the broker is up; otherwise
-    // they are declared before the first publish) and this instance routes by
-    // the new snapshot before the response goes out.
-    const applied = (app: WorkerApp) =>
-      broker.declareWorkerQueue(app.queue_name).pipe(
-        Effect.catch((error) =>
-          Effect.logWarning("worker app queue not declared yet").pipe(
-            Effect.annotateLogs({ queue: app.queue_name, error: error.detail })
-          )
-        ),
-        Effect.andThen(router.refresh),
-        Effect.as(app)
-      )
+    const applied = appliedWith(broker, router)
 
-    // Inside the write's transaction: a queue the broker refuses (it exists with other arguments)
-    // is a 409 and no row; a broker that is away or slow only delays the declare to the first publish.
-    const declare = (queue: string) =>
-      broker.declareWorkerQueue(queue).pipe(
-        Effect.timeoutOrElse({ duration: DECLARE_TIMEOUT, orElse: () => Effect.logWarning("worker app queue declare timed out") }),
-        Effect.catch((error) =>
-          error.reason === "refused"
-            ? Effect.fail(
-              new WorkerAppsError({
-                reason: new WorkerAppConflict({
-                  field: "queue_name",
-                  detail: `RabbitMQ refuses to declare queue ${queue} (or its .dlq): it exists with other arguments or is locked; ` +
-                    "delete it or choose another queue_name"
-                })
-              })
-            )
-            : Effect.logWarning("worker app queue not declared yet").pipe(Effect.annotateLogs({ queue, error: error.detail }))
-        )
-      )
+    const declare = declaringWith(broker)
 
     return handlers.handleAll({
       create: ({ payload, request }) =>

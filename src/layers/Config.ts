@@ -86,6 +86,8 @@ export interface AppConfigShape {
   readonly journalBatchRequests: number
   /** How long a journal write waits for more webhooks to join it; 0 = write what is queued at once. */
   readonly journalBatchWindow: Duration.Duration
+  /** The console's link to a trace: `{trace_id}` is replaced by the event's trace id (appended when absent). */
+  readonly traceUiUrl: Option.Option<string>
   /** One log line per HTTP request. */
   readonly accessLog: boolean
   /** Health is `degraded` while a pending event is older than this. */
@@ -274,7 +276,9 @@ const load = Effect.gen(function*() {
       reason: "must be 1 to 200 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', not starting with 'amq.'"
     })
   }
+  const traceUiUrl = yield* optionalString("TRACE_UI_URL")
   return {
+    traceUiUrl,
     accessLog,
     pendingAgeAlert,
     graphOutageAlert,

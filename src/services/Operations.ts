@@ -30,6 +30,8 @@ export interface WebhookLogQuery {
   readonly owner_id?: string | undefined
   readonly worker_app_id?: string | undefined
   readonly since?: string | undefined
+  /** Only events received before this time (the console's time range). */
+  readonly until?: string | undefined
   readonly limit: number
   readonly cursor?: string | undefined
 }
@@ -125,7 +127,7 @@ const decodeCursor = (cursor: string, key: RegExp): readonly [string, string] | 
  */
 export const webhookLogSelect = (
   sql: SqlClient.SqlClient,
-  query: Pick<WebhookLogQuery, "status" | "owner_id" | "worker_app_id" | "since">,
+  query: Pick<WebhookLogQuery, "status" | "owner_id" | "worker_app_id" | "since" | "until">,
   cursor: readonly [string, string] | undefined,
   limit: number
 ) => {
@@ -135,6 +137,7 @@ export const webhookLogSelect = (
       ...(query.owner_id === undefined ? [] : [ownerOrEntry(sql, query.owner_id, true)]),
       ...(query.worker_app_id === undefined ? [] : [sql`e.worker_app_id = ${query.worker_app_id}`]),
       ...(query.since === undefined ? [] : [sql`d.received_at >= ${new Date(query.since)}`]),
+      ...(query.until === undefined ? [] : [sql`d.received_at < ${new Date(query.until)}`]),
       ...(cursor === undefined ? [] : [sql`(d.received_at, d.id) < (${new Date(cursor[0])}, ${cursor[1]}::bigint)`])
     ]
     return sql<LogRow>`
@@ -151,6 +154,7 @@ export const webhookLogSelect = (
     ...(query.owner_id === undefined ? [] : [ownerOrEntry(sql, query.owner_id)]),
     ...(query.worker_app_id === undefined ? [] : [sql`worker_app_id = ${query.worker_app_id}`]),
     ...(query.since === undefined ? [] : [sql`received_at >= ${new Date(query.since)}`]),
+    ...(query.until === undefined ? [] : [sql`received_at < ${new Date(query.until)}`]),
     ...(cursor === undefined ? [] : [sql`(received_at, event_id) < (${new Date(cursor[0])}, ${cursor[1]})`])
   ]
   return sql<LogRow>`
@@ -278,18 +282,36 @@ export class Operations extends Context.Service<Operations, {
         return yield* replayWhere(sql.and([sql`event_id = ${eventId}`]))
       })
 
+      // A dry run counts the rows the replay would take (up to one more than a call queues).
+      const countWhere = (where: ReturnType<typeof sql.and>) =>
+        sql<{ readonly matched: number | string }>`
+          SELECT count(*)::int AS matched FROM (
+            SELECT 1 FROM webhook_events
+            WHERE ${where} AND status IN ('routed', 'unroutable', 'dead_lettered')
+            LIMIT ${REPLAY_MAX + 1}
+          ) AS chosen
+        `.pipe(
+          Effect.map((rows) => {
+            const matched = Number(rows[0]?.matched ?? 0)
+            return { queued: Math.min(matched, REPLAY_MAX), more: matched > REPLAY_MAX }
+          }),
+          Effect.mapError(unavailable)
+        )
+
       const replay = Effect.fn("Operations.replay")(function*(filter: ReplayFilter) {
         yield* ready
         const conditions = [
           ...(filter.status === undefined ? [] : [sql`status = ${filter.status}`]),
           ...(filter.owner_id === undefined ? [] : [ownerOrEntry(sql, filter.owner_id)]),
+          ...(filter.worker_app_id === undefined ? [] : [sql`worker_app_id = ${filter.worker_app_id}`]),
           ...(filter.since === undefined ? [] : [sql`received_at >= ${new Date(filter.since)}`]),
           ...(filter.until === undefined ? [] : [sql`received_at < ${new Date(filter.until)}`])
         ]
         if (conditions.length === 0) {
-          return yield* InvalidFilter.at(["body"], "give at least one of status, owner_id, since, until")
+          return yield* InvalidFilter.at(["body"], "give at least one of status, owner_id, worker_app_id, since, until")
         }
-        return yield* replayWhere(sql.and(conditions))
+        const where = sql.and(conditions)
+        return yield* filter.dry_run === true ? countWhere(where) : replayWhere(where)
       })
 
       const counts = (queue: string) =>

@@ -97,7 +97,7 @@ layer(
       const replay = yield* app.request<unknown>("/monitoring/replay", { method: "POST", json: {} })
       assert.strictEqual(replay.status, 422, replay.text)
       assert.deepStrictEqual(decode(Issues)(replay.body).detail, [
-        { loc: ["body"], msg: "give at least one of status, owner_id, since, until", type: "value_error" }
+        { loc: ["body"], msg: "give at least one of status, owner_id, worker_app_id, since, until", type: "value_error" }
       ])
     }))
 

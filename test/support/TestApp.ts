@@ -45,6 +45,7 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   graphCircuitCooldown: Duration.seconds(1),
   graphCacheSize: 10_000,
   graphPermanentFailureTtl: Duration.hours(1),
+  traceUiUrl: Option.none(),
   accessLog: true,
   pendingAgeAlert: Duration.minutes(5),
   graphOutageAlert: Duration.minutes(2),
