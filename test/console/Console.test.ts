@@ -112,7 +112,7 @@ layer(environment, { excludeTestServices: true, timeout: "240 seconds" })("the o
       yield* promise(() => page.fill("#f-owner_id", "12ab34"))
       yield* promise(() => page.fill("#f-queue_name", state.queue))
       assert.strictEqual(yield* submit(page, "main button[type=submit]"), 200)
-      assert.strictEqual(yield* text(page, "#f-owner_id-error"), "must be a string of 1 to 32 digits")
+      assert.strictEqual(yield* text(page, "#f-owner_id-error"), "must be a string of 1 to 32 digits, without leading zeros")
       assert.strictEqual(yield* promise(() => page.locator("#f-owner_id").getAttribute("aria-invalid")), "true")
       assert.strictEqual(yield* promise(() => page.locator(".field .error").count()), 1, "only the field at fault has an error")
       // What was typed is kept, so only the wrong field needs fixing.

@@ -51,7 +51,7 @@ layer(Layer.mergeAll(Amqp.layer("openapi")).pipe(Layer.provideMerge(TestApp.laye
       assert.notInclude(raw, "Encoded\"")
       assert.notInclude(raw, "\"_tag\"")
       const create = JSON.stringify(document.components.schemas["WorkerAppCreate"])
-      assert.include(create, "\"pattern\":\"^[0-9]{1,32}$\"")
+      assert.include(create, "\"pattern\":\"^[1-9][0-9]{0,31}$\"")
       assert.include(create, "\"pattern\":\"^[A-Za-z0-9._:-]{1,200}$\"")
       assert.include(create, "\"additionalProperties\":false")
     }))
