@@ -4,6 +4,7 @@ import { HttpRouter } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { createServer } from "node:http"
 import { AppConfig } from "../layers/Config.ts"
+import { EventLoopSampler } from "../services/ProcessMetrics.ts"
 import { Api } from "./Api.ts"
 import { DocsRoutes } from "./Docs.ts"
 import { EdgeLive } from "./Edge.ts"
@@ -29,7 +30,7 @@ export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json
   Layer.provide([AuthorizationLive, RequestValidationLive])
 )
 
-export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, GuardLive, EdgeLive)
+export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, GuardLive, EdgeLive, EventLoopSampler)
 
 const NodeServer = Layer.unwrap(Effect.gen(function*() {
   const { port, host } = yield* AppConfig
