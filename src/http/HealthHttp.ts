@@ -98,8 +98,8 @@ export const HealthHttp = HttpApiBuilder.group(
               }
             }
           }),
-          // Only asked of a database that answers: the database check already says when it does not.
-          ...(db.ok ? { backlog: yield* backlogCheck } : {})
+          // Only asked of a migrated database that answers: the database check already says when it does not.
+          ...(db.ok && db.migrated ? { backlog: yield* backlogCheck } : {})
         }
         const reported = Object.fromEntries(Object.entries(checks).map(([name, check]) => [name, asWarning(check)]))
         const failing = Object.entries(reported).filter(([, check]) => !check.ok).map(([name]) => name)
