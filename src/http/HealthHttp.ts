@@ -39,9 +39,14 @@ const makeHealthChecks = Effect.gen(function*() {
           detail
         }
       }
-      // A passing check carries no `error`: what is worth a look is a warning.
-      if (graph.ok && graph.error !== undefined) return { ok: true, warning: graph.error, detail }
       return { ...graph, detail }
+    }
+
+    // A passing check carries no `error`: what is still worth a look becomes its `warning`.
+    const asWarning = <C extends { readonly ok: boolean; readonly error?: string }>(check: C) => {
+      if (!check.ok || check.error === undefined) return check
+      const { error, ...rest } = check
+      return { ...rest, warning: error }
     }
 
     const backlogCheck = operations.pendingBacklog.pipe(
@@ -89,11 +94,12 @@ const makeHealthChecks = Effect.gen(function*() {
               }
             }
           }),
-          // Only asked of a database that answers: the database check already says when it does not.
-          ...(db.ok ? { backlog: yield* backlogCheck } : {})
+          // Only asked of a migrated database that answers: the database check already says when it does not.
+          ...(db.ok && db.migrated ? { backlog: yield* backlogCheck } : {})
         }
-        const failing = Object.entries(checks).filter(([, check]) => !check.ok).map(([name]) => name)
-        return { checks, failing }
+        const reported = Object.fromEntries(Object.entries(checks).map(([name, check]) => [name, asWarning(check)]))
+        const failing = Object.entries(reported).filter(([, check]) => !check.ok).map(([name]) => name)
+        return { checks: reported, failing }
       })
     return { run }
   })

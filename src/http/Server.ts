@@ -4,6 +4,7 @@ import { HttpRouter } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { createServer } from "node:http"
 import { AppConfig } from "../layers/Config.ts"
+import { EventLoopSampler } from "../services/ProcessMetrics.ts"
 import { Api } from "./Api.ts"
 import { DocsRoutes } from "./Docs.ts"
 import { EdgeLive } from "./Edge.ts"
@@ -31,7 +32,7 @@ export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json
 )
 
 // The API's health and the console's overview share one set of checks.
-export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, ConsoleRoutes, GuardLive, EdgeLive).pipe(
+export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, ConsoleRoutes, GuardLive, EdgeLive, EventLoopSampler).pipe(
   Layer.provide(HealthChecks.layer)
 )
 

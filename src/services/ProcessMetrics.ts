@@ -1,4 +1,4 @@
-import { Effect, Metric } from "effect"
+import { Effect, Layer, Metric } from "effect"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 
 /**
@@ -28,7 +28,11 @@ const loopLagP99 = Metric.gauge("nodejs_eventloop_lag_p99_seconds", {
 /** Sampling resolution of the event-loop delay histogram. */
 const LOOP_DELAY_RESOLUTION_MS = 20
 const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS })
-loopDelay.enable()
+
+/** Samples the event-loop delay while the service runs; stopped on shutdown, since its timer would keep the process alive. */
+export const EventLoopSampler = Layer.effectDiscard(
+  Effect.acquireRelease(Effect.sync(() => loopDelay.enable()), () => Effect.sync(() => loopDelay.disable()))
+)
 const started = (Date.now() - performance.now()) / 1000
 let cpuCounted = 0
 

@@ -27,7 +27,9 @@ layer(
     Layer.provideMerge(TestApp.layer("operators", {
       logLevel: "Info",
       pendingAgeAlert: Duration.seconds(30),
-      unroutableQueue: "ops.unroutable"
+      unroutableQueue: "ops.unroutable",
+      // No access token: the Graph API check passes with a warning, never ok next to an error.
+      ownerResolution: "auto"
     }))
   ),
   { excludeTestServices: true, timeout: "60 seconds" }
@@ -231,6 +233,10 @@ layer(
       assert.strictEqual(before.status, 200, before.text)
       assert.isTrue(before.body.checks["backlog"]?.ok)
       for (const check of Object.values(before.body.checks)) if (check.ok) assert.isUndefined(check.error)
+      assert.deepInclude(before.body.checks["graph_api"] ?? {}, {
+        ok: true,
+        warning: "INSTAGRAM_ACCESS_TOKEN is not set: OWNER_RESOLUTION=auto routes by entry[].id only"
+      })
 
       const event = commentEvent(uniqueId())
       assert.strictEqual((yield* postWebhook(app, webhookText([[event]]))).status, 200)
