@@ -89,6 +89,8 @@ export interface AppConfigShape {
   readonly graphOutageAlert: Duration.Duration
   /** Where events with no active worker app go. */
   readonly unroutableQueue: string
+  /** `REDIS_URL`: when set, instances share the Graph API budget, throttle pause, circuit, owner hot cache and per-client limits. */
+  readonly redisUrl: Option.Option<Redacted.Redacted<string>>
 }
 
 // Development defaults let `npm start` run on a fresh machine with no `.env`,
@@ -263,11 +265,13 @@ const load = Effect.gen(function*() {
       reason: "must be 1 to 200 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', not starting with 'amq.'"
     })
   }
+  const redisUrl = Option.map(yield* optionalString("REDIS_URL"), (url) => Redacted.make(url, { label: "REDIS_URL" }))
   return {
     accessLog,
     pendingAgeAlert,
     graphOutageAlert,
     unroutableQueue,
+    redisUrl,
     journalBatchRequests,
     journalBatchWindow,
     rateLimitWebhook,
