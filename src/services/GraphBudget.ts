@@ -12,6 +12,8 @@ export const USAGE_SLOWDOWN_PERCENT = 75
 export const MIN_RATE_SHARE = 0.05
 /** A usage report shared through Redis counts for this long (every answer of Meta carries a new one). */
 export const SHARED_USAGE_TTL = Duration.minutes(1)
+/** A reserved call slot missed by more than this (the process stalled) is given up and a new one taken. */
+export const LATE_SLOT_TOLERANCE = Duration.millis(250)
 /** The circuit keys: lookups failing in a row, and the access token rejected (one rejection is enough). */
 export const FAILURES_CIRCUIT = "graph:failures"
 export const TOKEN_CIRCUIT = "graph:token"
@@ -180,17 +182,22 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
   // ---- the shared bucket: effect's token bucket in Redis, `GRAPH_API_BURST` deep, refilled at the rate;
   // the pause is read again right before the call, so a pause another instance saw meanwhile holds.
   const sharedSlot = Effect.gen(function*() {
-    const limit = capacity()
-    const reserved = yield* sharedLimiter.consume({
-      algorithm: "token-bucket",
-      onExceeded: "delay",
-      key: "calls",
-      limit,
-      window: Duration.millis((limit * 1000) / rate())
-    })
-    if (Duration.isGreaterThan(reserved.delay, Duration.zero)) yield* Effect.sleep(reserved.delay)
-    if (!(yield* syncShared)) return yield* Effect.fail("redis")
-    return pausedLocally()
+    while (true) {
+      const limit = capacity()
+      const reserved = yield* sharedLimiter.consume({
+        algorithm: "token-bucket",
+        onExceeded: "delay",
+        key: "calls",
+        limit,
+        window: Duration.millis((limit * 1000) / rate())
+      })
+      const due = Date.now() + Duration.toMillis(reserved.delay)
+      if (Duration.isGreaterThan(reserved.delay, Duration.zero)) yield* Effect.sleep(reserved.delay)
+      // Woken late (a stalled event loop wakes every sleeper at once): calling now would bunch the calls up.
+      if (Date.now() - due > Duration.toMillis(LATE_SLOT_TOLERANCE)) continue
+      if (!(yield* syncShared)) return yield* Effect.fail("redis")
+      return pausedLocally()
+    }
   })
 
   /** A slot for one call: `Some` when calls are paused (this instance's pause or a shared one). */

@@ -5,6 +5,8 @@ import { RedisLink } from "./Redis.ts"
 
 /** Clients remembered per bucket; the least recently seen are forgotten first. */
 export const MAX_TRACKED_CLIENTS = 10_000
+/** A request waits at most this for the shared limit; then it is judged by the local one (ingest never waits on Redis). */
+export const SHARED_CHECK_TIMEOUT = Duration.millis(100)
 /** A client may burst to this many seconds' worth of its rate. */
 export const BURST_SECONDS = 2
 
@@ -87,6 +89,7 @@ export class RateLimiter extends Context.Service<RateLimiter, {
           window: Duration.seconds(BURST_SECONDS)
         }).pipe(
           Effect.as(allowed),
+          Effect.timeoutOrElse({ duration: SHARED_CHECK_TIMEOUT, orElse: () => locally }),
           // Redis failing (or too slow) decides nothing: this request is judged locally.
           Effect.catch((error) =>
             error.reason._tag === "RateLimitExceeded"

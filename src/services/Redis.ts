@@ -4,8 +4,12 @@ import { Redis } from "effect/persistence"
 import { randomUUID } from "node:crypto"
 import { AppConfig } from "../layers/Config.ts"
 
-/** Every Redis command answers within this, or its caller goes on without Redis. */
-export const REDIS_COMMAND_TIMEOUT = Duration.millis(200)
+/**
+ * Every Redis command answers within this, or its caller goes on without Redis and the
+ * instance switches to its local limits (a busy instance can take a while to read an answer,
+ * so this is not much tighter; the webhook path bounds its own wait more tightly).
+ */
+export const REDIS_COMMAND_TIMEOUT = Duration.seconds(1)
 /** One connection attempt gives up after this. */
 export const REDIS_CONNECT_TIMEOUT = Duration.seconds(2)
 /** Longest gap between two connection attempts. */
