@@ -196,6 +196,8 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
       // Woken late (a stalled event loop wakes every sleeper at once): calling now would bunch the calls up.
       if (Date.now() - due > Duration.toMillis(LATE_SLOT_TOLERANCE)) continue
       if (!(yield* syncShared)) return yield* Effect.fail("redis")
+      // The same after reading the pause: a stall while its answer waited releases every waiter together.
+      if (Date.now() - due > Duration.toMillis(LATE_SLOT_TOLERANCE)) continue
       return pausedLocally()
     }
   })
