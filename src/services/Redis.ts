@@ -138,7 +138,8 @@ export class RedisLink extends Context.Service<RedisLink, {
                 cause: new Cause.TimeoutError(`no answer within ${Duration.format(REDIS_COMMAND_TIMEOUT)}`)
               }))
           }),
-          Effect.tapError((error) => lost(describe(error)))
+          // NOSCRIPT (a restarted Redis forgot the scripts) is answered by loading them again, not an outage.
+          Effect.tapError((error) => (describe(error).includes("NOSCRIPT") ? Effect.void : lost(describe(error))))
         )
 
       const redis = yield* Redis.make({
