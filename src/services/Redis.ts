@@ -30,10 +30,10 @@ export const DEFAULT_KEY_PREFIX = "chatico-mapper:"
  */
 export type RedisMode = "off" | "shared" | "local"
 
-/** The `redis` check of `/monitoring/health`: never failing (Redis is optional), `degraded` while away. */
+/** The `redis` check of `/monitoring/health`: never failing (Redis is optional), `degraded` with a warning while away. */
 export interface RedisHealth {
   readonly ok: true
-  readonly error?: string
+  readonly warning?: string
   readonly detail: {
     readonly status: "ok" | "degraded" | "off"
     readonly mode: RedisMode
@@ -213,7 +213,7 @@ export class RedisLink extends Context.Service<RedisLink, {
         if (mode !== "local") return { ok: true, detail }
         return {
           ok: true,
-          error: `Redis unreachable (${lastError ?? "not connected yet"}): limits are local at ${detail.share} of the budget`,
+          warning: `Redis unreachable (${lastError ?? "not connected yet"}): limits are local at ${detail.share} of the budget`,
           detail
         }
       })

@@ -83,7 +83,7 @@ describe("Redis under faults", () => {
         assert.isTrue(check?.ok)
         assert.strictEqual(check?.detail.status, "degraded")
         assert.strictEqual(check?.detail.share, 0.333)
-        assert.match(check?.error ?? "", /Redis unreachable/)
+        assert.match(check?.warning ?? "", /Redis unreachable/)
       }
       assert.isBelow(result.webhookMs, 1000)
       assert.isTrue(result.shared, "the instances did not go back to the shared budget")

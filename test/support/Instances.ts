@@ -181,7 +181,7 @@ export const busiestWindow = (times: ReadonlyArray<number>, ms: number) => {
 
 const RedisCheck = Schema.Struct({
   ok: Schema.Boolean,
-  error: Schema.optionalKey(Schema.String),
+  warning: Schema.optionalKey(Schema.String),
   detail: Schema.Struct({ status: Schema.String, mode: Schema.String, instances: Schema.Number, share: Schema.Number })
 })
 export type RedisCheck = typeof RedisCheck.Type
