@@ -16,7 +16,7 @@ import {
   waitRouted
 } from "../support/Instances.ts"
 
-const ENTRY_ID = "6620000001"
+const ENTRY_PREFIX = "662"
 const OWNER_ID = "6620000999"
 const RATE = 5
 const BURST = 5
@@ -56,7 +56,7 @@ describe("Redis under faults", () => {
 
       const result = yield* Effect.promise(async () => {
         const media = services.map(() => mediaIds(60))
-        const statuses = await Promise.all(services.map((service, i) => postMediaComments(service, ENTRY_ID, media[i]!)))
+        const statuses = await Promise.all(services.map((service, i) => postMediaComments(service, ENTRY_PREFIX, media[i]!)))
         assert.deepStrictEqual(statuses, [200, 200, 200])
         await sleep(6000)
         try {
@@ -70,7 +70,7 @@ describe("Redis under faults", () => {
         // Webhooks go on while Redis is away, without waiting for it.
         const lateMedia = mediaIds(5)
         const started = performance.now()
-        assert.strictEqual(await postMediaComments(services[1]!, ENTRY_ID, lateMedia), 200)
+        assert.strictEqual(await postMediaComments(services[1]!, ENTRY_PREFIX, lateMedia), 200)
         const webhookMs = performance.now() - started
         await sleep(OUTAGE_MS)
         const restarting = performance.now()

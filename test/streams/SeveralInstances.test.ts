@@ -18,7 +18,7 @@ import {
   withLagProbe
 } from "../support/Instances.ts"
 
-const ENTRY_ID = "6610000001"
+const ENTRY_PREFIX = "661"
 const OWNER_ID = "6610000999"
 const RATE = 5
 const BURST = 5
@@ -43,7 +43,7 @@ const trio = (label: string, redisPrefix: string | undefined) =>
 const postAcross = (services: ReadonlyArray<ServiceProcess>, perInstance: number) =>
   Effect.promise(async () => {
     const media = services.map(() => mediaIds(perInstance))
-    const statuses = await Promise.all(services.map((service, i) => postMediaComments(service, ENTRY_ID, media[i]!)))
+    const statuses = await Promise.all(services.map((service, i) => postMediaComments(service, ENTRY_PREFIX, media[i]!)))
     assert.deepStrictEqual(statuses, services.map(() => 200))
     return media.flat()
   })
@@ -106,7 +106,7 @@ describe("Several instances", () => {
       graph.setCommonHeaders(appUsage(10))
       const [throttled] = mediaIds(1)
       graph.script(throttled!, replies.error(80002, { status: 400, headers: businessUsage(100, 0.1) }), replies.owner(OWNER_ID))
-      yield* Effect.promise(() => postMediaComments(services[0]!, ENTRY_ID, [throttled!]))
+      yield* Effect.promise(() => postMediaComments(services[0]!, ENTRY_PREFIX, [throttled!]))
       const more = yield* postAcross(services, 10)
       assert.isTrue(yield* Effect.promise(() => eventually(() => graph.callsFor(throttled!).length > 0, 10_000, 20)))
       const t0 = graph.callsFor(throttled!)[0]!.at

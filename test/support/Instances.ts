@@ -4,7 +4,7 @@ import { promisify } from "node:util"
 import { createHmac } from "node:crypto"
 import { connectAmqp, deleteQueues } from "./Amqp.ts"
 import { GraphStandIn, replies } from "./GraphStandIn.ts"
-import { type ServiceProcess, startService, stopService, waitHealthy } from "./ServiceProcess.ts"
+import { type ServiceProcess, startService, stopService } from "./ServiceProcess.ts"
 
 /** Several service processes on one database, one broker and (optionally) one Redis, as a deployment runs them. */
 
@@ -49,13 +49,37 @@ export const instanceEnv = (database: string, graphUrl: string, index: number, o
   ...overrides
 })
 
+/** How long one health probe may take; a probe right after start-up was seen to hang, so each is bounded. */
+const HEALTH_PROBE_TIMEOUT_MS = 3000
+
+/** Polls `/monitoring/health` until it answers 200, each probe bounded. */
+export const waitHealthy = async (service: ServiceProcess, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const status = await fetch(`${service.baseUrl}/monitoring/health`, { signal: AbortSignal.timeout(HEALTH_PROBE_TIMEOUT_MS) })
+      .then(async (response) => {
+        await response.arrayBuffer()
+        return response.status
+      }, () => 0)
+    if (status === 200) return
+    await sleep(100)
+  }
+  throw new Error(`service never became healthy; output:\n${service.output()}`)
+}
+
 /** Starts `count` instances; the first creates and migrates the database before the others start. */
 export const startInstances = async (count: number, env: (index: number) => Record<string, string>) => {
-  const first = await startService(env(0))
-  await waitHealthy(first, 60_000)
-  const rest = await Promise.all(Array.from({ length: count - 1 }, (_, i) => startService(env(i + 1))))
-  await Promise.all(rest.map((service) => waitHealthy(service, 60_000)))
-  return [first, ...rest]
+  const started: Array<ServiceProcess> = [await startService(env(0))]
+  try {
+    await waitHealthy(started[0]!, 60_000)
+    for (let i = 1; i < count; i++) started.push(await startService(env(i)))
+    await Promise.all(started.slice(1).map((service) => waitHealthy(service, 60_000)))
+    return started
+  } catch (error) {
+    // Nothing is left running when start-up fails.
+    await Promise.all(started.map(stopService))
+    throw error
+  }
 }
 
 export const stopInstances = (services: ReadonlyArray<ServiceProcess>) => Promise.all(services.map(stopService))
@@ -69,12 +93,16 @@ export const createWorkerApp = async (service: ServiceProcess, ownerId: string, 
   if (response.status !== 201) throw new Error(`worker app not created: ${response.status} ${await response.text()}`)
 }
 
-/** One signed webhook with one comment per media; resolves to the HTTP status. */
-export const postMediaComments = async (service: ServiceProcess, entryId: string, media: ReadonlyArray<string>) => {
+/**
+ * One signed webhook with one comment per media; resolves to the HTTP status. Each media's entry
+ * has an account of its own (`entryPrefix` + the media's last digits), so its events are not held
+ * in one account's order behind each other's lookups.
+ */
+export const postMediaComments = async (service: ServiceProcess, entryPrefix: string, media: ReadonlyArray<string>) => {
   const body = JSON.stringify({
     object: "instagram",
     entry: media.map((mediaId) => ({
-      id: entryId,
+      id: `${entryPrefix}${mediaId.slice(-9)}`,
       time: 1,
       changes: [{ field: "comments", value: { id: `c-${mediaId}`, text: "hi", media: { id: mediaId } } }]
     }))
@@ -188,7 +216,8 @@ export type RedisCheck = typeof RedisCheck.Type
 const decodeHealth = Schema.decodeUnknownSync(Schema.Struct({ checks: Schema.Struct({ redis: RedisCheck }) }))
 
 export const redisHealth = async (service: ServiceProcess): Promise<RedisCheck | undefined> => {
-  const response = await fetch(`${service.baseUrl}/monitoring/health`).catch(() => undefined)
+  const response = await fetch(`${service.baseUrl}/monitoring/health`, { signal: AbortSignal.timeout(HEALTH_PROBE_TIMEOUT_MS) })
+    .catch(() => undefined)
   if (response === undefined) return undefined
   return decodeHealth(await response.json()).checks.redis
 }
