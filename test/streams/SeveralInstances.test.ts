@@ -110,7 +110,7 @@ describe("Several instances", () => {
       const more = yield* postAcross(services, 10)
       assert.isTrue(yield* Effect.promise(() => eventually(() => graph.callsFor(throttled!).length > 0, 10_000, 20)))
       const t0 = graph.callsFor(throttled!)[0]!.at
-      assert.isTrue(yield* Effect.promise(() => waitRouted(database, 300 + 1 + more.length, 60_000)))
+      assert.isTrue(yield* Effect.promise(() => waitRouted(database, 300 + 1 + more.length, 90_000)))
       const during = graph.calls.filter((call) => call.at > t0 + IN_FLIGHT_GRACE_MS && call.at < t0 + 6000)
       assert.deepStrictEqual(during.map((call) => `${call.path} at +${Math.round(call.at - t0)} ms`), [])
       const after = graph.calls.filter((call) => call.at >= t0 + 6000)
