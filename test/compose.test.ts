@@ -41,7 +41,7 @@ describe("docker-compose.yml", () => {
 
   it("defines the service and its infrastructure", () => {
     const services = serviceNames(readFileSync(new URL(`../${composeFile}`, import.meta.url), "utf8"))
-    expect(services).toEqual(expect.arrayContaining(["chatico-mapper", "postgres", "rabbitmq", "otel-collector", "jaeger"]))
+    expect(services).toEqual(expect.arrayContaining(["chatico-mapper", "postgres", "rabbitmq", "redis", "otel-collector", "jaeger"]))
   })
 
   // The one allowed skip: without a Compose client there is nothing to validate with.

@@ -27,7 +27,7 @@ export const GuardLive = HttpRouter.middleware(
         if (request.url.startsWith("/monitoring/health")) return yield* httpEffect
         const kind = request.url.startsWith("/webhook") ? "webhook" : "admin"
         const client = Option.getOrElse(request.remoteAddress, () => "unknown")
-        const decision = limiter.check(kind, client)
+        const decision = yield* limiter.check(kind, client)
         if (!decision.allowed) {
           if (kind === "webhook") yield* Metrics.count(Metrics.webhooks, { result: "rate_limited" })
           noteFor(request.source).refused = "rate limited"

@@ -5,6 +5,7 @@ import { Database } from "../layers/Sql.ts"
 import { Broker } from "../services/Broker.ts"
 import { GraphApi, type GraphApiHealth } from "../services/GraphApi.ts"
 import { Operations } from "../services/Operations.ts"
+import { RedisLink } from "../services/Redis.ts"
 import { Journal, JOURNAL_MAILBOX } from "../streams/Journal.ts"
 import { Delivery } from "../streams/Delivery.ts"
 import { Api, HealthDegraded, HealthReport } from "./Api.ts"
@@ -18,6 +19,7 @@ const makeHealthChecks = Effect.gen(function*() {
     const journal = yield* Journal
     const delivery = yield* Delivery
     const graphApi = yield* GraphApi
+    const redisLink = yield* RedisLink
     const operations = yield* Operations
     const { pendingAgeAlert, graphOutageAlert } = yield* AppConfig
     const pendingAlertSeconds = Duration.toSeconds(pendingAgeAlert)
@@ -79,6 +81,8 @@ const makeHealthChecks = Effect.gen(function*() {
             detail: { connected: amqp.connected, blocked: amqp.blocked }
           },
           graph_api: graphCheck(graph),
+          // Optional: never failing the service; `degraded` in its detail (and a warning) while away.
+          redis: yield* redisLink.health,
           pipeline: yield* Effect.gen(function*() {
             const journalDepth = yield* journal.depth
             const deliveryDepth = yield* delivery.depth

@@ -3,6 +3,7 @@ import { HttpServer } from "effect/http"
 import { HttpServerLive } from "../http/Server.ts"
 import { Broker } from "../services/Broker.ts"
 import { RateLimiter } from "../services/RateLimiter.ts"
+import { RedisLink } from "../services/Redis.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import { WorkerApps } from "../services/WorkerApps.ts"
 import { Journal } from "../streams/Journal.ts"
@@ -27,7 +28,7 @@ export const PipelineLive = Layer.mergeAll(Journal.layer, RecoveryLive, Retentio
   Layer.provideMerge(Delivery.layer),
   Layer.provideMerge(Router.layer),
   Layer.provideMerge(MediaOwners.layer),
-  Layer.provideMerge(Layer.mergeAll(Broker.layer, SignatureVerifier.layer, RateLimiter.layer, Lanes.layer))
+  Layer.provideMerge(Layer.mergeAll(Broker.layer, SignatureVerifier.layer, RateLimiter.layer, Lanes.layer, RedisLink.layer))
 )
 
 /**

@@ -96,6 +96,8 @@ export interface AppConfigShape {
   readonly graphOutageAlert: Duration.Duration
   /** Where events with no active worker app go. */
   readonly unroutableQueue: string
+  /** `REDIS_URL`: when set, instances share the Graph API budget, throttle pause, circuit, owner hot cache and per-client limits. */
+  readonly redisUrl: Option.Option<Redacted.Redacted<string>>
 }
 
 // Development defaults let `npm start` run on a fresh machine with no `.env`,
@@ -277,12 +279,14 @@ const load = Effect.gen(function*() {
     })
   }
   const traceUiUrl = yield* optionalString("TRACE_UI_URL")
+  const redisUrl = Option.map(yield* optionalString("REDIS_URL"), (url) => Redacted.make(url, { label: "REDIS_URL" }))
   return {
     traceUiUrl,
     accessLog,
     pendingAgeAlert,
     graphOutageAlert,
     unroutableQueue,
+    redisUrl,
     journalBatchRequests,
     journalBatchWindow,
     rateLimitWebhook,

@@ -1,9 +1,14 @@
 import { NodeHttpClient } from "@effect/platform-node"
-import { Context, Duration, Effect, Layer, Option, Redacted, Result, Schedule, Schema, Semaphore } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Layer, Option, Redacted, Result, Schedule, Schema, Semaphore } from "effect"
+import { CircuitBreaker } from "effect/persistence"
 import { Headers, HttpClient, type HttpClientResponse, UrlParams } from "effect/http"
 import { createHmac } from "node:crypto"
 import { AppConfig, type OwnerResolution } from "../layers/Config.ts"
+import { type CircuitState, makeGraphBudget } from "./GraphBudget.ts"
 import * as Metrics from "./Metrics.ts"
+import { RedisLink } from "./Redis.ts"
+
+export { CIRCUIT_COOLDOWN_MAX_FACTOR, type CircuitState, rateShare, THROTTLE_PAUSE_MAX } from "./GraphBudget.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Errors: one error, one reason per way Meta can fail us.
@@ -160,26 +165,8 @@ const transientRetry = Schedule.exponential("250 millis", 2).pipe(
   Schedule.setInputType<GraphApiError>(),
   Schedule.while(({ input }) => input.reason._tag === "Transient")
 )
-/** Repeated throttling doubles the pause, up to this. */
-export const THROTTLE_PAUSE_MAX = Duration.minutes(15)
-/** A circuit that keeps failing its probe stays open longer each time, up to this many cooldowns. */
-export const CIRCUIT_COOLDOWN_MAX_FACTOR = 8
 /** Graph API calls in flight at once. */
 export const MAX_CONCURRENT_CALLS = 16
-/** Usage (of any quota in Meta's headers) above which the call rate is lowered. */
-export const USAGE_SLOWDOWN_PERCENT = 75
-/** The lowest share of the configured rate kept while usage is near 100 %. */
-export const MIN_RATE_SHARE = 0.05
-
-/**
- * The share of the configured call rate to use at a usage percentage: all of
- * it up to 75 %, then in proportion to the headroom left (40 % of it at 90 %).
- */
-export const rateShare = (usagePercent: number | null) => {
-  if (usagePercent === null || usagePercent <= USAGE_SLOWDOWN_PERCENT) return 1
-  return Math.max(MIN_RATE_SHARE, (100 - usagePercent) / (100 - USAGE_SLOWDOWN_PERCENT))
-}
-
 /** `appsecret_proof`: the lowercase hex HMAC-SHA256 of the access token, keyed with the app secret. */
 export const appsecretProof = (token: Redacted.Redacted<string>, appSecret: Redacted.Redacted<string>) =>
   Redacted.make(createHmac("sha256", Redacted.value(appSecret)).update(Redacted.value(token)).digest("hex"), {
@@ -200,7 +187,6 @@ export interface MediaOwner {
 }
 
 export type TokenState = "not_needed" | "missing" | "unchecked" | "valid" | "invalid"
-export type CircuitState = "closed" | "open" | "half_open"
 
 /** The Graph API check of `/monitoring/health`: `ok` is false when owners that need Meta cannot be resolved. */
 export interface GraphApiHealth {
@@ -215,26 +201,6 @@ export interface GraphApiHealth {
     readonly calls_per_second: number
     readonly last_error: string | null
   }
-}
-
-interface LimiterState {
-  /** Token bucket. */
-  tokens: number
-  refilledAt: number
-  usagePercent: number | null
-  /** Throttling: no call starts before `pausedUntil`. */
-  pausedUntil: number
-  pauseReason: string
-  throttleStreak: number
-  /** Circuit breaker. */
-  circuit: CircuitState
-  failures: number
-  openUntil: number
-  openings: number
-  probing: boolean
-  token: TokenState
-  tokenError: string | null
-  lastError: string | null
 }
 
 export class GraphApi extends Context.Service<GraphApi, {
@@ -277,154 +243,89 @@ export class GraphApi extends Context.Service<GraphApi, {
       const scrub = (text: string) =>
         secrets.reduce((acc, secret) => (secret.length > 0 ? acc.split(secret).join("[redacted]") : acc), text)
 
-      const cooldownMillis = Duration.toMillis(config.graphCircuitCooldown)
-      const state: LimiterState = {
-        tokens: config.graphBurst,
-        refilledAt: Date.now(),
-        usagePercent: null,
-        pausedUntil: 0,
-        pauseReason: "",
-        throttleStreak: 0,
-        circuit: "closed",
-        failures: 0,
-        openUntil: 0,
-        openings: 0,
-        probing: false,
-        token: needed ? (Option.isSome(token) ? "unchecked" : "missing") : "not_needed",
-        tokenError: null,
-        lastError: null
-      }
+      const budget = yield* makeGraphBudget({
+        callsPerSecond: config.graphCallsPerSecond,
+        burst: config.graphBurst,
+        circuitThreshold: config.graphCircuitThreshold,
+        circuitCooldown: config.graphCircuitCooldown
+      }, yield* RedisLink)
+      const throttleBackoff = budget.throttleBackoff(config.graphThrottlePause)
+      // The token's state and the last error are this instance's view (for health and error details).
+      let tokenState: TokenState = needed ? (Option.isSome(token) ? "unchecked" : "missing") : "not_needed"
+      let tokenError: string | null = null
+      let lastError: string | null = null
 
-      const currentRate = () => config.graphCallsPerSecond * rateShare(state.usagePercent)
-
-      // ---- throttling: pause every call until Meta says it is over (or a doubling backoff).
-      const pause = (millis: number, reason: string) =>
-        Effect.suspend(() => {
-          const until = Date.now() + millis
-          if (until <= state.pausedUntil) return Effect.void
-          state.pausedUntil = until
-          state.pauseReason = reason
-          return Effect.logWarning("Graph API throttled: pausing calls").pipe(
-            Effect.annotateLogs({ reason, pause_seconds: Math.ceil(millis / 1000) })
-          )
-        })
-
-      const throttleBackoff = () => {
-        const millis = Math.min(
-          Duration.toMillis(config.graphThrottlePause) * 2 ** state.throttleStreak,
-          Duration.toMillis(THROTTLE_PAUSE_MAX)
-        )
-        state.throttleStreak++
-        return millis
-      }
-
-      // ---- token bucket: one line of waiters, each priced at the rate when it reaches the front,
-      // so a usage report slows down the calls already waiting.
-      const gate = Semaphore.makeUnsafe(1)
       const inFlight = Semaphore.makeUnsafe(MAX_CONCURRENT_CALLS)
-      const rateLimited = (mediaId: string) =>
-        new GraphApiError({
-          mediaId,
-          reason: new RateLimited({
-            retryAfterMillis: Math.max(0, state.pausedUntil - Date.now()),
-            detail: `calls paused: ${state.pauseReason}`
-          })
-        })
-
       const takeSlot = (mediaId: string) =>
-        gate.withPermit(Effect.gen(function*() {
-          while (true) {
-            const now = Date.now()
-            if (state.pausedUntil > now) return yield* rateLimited(mediaId)
-            const rate = currentRate()
-            const capacity = rate < config.graphCallsPerSecond ? 1 : config.graphBurst
-            state.tokens = Math.min(capacity, state.tokens + ((now - state.refilledAt) * rate) / 1000)
-            state.refilledAt = now
-            if (state.tokens >= 1) {
-              state.tokens -= 1
-              return
-            }
-            yield* Effect.sleep(Duration.millis(Math.ceil(((1 - state.tokens) * 1000) / rate)))
-          }
+        Effect.flatMap(budget.acquire, Option.match({
+          onNone: () => Effect.void,
+          onSome: (paused) =>
+            Effect.fail(
+              new GraphApiError({
+                mediaId,
+                reason: new RateLimited({ retryAfterMillis: paused.retryAfterMillis, detail: `calls paused: ${paused.reason}` })
+              })
+            )
         }))
 
-      // ---- circuit breaker, counted per lookup (after its retries).
-      const enterCircuit = (mediaId: string) =>
-        Effect.suspend((): Effect.Effect<boolean, GraphApiError> => {
-          const now = Date.now()
-          if (state.circuit === "open" && now >= state.openUntil) {
-            state.circuit = "half_open"
-            state.probing = false
-          }
-          if (state.circuit === "closed") return Effect.succeed(false)
-          if (state.circuit === "half_open" && !state.probing) {
-            state.probing = true
-            return Effect.succeed(true)
-          }
-          const retryAfterMillis = Math.max(0, state.openUntil - now)
-          return Effect.fail(
-            new GraphApiError({
-              mediaId,
-              reason: new CircuitOpen({
-                retryAfterMillis,
-                detail: state.token === "invalid"
-                  ? `the access token was rejected (${state.tokenError ?? "code 190"}); calls wait for a probe`
-                  : `calls stopped after ${state.failures} failed lookups in a row (last: ${state.lastError ?? "?"})`
-              })
-            })
-          )
-        })
+      /** What a finished lookup means to the two circuits: Meta answering closes them; only failures it may recover from count. */
+      const outcomes = (exit: Exit.Exit<MediaOwner, GraphApiError | CircuitBreaker.CircuitBreakerError>) => {
+        if (Exit.isSuccess(exit)) return { failures: CircuitBreaker.success, token: CircuitBreaker.success }
+        const error = Cause.findErrorOption(exit.cause)
+        if (Option.isNone(error) || !(error.value instanceof GraphApiError)) {
+          return { failures: CircuitBreaker.ignored, token: CircuitBreaker.ignored }
+        }
+        switch (error.value.reason._tag) {
+          case "NoOwner":
+          case "Permanent":
+            return { failures: CircuitBreaker.success, token: CircuitBreaker.success }
+          case "Transient":
+            return { failures: CircuitBreaker.failure(), token: CircuitBreaker.ignored }
+          case "TokenInvalid":
+            return { failures: CircuitBreaker.ignored, token: CircuitBreaker.failure() }
+          default:
+            return { failures: CircuitBreaker.ignored, token: CircuitBreaker.ignored }
+        }
+      }
 
-      const openCircuit = (why: string) =>
-        Effect.suspend(() => {
-          state.openings++
-          const factor = Math.min(2 ** (state.openings - 1), CIRCUIT_COOLDOWN_MAX_FACTOR)
-          const millis = cooldownMillis * factor
-          state.circuit = "open"
-          state.openUntil = Date.now() + millis
-          state.probing = false
-          return Effect.logWarning("Graph API circuit open: owner lookups wait").pipe(
-            Effect.annotateLogs({ reason: why, retry_in_seconds: Math.ceil(millis / 1000) })
-          )
+      const circuitOpen = (mediaId: string, error: CircuitBreaker.CircuitBreakerError) => {
+        const reason = error.reason
+        const retryAfterMillis = reason._tag === "CircuitOpen" ? Duration.toMillis(reason.retryAfter) : 0
+        const tokenCircuit = reason._tag !== "CircuitBreakerStoreError" && reason.key === "graph:token"
+        return new GraphApiError({
+          mediaId,
+          reason: new CircuitOpen({
+            retryAfterMillis,
+            detail: reason._tag === "CircuitHalfOpen"
+              ? "a probe call is under way; the others wait for its answer"
+              : tokenCircuit
+              ? `the access token was rejected (${tokenError ?? "code 190"}); calls wait for a probe`
+              : `calls stopped after failed lookups in a row (last: ${lastError ?? "?"})`
+          })
         })
+      }
 
-      const recordOutcome = (probe: boolean, failure: GraphApiFailure | undefined) =>
+      const recordOutcome = (failure: GraphApiFailure | undefined) =>
         Effect.gen(function*() {
           if (failure === undefined || failure._tag === "NoOwner" || failure._tag === "Permanent") {
-            // Meta answered: the token works and the service is up.
-            if (state.token === "invalid") yield* Effect.logInfo("Graph API access token accepted again")
-            if (state.circuit !== "closed") yield* Effect.logInfo("Graph API circuit closed: Meta answers again")
-            if (state.token !== "not_needed" && state.token !== "missing") state.token = "valid"
-            state.tokenError = null
-            state.circuit = "closed"
-            state.failures = 0
-            state.openings = 0
-            state.probing = false
-            state.throttleStreak = 0
+            // Meta answered: the token works.
+            if (tokenState === "invalid") yield* Effect.logInfo("Graph API access token accepted again")
+            if (tokenState !== "not_needed" && tokenState !== "missing") tokenState = "valid"
+            tokenError = null
+            yield* budget.answered
             return
           }
           if (failure._tag === "CircuitOpen" || failure._tag === "NotConfigured") return
-          state.lastError = failure.detail
-          if (failure._tag === "RateLimited") {
-            // The pause handles throttling; a throttled probe leaves the next lookup to probe.
-            if (probe) state.probing = false
-            return
-          }
+          lastError = failure.detail
           if (failure._tag === "TokenInvalid") {
-            if (state.token !== "invalid") {
+            if (tokenState !== "invalid") {
               yield* Effect.logError(
                 "Graph API rejected INSTAGRAM_ACCESS_TOKEN (code 190: expired or revoked): events that need a media " +
                   "owner stay pending until a valid token is configured"
               ).pipe(Effect.annotateLogs({ detail: failure.detail }))
             }
-            state.token = "invalid"
-            state.tokenError = failure.detail
-            yield* openCircuit("access token rejected")
-            return
-          }
-          state.failures++
-          if (probe || state.failures >= config.graphCircuitThreshold) {
-            yield* openCircuit(`${state.failures} failed lookups in a row; last: ${failure.detail}`)
+            tokenState = "invalid"
+            tokenError = failure.detail
           }
         })
 
@@ -442,9 +343,9 @@ export class GraphApi extends Context.Service<GraphApi, {
       const interpret = (mediaId: string, response: HttpClientResponse.HttpClientResponse, text: string) =>
         Effect.gen(function*() {
           const usage = readUsage(response.headers)
-          if (usage.percent !== null) state.usagePercent = usage.percent
+          if (usage.percent !== null) yield* budget.reportUsage(usage.percent)
           if (usage.regainMinutes > 0) {
-            yield* pause(usage.regainMinutes * 60_000, "estimated_time_to_regain_access in the usage headers")
+            yield* budget.pause(usage.regainMinutes * 60_000, "estimated_time_to_regain_access in the usage headers")
           }
           const body = decodeResponse(text)
           const status = response.status
@@ -482,7 +383,7 @@ export class GraphApi extends Context.Service<GraphApi, {
                 ? usage.regainMinutes * 60_000
                 : Option.getOrElse(retryAfter, throttleBackoff)
               // Meta's regain estimate already paused the calls above.
-              if (usage.regainMinutes === 0) yield* pause(millis, what)
+              if (usage.regainMinutes === 0) yield* budget.pause(millis, what)
               return yield* fail(mediaId, new RateLimited({ retryAfterMillis: millis, detail: what }))
             }
             case "TokenInvalid":
@@ -530,41 +431,42 @@ export class GraphApi extends Context.Service<GraphApi, {
           return yield* fail(mediaId, new Permanent({ code: null, detail: "not a media id (digits only)" }))
         }
         const params = urlParams.value
-        const probe = yield* enterCircuit(mediaId)
-        return yield* inFlight.withPermit(Effect.andThen(takeSlot(mediaId), callOnce(mediaId, params))).pipe(
-          Effect.retry(transientRetry),
-          Effect.tap(() => recordOutcome(probe, undefined)),
-          Effect.tapError((error) => recordOutcome(probe, error.reason)),
-          // An interrupted probe must not keep the circuit half-open forever.
-          Effect.onInterrupt(() => Effect.sync(() => {
-            if (probe) state.probing = false
-          }))
+        return yield* budget.guard(
+          inFlight.withPermit(Effect.andThen(takeSlot(mediaId), callOnce(mediaId, params))).pipe(Effect.retry(transientRetry)),
+          outcomes
+        ).pipe(
+          Effect.catchIf(
+            (error) => error instanceof CircuitBreaker.CircuitBreakerError,
+            (error) => Effect.fail(circuitOpen(mediaId, error))
+          ),
+          Effect.tap(() => recordOutcome(undefined)),
+          Effect.tapError((error) => recordOutcome(error.reason))
         )
       })
 
-      const health = Effect.sync((): GraphApiHealth => {
-        const now = Date.now()
-        const circuit: CircuitState = state.circuit === "open" && now >= state.openUntil ? "half_open" : state.circuit
+      const health = Effect.gen(function*(): Effect.fn.Return<GraphApiHealth> {
+        const circuit = yield* budget.circuit
+        const pausedUntil = yield* budget.paused
         const detail = {
           mode,
-          token: state.token,
+          token: tokenState,
           circuit,
-          paused_until: state.pausedUntil > now ? new Date(state.pausedUntil).toISOString() : null,
-          usage_percent: state.usagePercent,
-          calls_per_second: Math.round(currentRate() * 100) / 100,
-          last_error: state.lastError
+          paused_until: pausedUntil === null ? null : new Date(pausedUntil).toISOString(),
+          usage_percent: budget.usagePercent(),
+          calls_per_second: Math.round(budget.rate() * 100) / 100,
+          last_error: lastError
         }
         // `graph` cannot do what it is configured for without a token; `auto`
         // (the default) still routes every owner a worker app serves, so it
         // only warns.
-        if (state.token === "missing") {
+        if (tokenState === "missing") {
           const error = `INSTAGRAM_ACCESS_TOKEN is not set: OWNER_RESOLUTION=${mode} routes by entry[].id only`
           return mode === "graph" ? { ok: false, error, detail } : { ok: true, error, detail }
         }
-        if (state.token === "invalid") {
+        if (tokenState === "invalid") {
           return {
             ok: false,
-            error: `the Graph API rejected the access token (${state.tokenError ?? "code 190"})`,
+            error: `the Graph API rejected the access token (${tokenError ?? "code 190"})`,
             detail
           }
         }
@@ -575,5 +477,5 @@ export class GraphApi extends Context.Service<GraphApi, {
     })
   )
 
-  static readonly layer = this.layerNoDeps.pipe(Layer.provide(NodeHttpClient.layerUndici))
+  static readonly layer = this.layerNoDeps.pipe(Layer.provide([NodeHttpClient.layerUndici, RedisLink.layer]))
 }

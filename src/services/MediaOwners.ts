@@ -1,13 +1,17 @@
-import { Context, Deferred, Duration, Effect, Exit, Layer } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Persistence, Redis } from "effect/persistence"
 import { SqlClient } from "effect/sql"
 import { AppConfig } from "../layers/Config.ts"
 import { GraphApi, GraphApiError, RateLimited } from "./GraphApi.ts"
 import * as Metrics from "./Metrics.ts"
+import { RedisLink } from "./Redis.ts"
 
 /** Distinct media looked up at once; beyond this a lookup waits for a later round. */
 export const MAX_PENDING_LOOKUPS = 10_000
 /** The `media_owners` table is a cache: a slow query is skipped, not waited for. */
 export const TABLE_TIMEOUT = Duration.seconds(2)
+/** How long Redis's hot tier keeps an owner (owners never change; the table keeps them for ever). */
+export const HOT_OWNER_TTL = Duration.days(1)
 
 /**
  * What is known about a media's owner: Meta's answer (`Owner`), Meta's answer
@@ -32,6 +36,16 @@ interface OwnerRow {
   readonly expires_at: Date | string | null
 }
 
+const KnownSchema = Schema.Struct({
+  lookup: Schema.Union([
+    Schema.TaggedStruct("Owner", { ownerId: Schema.String, username: Schema.NullOr(Schema.String) }),
+    Schema.TaggedStruct("NoOwner", { username: Schema.NullOr(Schema.String) }),
+    Schema.TaggedStruct("Unresolvable", { detail: Schema.String })
+  ]),
+  expiresAt: Schema.NullOr(Schema.Number)
+})
+const decodeKnown = Schema.decodeUnknownOption(KnownSchema)
+
 const fromRow = (row: OwnerRow): Known => ({
   lookup: row.owner_id !== null
     ? { _tag: "Owner", ownerId: row.owner_id, username: row.username }
@@ -42,8 +56,9 @@ const fromRow = (row: OwnerRow): Known => ({
 })
 
 /**
- * Media owners: a bounded in-memory LRU in front of the `media_owners` table,
- * in front of the Graph API. Concurrent lookups of one media share one call.
+ * Media owners: a bounded in-memory LRU, then (with Redis answering) a hot
+ * tier shared by the instances, then the `media_owners` table, then the
+ * Graph API. Concurrent lookups of one media share one call.
  */
 export class MediaOwners extends Context.Service<MediaOwners, {
   /**
@@ -61,7 +76,13 @@ export class MediaOwners extends Context.Service<MediaOwners, {
       const config = yield* AppConfig
       const sql = yield* SqlClient.SqlClient
       const graph = yield* GraphApi
+      const link = yield* RedisLink
       const scope = yield* Effect.scope
+      const backing = yield* Layer.build(Persistence.layerBackingRedis.pipe(Layer.provide(Layer.succeed(Redis.Redis, link.redis))))
+      const hot = yield* Persistence.BackingPersistence.pipe(
+        Effect.flatMap((persistence) => persistence.make(`${link.prefix}owners`)),
+        Effect.provideContext(backing)
+      )
       const ttlMillis = Duration.toMillis(config.graphPermanentFailureTtl)
 
       // A Map iterates in insertion order: re-inserting on every hit makes the first key the least recently used.
@@ -124,6 +145,21 @@ export class MediaOwners extends Context.Service<MediaOwners, {
         )
       }
 
+      // The hot tier is a shortcut: every Redis call is bounded by RedisLink, and a miss or a failure means "ask the table".
+      const readHot = (mediaId: string) =>
+        link.shared()
+          ? hot.get(mediaId).pipe(
+            Effect.map((value) => Option.getOrUndefined(Option.flatMap(Option.fromNullishOr(value), decodeKnown))),
+            Effect.map((known) => (known !== undefined && known.expiresAt !== null && known.expiresAt <= Date.now() ? undefined : known)),
+            Effect.orElseSucceed(() => undefined)
+          )
+          : Effect.undefined
+
+      const writeHot = (mediaId: string, known: Known) => {
+        const ttl = known.expiresAt === null ? HOT_OWNER_TTL : Duration.millis(Math.max(1, known.expiresAt - Date.now()))
+        return link.shared() ? Effect.ignore(hot.set(mediaId, known, ttl)) : Effect.void
+      }
+
       const ask = (mediaId: string) =>
         graph.mediaOwner(mediaId).pipe(
           Effect.map((owner): Known => ({
@@ -146,11 +182,16 @@ export class MediaOwners extends Context.Service<MediaOwners, {
             }
             return Effect.fail(error)
           }),
-          Effect.tap((known) => writeTable(mediaId, known))
+          Effect.tap((known) => Effect.andThen(writeTable(mediaId, known), writeHot(mediaId, known)))
         )
 
       const resolve = (mediaId: string) =>
-        Effect.flatMap(readTable(mediaId), (known) => (known === undefined ? ask(mediaId) : Effect.succeed(known)))
+        Effect.flatMap(readHot(mediaId), (hit) =>
+          hit !== undefined
+            ? Effect.succeed(hit)
+            : Effect.flatMap(readTable(mediaId), (known) =>
+              known === undefined ? ask(mediaId) : Effect.as(writeHot(mediaId, known), known)
+            ))
 
       const lookup = (mediaId: string): Effect.Effect<OwnerLookup, GraphApiError> =>
         Effect.suspend(() => {
@@ -192,5 +233,5 @@ export class MediaOwners extends Context.Service<MediaOwners, {
   )
 
   /** With the Graph API client; `GraphApi` is exposed too (for its health check). */
-  static readonly layer = this.layerNoDeps.pipe(Layer.provideMerge(GraphApi.layer))
+  static readonly layer = this.layerNoDeps.pipe(Layer.provideMerge(GraphApi.layer), Layer.provide(RedisLink.layer))
 }

@@ -1,8 +1,14 @@
-import { Context, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Layer } from "effect"
+import { RateLimiter as SharedLimiter, Redis } from "effect/persistence"
 import { AppConfig } from "../layers/Config.ts"
+import { RedisLink } from "./Redis.ts"
 
 /** Clients remembered per bucket; the least recently seen are forgotten first. */
 export const MAX_TRACKED_CLIENTS = 10_000
+/** A request waits at most this for the shared limit; then it is judged by the local one (ingest never waits on Redis). */
+export const SHARED_CHECK_TIMEOUT = Duration.millis(100)
+/** A client may burst to this many seconds' worth of its rate. */
+export const BURST_SECONDS = 2
 
 export type RateLimitClass = "webhook" | "admin"
 
@@ -17,12 +23,16 @@ interface Bucket {
   updated: number
 }
 
-/** A token bucket per client: `rate` requests per second, bursts up to twice that. */
-const makeBuckets = (rate: number) => {
+const allowed: Decision = { allowed: true, retryAfter: 0 }
+
+/**
+ * This instance's own token bucket per client, bounded to MAX_TRACKED_CLIENTS
+ * (effect's memory store never forgets a key, so it is not used here).
+ */
+const makeBuckets = () => {
   const buckets = new Map<string, Bucket>()
-  const burst = rate * 2
-  return (client: string, now: number): Decision => {
-    if (rate <= 0) return { allowed: true, retryAfter: 0 }
+  return (client: string, now: number, rate: number): Decision => {
+    const burst = rate * BURST_SECONDS
     const bucket = buckets.get(client) ?? { tokens: burst, updated: now }
     buckets.delete(client)
     bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.updated) / 1000) * rate)
@@ -34,7 +44,7 @@ const makeBuckets = (rate: number) => {
     }
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1
-      return { allowed: true, retryAfter: 0 }
+      return allowed
     }
     return { allowed: false, retryAfter: Math.max(1, Math.ceil((1 - bucket.tokens) / rate)) }
   }
@@ -43,20 +53,57 @@ const makeBuckets = (rate: number) => {
 /**
  * Per-client rate limits on `/webhook` and on the admin and monitoring API.
  * The webhook default is far above what one Meta app sends, so it only stops
- * floods; `0` turns a limit off.
+ * floods; `0` turns a limit off. With Redis answering, a client's bucket is
+ * shared by every instance (effect's `RateLimiter` on its Redis store);
+ * otherwise each instance allows its share of the limit.
  */
 export class RateLimiter extends Context.Service<RateLimiter, {
-  check(kind: RateLimitClass, client: string): Decision
+  check(kind: RateLimitClass, client: string): Effect.Effect<Decision>
 }>()("chatico/services/RateLimiter") {
-  static readonly layer = Layer.effect(
+  static readonly layerNoDeps = Layer.effect(
     RateLimiter,
     Effect.gen(function*() {
       const config = yield* AppConfig
-      const webhook = makeBuckets(config.rateLimitWebhook)
-      const admin = makeBuckets(config.rateLimitAdmin)
-      return RateLimiter.of({
-        check: (kind, client) => (kind === "webhook" ? webhook : admin)(client, Date.now())
-      })
+      const link = yield* RedisLink
+      const local = { webhook: makeBuckets(), admin: makeBuckets() }
+      const shared = yield* SharedLimiter.make.pipe(
+        Effect.provideContext(
+          yield* Layer.build(
+            SharedLimiter.layerStoreRedis({ prefix: `${link.prefix}clients:` }).pipe(
+              Layer.provide(Layer.succeed(Redis.Redis, link.redis))
+            )
+          )
+        )
+      )
+
+      const check = (kind: RateLimitClass, client: string): Effect.Effect<Decision> => {
+        const rate = kind === "webhook" ? config.rateLimitWebhook : config.rateLimitAdmin
+        if (rate <= 0) return Effect.succeed(allowed)
+        const locally = Effect.sync(() => local[kind](client, Date.now(), rate * link.share()))
+        if (!link.shared()) return locally
+        return shared.consume({
+          algorithm: "token-bucket",
+          onExceeded: "fail",
+          key: `${kind}:${client}`,
+          limit: rate * BURST_SECONDS,
+          window: Duration.seconds(BURST_SECONDS)
+        }).pipe(
+          Effect.as(allowed),
+          Effect.timeoutOrElse({ duration: SHARED_CHECK_TIMEOUT, orElse: () => locally }),
+          // Redis failing (or too slow) decides nothing: this request is judged locally.
+          Effect.catch((error) =>
+            error.reason._tag === "RateLimitExceeded"
+              ? Effect.succeed<Decision>({
+                allowed: false,
+                retryAfter: Math.max(1, Math.ceil(Duration.toMillis(error.reason.retryAfter) / 1000))
+              })
+              : locally
+          )
+        )
+      }
+      return RateLimiter.of({ check })
     })
   )
+
+  static readonly layer = this.layerNoDeps.pipe(Layer.provide(RedisLink.layer))
 }

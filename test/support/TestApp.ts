@@ -37,6 +37,7 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   maxAdminBodyBytes: 64 * 1024,
   journalBatchRequests: 256,
   journalBatchWindow: Duration.zero,
+  redisUrl: Option.none(),
   graphCallsPerSecond: 50,
   graphBurst: 50,
   graphTimeout: Duration.seconds(2),

@@ -1,0 +1,298 @@
+import { Context, Duration, Effect, Exit, Layer, Option, Schedule, Semaphore, Stream } from "effect"
+import { CircuitBreaker, RateLimiter, Redis } from "effect/persistence"
+import type { RedisLink } from "./Redis.ts"
+
+/** Repeated throttling doubles the pause, up to this. */
+export const THROTTLE_PAUSE_MAX = Duration.minutes(15)
+/** A circuit that keeps failing its probe stays open longer each time, up to this many cooldowns. */
+export const CIRCUIT_COOLDOWN_MAX_FACTOR = 8
+/** Usage (of any quota in Meta's headers) above which the call rate is lowered. */
+export const USAGE_SLOWDOWN_PERCENT = 75
+/** The lowest share of the configured rate kept while usage is near 100 %. */
+export const MIN_RATE_SHARE = 0.05
+/** A usage report shared through Redis counts for this long (every answer of Meta carries a new one). */
+export const SHARED_USAGE_TTL = Duration.minutes(1)
+/** A reserved call slot missed by more than this (the process stalled) is given up and a new one taken. */
+export const LATE_SLOT_TOLERANCE = Duration.millis(250)
+/** The circuit keys: lookups failing in a row, and the access token rejected (one rejection is enough). */
+export const FAILURES_CIRCUIT = "graph:failures"
+export const TOKEN_CIRCUIT = "graph:token"
+
+/**
+ * The share of the configured call rate to use at a usage percentage: all of
+ * it up to 75 %, then in proportion to the headroom left (40 % of it at 90 %).
+ */
+export const rateShare = (usagePercent: number | null) => {
+  if (usagePercent === null || usagePercent <= USAGE_SLOWDOWN_PERCENT) return 1
+  return Math.max(MIN_RATE_SHARE, (100 - usagePercent) / (100 - USAGE_SLOWDOWN_PERCENT))
+}
+
+export type CircuitState = "closed" | "open" | "half_open"
+
+export interface Paused {
+  readonly retryAfterMillis: number
+  readonly reason: string
+}
+
+/** What one finished lookup means to each circuit. */
+export interface Outcomes {
+  readonly failures: CircuitBreaker.Outcome
+  readonly token: CircuitBreaker.Outcome
+}
+
+export interface BudgetOptions {
+  readonly callsPerSecond: number
+  readonly burst: number
+  readonly circuitThreshold: number
+  readonly circuitCooldown: Duration.Duration
+}
+
+// Hand-written (effect has no part for it): the pause is a key that lives as long as the pause,
+// only ever lengthened, so every instance reads how much of it is left whatever its clock says.
+const pauseScript = Redis.script(
+  (key: string, millis: number, reason: string) => [key, millis, reason],
+  {
+    numberOfKeys: 1,
+    lua: `
+if redis.call("PTTL", KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[1])
+return 1
+`
+  }
+).withReturnType<number>()
+
+/** The pause left (ms, or a negative PTTL when none), its reason, and the last usage percentage ("" when none). */
+const readScript = Redis.script(
+  (pauseKey: string, usageKey: string) => [pauseKey, usageKey],
+  {
+    numberOfKeys: 2,
+    lua: `
+return { redis.call("PTTL", KEYS[1]), redis.call("GET", KEYS[1]) or "", redis.call("GET", KEYS[2]) or "" }
+`
+  }
+).withReturnType<readonly [number, string, string]>()
+
+/**
+ * The Graph API's budget: a token bucket, Meta's throttle pause, its usage
+ * report and two circuit breakers. With Redis answering, all of them are
+ * shared by every instance (effect's `RateLimiter` and `CircuitBreaker` on
+ * their Redis stores, the pause and usage on two keys); otherwise they are
+ * this instance's own (the circuits on effect's memory store), at its share
+ * of the budget while Redis is configured but away.
+ */
+export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOptions, link: RedisLink["Service"]) {
+  const redis = Layer.succeed(Redis.Redis, link.redis)
+  const prefix = `${link.prefix}graph:`
+  const pauseKey = `${prefix}pause`
+  const usageKey = `${prefix}usage`
+  const cooldownMillis = Duration.toMillis(options.circuitCooldown)
+
+  const circuitsOn = (store: Context.Context<CircuitBreaker.CircuitBreakerStore>) =>
+    Effect.all({
+      failures: CircuitBreaker.make({
+        tripPolicy: CircuitBreaker.consecutive(options.circuitThreshold),
+        openDuration: Schedule.exponential(options.circuitCooldown),
+        maxOpenDuration: Duration.millis(cooldownMillis * CIRCUIT_COOLDOWN_MAX_FACTOR),
+        onStoreError: "fail"
+      }),
+      token: CircuitBreaker.make({
+        tripPolicy: CircuitBreaker.consecutive(1),
+        openDuration: Schedule.exponential(options.circuitCooldown),
+        maxOpenDuration: Duration.millis(cooldownMillis * CIRCUIT_COOLDOWN_MAX_FACTOR),
+        onStoreError: "fail"
+      })
+    }).pipe(Effect.provideContext(store))
+  const local = yield* circuitsOn(yield* Layer.build(CircuitBreaker.layerStoreMemory()))
+  const shared = yield* circuitsOn(
+    yield* Layer.build(CircuitBreaker.layerStoreRedis({ prefix: `${prefix}circuit:` }).pipe(Layer.provide(redis)))
+  )
+  const sharedLimiter = yield* RateLimiter.make.pipe(
+    Effect.provideContext(yield* Layer.build(RateLimiter.layerStoreRedis({ prefix: `${prefix}rate:` }).pipe(Layer.provide(redis))))
+  )
+  const readShared = link.redis.eval(readScript)
+  const writePause = link.redis.eval(pauseScript)
+
+  let usagePercent: number | null = null
+  let pausedUntil = 0
+  let pauseReason = ""
+  let throttleStreak = 0
+  let tokens = options.burst
+  let refilledAt = Date.now()
+
+  const localShare = () => link.share()
+  const rate = () => options.callsPerSecond * rateShare(usagePercent) * (link.shared() ? 1 : localShare())
+  const capacity = () =>
+    rateShare(usagePercent) < 1 ? 1 : Math.max(1, Math.floor(options.burst * (link.shared() ? 1 : localShare())))
+
+  yield* Stream.merge(local.failures.transitions, Stream.merge(local.token.transitions, Stream.merge(
+    shared.failures.transitions,
+    shared.token.transitions
+  ))).pipe(
+    Stream.runForEach((transition) =>
+      transition.to === "Open"
+        ? Effect.logWarning("Graph API circuit open: owner lookups wait").pipe(Effect.annotateLogs({
+          circuit: transition.key,
+          retry_in_seconds: Math.ceil(Duration.toMillis(transition.retryAfter) / 1000)
+        }))
+        : transition.to === "Closed"
+        ? Effect.logInfo("Graph API circuit closed: Meta answers again").pipe(Effect.annotateLogs({ circuit: transition.key }))
+        : Effect.void
+    ),
+    Effect.forkScoped
+  )
+
+  const pausedLocally = (): Option.Option<Paused> => {
+    const left = pausedUntil - Date.now()
+    return left > 0 ? Option.some({ retryAfterMillis: left, reason: pauseReason }) : Option.none()
+  }
+
+  /** The shared pause and usage, folded into this instance's view; `undefined` when Redis did not answer. */
+  const syncShared = readShared(pauseKey, usageKey).pipe(
+    Effect.map(([left, reason, usage]) => {
+      if (left > 0 && Date.now() + left > pausedUntil) {
+        pausedUntil = Date.now() + left
+        pauseReason = reason
+      }
+      const percent = Number(usage)
+      if (usage !== "" && Number.isFinite(percent)) usagePercent = percent
+      return true
+    }),
+    Effect.orElseSucceed(() => false)
+  )
+
+  // ---- the local token bucket: one line of waiters, each priced at the rate when it reaches the front,
+  // so a usage report slows down the calls already waiting.
+  const gate = Semaphore.makeUnsafe(1)
+  const localSlot = gate.withPermit(Effect.gen(function*() {
+    while (true) {
+      const paused = pausedLocally()
+      if (Option.isSome(paused)) return paused
+      const now = Date.now()
+      const perSecond = rate()
+      tokens = Math.min(capacity(), tokens + ((now - refilledAt) * perSecond) / 1000)
+      refilledAt = now
+      if (tokens >= 1) {
+        tokens -= 1
+        return Option.none<Paused>()
+      }
+      yield* Effect.sleep(Duration.millis(Math.ceil(((1 - tokens) * 1000) / perSecond)))
+    }
+  }))
+
+  // ---- the shared bucket: effect's token bucket in Redis, `GRAPH_API_BURST` deep, refilled at the rate;
+  // the pause is read again right before the call, so a pause another instance saw meanwhile holds.
+  const sharedSlot = Effect.gen(function*() {
+    while (true) {
+      const limit = capacity()
+      const reserved = yield* sharedLimiter.consume({
+        algorithm: "token-bucket",
+        onExceeded: "delay",
+        key: "calls",
+        limit,
+        window: Duration.millis((limit * 1000) / rate())
+      })
+      const due = Date.now() + Duration.toMillis(reserved.delay)
+      if (Duration.isGreaterThan(reserved.delay, Duration.zero)) yield* Effect.sleep(reserved.delay)
+      // Woken late (a stalled event loop wakes every sleeper at once): calling now would bunch the calls up.
+      if (Date.now() - due > Duration.toMillis(LATE_SLOT_TOLERANCE)) continue
+      if (!(yield* syncShared)) return yield* Effect.fail("redis")
+      // The same after reading the pause: a stall while its answer waited releases every waiter together.
+      if (Date.now() - due > Duration.toMillis(LATE_SLOT_TOLERANCE)) continue
+      return pausedLocally()
+    }
+  })
+
+  /** A slot for one call: `Some` when calls are paused (this instance's pause or a shared one). */
+  const acquire: Effect.Effect<Option.Option<Paused>> = Effect.suspend(() => {
+    const paused = pausedLocally()
+    if (Option.isSome(paused)) return Effect.succeed(paused)
+    if (!link.shared()) return localSlot
+    return Effect.flatMap(syncShared, (answered) => {
+      if (!answered) return localSlot
+      const after = pausedLocally()
+      if (Option.isSome(after)) return Effect.succeed(after)
+      return sharedSlot.pipe(Effect.catch(() => localSlot))
+    })
+  })
+
+  const pause = (millis: number, reason: string) =>
+    Effect.gen(function*() {
+      const until = Date.now() + millis
+      if (until <= pausedUntil) return
+      pausedUntil = until
+      pauseReason = reason
+      yield* Effect.logWarning("Graph API throttled: pausing calls").pipe(
+        Effect.annotateLogs({ reason, pause_seconds: Math.ceil(millis / 1000) })
+      )
+      if (link.shared()) yield* Effect.ignore(writePause(pauseKey, Math.ceil(millis), reason))
+    })
+
+  /** The pause after a throttling error without Meta's estimate: doubling while throttling repeats. */
+  const throttleBackoff = (base: Duration.Duration) => () => {
+    const millis = Math.min(Duration.toMillis(base) * 2 ** throttleStreak, Duration.toMillis(THROTTLE_PAUSE_MAX))
+    throttleStreak++
+    return millis
+  }
+
+  const reportUsage = (percent: number) =>
+    Effect.suspend(() => {
+      usagePercent = percent
+      return link.shared()
+        ? Effect.ignore(link.redis.send("SET", usageKey, String(percent), "PX", String(Duration.toMillis(SHARED_USAGE_TTL))))
+        : Effect.void
+    })
+
+  /**
+   * Runs one lookup behind both circuits (shared ones while Redis answers).
+   * Fails with the circuit's error when a circuit is open or a probe is under way.
+   */
+  const guard = <A, E>(
+    call: Effect.Effect<A, E>,
+    classify: (exit: Exit.Exit<A, E | CircuitBreaker.CircuitBreakerError>) => Outcomes
+  ) => {
+    const through = (circuits: typeof local) =>
+      circuits.token.execute(
+        circuits.failures.execute(call, { key: FAILURES_CIRCUIT, classify: (exit) => classify(exit).failures }),
+        { key: TOKEN_CIRCUIT, classify: (exit) => classify(exit).token }
+      )
+    if (!link.shared()) return through(local)
+    // Redis went away between the check and the call: this lookup goes through the local circuits.
+    return through(shared).pipe(
+      Effect.catchIf(
+        (error) => error instanceof CircuitBreaker.CircuitBreakerError && error.reason._tag === "CircuitBreakerStoreError",
+        () => through(local)
+      )
+    )
+  }
+
+  const stateOf = (circuits: typeof local) =>
+    Effect.all([circuits.failures.state(FAILURES_CIRCUIT), circuits.token.state(TOKEN_CIRCUIT)]).pipe(
+      Effect.map((states): CircuitState =>
+        states.some((s) => s._tag === "Open") ? "open" : states.some((s) => s._tag === "HalfOpen") ? "half_open" : "closed"
+      )
+    )
+  const circuit: Effect.Effect<CircuitState> = Effect.suspend(() =>
+    link.shared() ? stateOf(shared).pipe(Effect.catch(() => stateOf(local))) : stateOf(local)
+  ).pipe(Effect.orElseSucceed((): CircuitState => "closed"))
+
+  return {
+    acquire,
+    pause,
+    throttleBackoff,
+    /** Meta answered: the throttling streak is over. */
+    answered: Effect.sync(() => {
+      throttleStreak = 0
+    }),
+    reportUsage,
+    guard,
+    circuit,
+    /** The pause now in force (shared ones included), for health. */
+    paused: Effect.suspend(() => (link.shared() ? Effect.asVoid(syncShared) : Effect.void)).pipe(
+      Effect.map(() => (pausedUntil > Date.now() ? pausedUntil : null))
+    ),
+    usagePercent: () => usagePercent,
+    rate
+  }
+})
+
+export type GraphBudget = Effect.Success<ReturnType<typeof makeGraphBudget>>
