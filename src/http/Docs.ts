@@ -1,7 +1,7 @@
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { HttpApiSwagger } from "effect/http-api"
-import { readFile } from "node:fs/promises"
+import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { Api } from "./Api.ts"
 
@@ -27,9 +27,10 @@ const CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 const EMPTY_SVG = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 
 const RedocRoutes = HttpRouter.use(Effect.fnUntraced(function*(router) {
-  // Read once at start-up: the bundle ships with the `redoc` package.
+  // Read once at start-up, synchronously: an asynchronous gap here let the server answer before
+  // every route was added, and requests in that window never got an answer.
   const bundlePath = createRequire(import.meta.url).resolve("redoc/bundles/redoc.standalone.js")
-  const bundle = (yield* Effect.promise(() => readFile(bundlePath, "utf8"))).replaceAll(CDN_LOGO, EMPTY_SVG)
+  const bundle = yield* Effect.sync(() => readFileSync(bundlePath, "utf8").replaceAll(CDN_LOGO, EMPTY_SVG))
   const script = HttpServerResponse.text(bundle, {
     contentType: "application/javascript; charset=utf-8",
     headers: { "cache-control": "public, max-age=86400" }
