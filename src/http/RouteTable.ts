@@ -7,7 +7,22 @@ const EXTRA_ROUTES: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["/docs", ["GET"]],
   ["/redoc", ["GET"]],
   ["/redoc/redoc.standalone.js", ["GET"]],
-  ["/openapi.json", ["GET"]]
+  ["/openapi.json", ["GET"]],
+  // The console (src/http/console/Routes.ts).
+  ["/console", ["GET"]],
+  ["/console/login", ["GET", "POST"]],
+  ["/console/logout", ["POST"]],
+  ["/console/overview/live", ["GET"]],
+  ["/console/apps", ["GET"]],
+  ["/console/apps/new", ["GET", "POST"]],
+  ["/console/apps/{id}", ["GET", "POST"]],
+  ["/console/apps/{id}/toggle", ["POST"]],
+  ["/console/apps/{id}/delete", ["GET", "POST"]],
+  ["/console/events", ["GET"]],
+  ["/console/events/{id}", ["GET"]],
+  ["/console/events/{id}/raw", ["GET"]],
+  ["/console/events/{id}/replay", ["POST"]],
+  ["/console/replay", ["GET", "POST"]]
 ]
 
 interface Known {

@@ -49,6 +49,9 @@ layer(
       const webhookDelete = yield* app.request("/webhook", { method: "DELETE", auth: false })
       assert.strictEqual(webhookDelete.status, 405)
       assert.deepStrictEqual(webhookDelete.headers.get("allow")?.split(", ").sort(), ["GET", "HEAD", "POST"])
+      const consoleDelete = yield* app.request("/console/events/abc", { method: "DELETE", auth: false })
+      assert.strictEqual(consoleDelete.status, 405)
+      assert.deepStrictEqual(consoleDelete.headers.get("allow")?.split(", ").sort(), ["GET", "HEAD"])
 
       const anonymous = yield* app.request("/worker-apps/", { auth: false })
       assert.strictEqual(anonymous.status, 401)
