@@ -94,8 +94,8 @@ layer(environment, { excludeTestServices: true, timeout: "240 seconds" })("the o
       assert.strictEqual(yield* submit(page, "button[type=submit]"), 200)
       assert.strictEqual(page.url(), `${baseUrl}/console`)
       const checks = yield* promise(() => page.locator("li.check").evaluateAll((items) => items.map((item) => item.getAttribute("data-check"))))
-      // The four dependencies, and the pending backlog's own check.
-      assert.deepStrictEqual(checks, ["database", "rabbitmq", "graph_api", "pipeline", "backlog"])
+      // The four dependencies, Redis (optional, never failing) and the pending backlog's own check.
+      assert.deepStrictEqual(checks, ["database", "rabbitmq", "graph_api", "redis", "pipeline", "backlog"])
       assert.strictEqual(yield* text(page, "li.check[data-check=database] .badge"), "ok")
       assert.strictEqual(yield* text(page, "li.check[data-check=rabbitmq] .badge"), "ok")
       // No secret on any page.
