@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto"
-import { Context, Deferred, Effect, FiberSet, Layer, Queue } from "effect"
+import { Context, Deferred, Duration, Effect, FiberSet, Layer, Queue } from "effect"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 
 /** Events held in memory (queued, publishing, or waiting for their outcome write); beyond it a key goes to backlog. */
@@ -8,6 +8,10 @@ export const LANES_CAPACITY = 20_000
 export const DELIVERY_LANES = 4
 /** A key's events handed to delivery at once: published pipelined, in order, before the next window. */
 export const PIPELINE_WINDOW = 256
+/** How often a delivering instance says it is alive (`delivery_instances.seen_at`). */
+export const INSTANCE_HEARTBEAT = Duration.seconds(1)
+/** An instance not seen for this long is gone: the pending events it held are taken over at once. */
+export const INSTANCE_GONE_AFTER_SECONDS = 3
 /** Backlog keys handed to the journal reader at once. */
 export const BACKLOG_KEYS_PER_READ = 200
 

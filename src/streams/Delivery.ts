@@ -4,7 +4,7 @@ import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import { Broker, deadLetterQueue, type PublishError } from "../services/Broker.ts"
-import { Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
+import { INSTANCE_HEARTBEAT, Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { propagationHeaders, TracingOn } from "../services/TraceContext.ts"
 import { type Destination, Router } from "./Router.ts"
@@ -369,6 +369,15 @@ export class Delivery extends Context.Service<Delivery, {
         database.awaitReady,
         renewLeases.pipe(Effect.repeat(Schedule.spaced(Duration.millis(Duration.toMillis(deliveryLease) / 3))))
       ))
+      // Alive: the events this instance holds are not taken over while it is seen.
+      const heartbeat = sql`
+        INSERT INTO delivery_instances (id, seen_at) VALUES (${lanes.instanceId}::uuid, now())
+        ON CONFLICT (id) DO UPDATE SET seen_at = now()
+      `.pipe(
+        Effect.withTracerEnabled(false),
+        Effect.catch((error) => Effect.logWarning("delivery heartbeat not written", error.message))
+      )
+      yield* Effect.forkScoped(Effect.andThen(database.awaitReady, heartbeat.pipe(Effect.repeat(Schedule.spaced(INSTANCE_HEARTBEAT)))))
 
       // On shutdown: let held events reach the broker and be recorded, then hand what is left to
       // whoever runs next (their lease ends now, so a sweep takes them at once, in order).
@@ -379,6 +388,10 @@ export class Delivery extends Context.Service<Delivery, {
             UPDATE webhook_events SET lease_until = NULL, claimed_by = NULL
             WHERE status = 'pending' AND claimed_by = ${lanes.instanceId}
           `.pipe(Effect.timeout("2 seconds"), Effect.ignore)
+          yield* sql`DELETE FROM delivery_instances WHERE id = ${lanes.instanceId}::uuid OR seen_at < now() - interval '1 day'`.pipe(
+            Effect.timeout("1 second"),
+            Effect.ignore
+          )
         })
       )
 

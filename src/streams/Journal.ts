@@ -5,7 +5,7 @@ import { type JournaledEvent, toJournaled } from "../domain/JournaledEvent.ts"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
-import { Lanes } from "../services/Lanes.ts"
+import { INSTANCE_GONE_AFTER_SECONDS, Lanes } from "../services/Lanes.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { journalTraceContext, type RequestTrace, TracingOn } from "../services/TraceContext.ts"
 
@@ -135,8 +135,9 @@ export class Journal extends Context.Service<Journal, {
             textArray(rows.map(({ event }) => event.problem))
           ])
           const [ids, receivedAts, objects, fields, entryIds, entryTimes, mediaIds, statuses, raws, traces, problems] = columns
-          // `behind`: an older event of the same key is pending under another holder (another instance,
-          // or one that stopped): this key must wait for it, so its events are read back in journal order.
+          // `behind`: an older event of the same key is pending under a holder that is gone (crashed,
+          // stopped, or none): this key's events are read back in journal order, that one first.
+          // An older event another live instance holds is not waited for (see the README's order limits).
           return yield* sql<{ readonly event_id: string; readonly behind: boolean }>`
             WITH inserted AS (
               INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, entry_time, media_id, status,
@@ -157,6 +158,10 @@ export class Journal extends Context.Service<Journal, {
               SELECT 1 FROM webhook_events p
               WHERE p.status = 'pending' AND p.entry_id = i.entry_id AND p.seq < i.seq
                 AND p.claimed_by IS DISTINCT FROM ${lanes.instanceId}::uuid
+                AND NOT EXISTS (
+                  SELECT 1 FROM delivery_instances d
+                  WHERE d.id = p.claimed_by AND d.seen_at > now() - make_interval(secs => ${INSTANCE_GONE_AFTER_SECONDS})
+                )
             ) AS behind
             FROM inserted i
           `

@@ -3,7 +3,7 @@ import { SqlClient } from "effect/sql"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
-import { type BacklogKey, Lanes } from "../services/Lanes.ts"
+import { type BacklogKey, INSTANCE_GONE_AFTER_SECONDS, Lanes } from "../services/Lanes.ts"
 import { traceFromJournal } from "../services/TraceContext.ts"
 
 /** Pending events read back per backlog key and round. */
@@ -58,11 +58,18 @@ export const RecoveryLive = Layer.effectDiscard(Effect.gen(function*() {
   // Per backlog key, the journal sequence read up to, so a long backlog is read in pieces.
   const cursors = new Map<string, string>()
 
+  // Free to take: its lease ran out, or its holder is gone (not seen for INSTANCE_GONE_AFTER_SECONDS).
+  const free = (row: string) =>
+    sql`(${sql.literal(row)}.lease_until IS NULL OR ${sql.literal(row)}.lease_until < now() OR (${sql.literal(row)}.claimed_by IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM delivery_instances d
+      WHERE d.id = ${sql.literal(row)}.claimed_by AND d.seen_at > now() - make_interval(secs => ${INSTANCE_GONE_AFTER_SECONDS})
+    )))`
+
   const readBacklog = (keys: ReadonlyArray<string>, after: ReadonlyArray<string>, perKey: number) =>
     sql<PendingRow>`
       SELECT e.event_id, e.object, e.field, e.entry_id, e.entry_time, e.media_id, e.value_raw, e.received_at,
              e.attempts, e.trace_context, e.seq::text AS seq, e.claimed_by IS NOT DISTINCT FROM ${me}::uuid AS mine,
-             (e.lease_until IS NULL OR e.lease_until < now()) AS free
+             ${free("e")} AS free
       FROM unnest(${keys}::text[], ${after}::text[]) AS k(key, after)
       CROSS JOIN LATERAL (
         SELECT * FROM webhook_events w
@@ -75,7 +82,7 @@ export const RecoveryLive = Layer.effectDiscard(Effect.gen(function*() {
   const claim = (eventIds: ReadonlyArray<string>) =>
     sql<{ readonly event_id: string }>`
       UPDATE webhook_events SET claimed_by = ${me}::uuid, lease_until = now() + make_interval(secs => ${leaseSeconds})
-      WHERE event_id = ANY(${eventIds}::text[]) AND status = 'pending' AND (lease_until IS NULL OR lease_until < now())
+      WHERE event_id = ANY(${eventIds}::text[]) AND status = 'pending' AND ${free("webhook_events")}
       RETURNING event_id
     `
 
@@ -135,11 +142,11 @@ export const RecoveryLive = Layer.effectDiscard(Effect.gen(function*() {
     Effect.forever
   )
 
-  // Abandoned events: their holder's lease is over. Their keys are read back in journal order.
+  // Abandoned events: their holder's lease is over, or the holder is gone. Their keys are read back in journal order.
   const sweep = sql<{ readonly entry_id: string }>`
     SELECT DISTINCT entry_id FROM (
       SELECT entry_id FROM webhook_events
-      WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < now())
+      WHERE status = 'pending' AND ${free("webhook_events")}
       LIMIT ${SWEEP_KEYS * 10}
     ) abandoned LIMIT ${SWEEP_KEYS}
   `.pipe(
