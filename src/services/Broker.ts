@@ -1,7 +1,5 @@
 import amqp from "amqplib"
 import type { ChannelModel, ConfirmChannel, Options } from "amqplib"
-import type { Socket } from "node:net"
-import { Duplex } from "node:stream"
 import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { AppConfig, type QueueType } from "../layers/Config.ts"
 import { DELIVERY_LANES } from "./Lanes.ts"
@@ -92,30 +90,6 @@ const isRefusal = (error: unknown) =>
 const describe = (error: unknown) => error instanceof Error ? error.message : String(error)
 
 /**
- * amqplib writes every frame to the socket on its own; corking it until the end of the tick turns
- * the publishes of one tick into one `writev`.
- */
-const coalesceWrites = (model: ChannelModel) => {
-  const stream: unknown = Reflect.get(model.connection, "stream")
-  if (!(stream instanceof Duplex)) return
-  const socket: Pick<Socket, "cork" | "uncork" | "write"> = stream
-  const write = socket.write.bind(socket)
-  let corked = false
-  const uncork = () => {
-    corked = false
-    socket.uncork()
-  }
-  Reflect.set(socket, "write", (...args: Parameters<typeof write>) => {
-    if (!corked) {
-      corked = true
-      socket.cork()
-      process.nextTick(uncork)
-    }
-    return write(...args)
-  })
-}
-
-/**
  * The RabbitMQ connection: confirm channels for publishing, the topology the
  * service declares, and reconnection with backoff. Nothing here ever fails the
  * process: a lost broker is a state that `status` reports and publishes see as
@@ -200,7 +174,6 @@ export class Broker extends Context.Service<Broker, {
             const channels = await Promise.all(
               Array.from({ length: DELIVERY_LANES }, () => openPublishChannel(connection))
             )
-            coalesceWrites(connection)
             const current: Live = { connection, channels, declared: new Set(), topology: undefined, closed: false }
             await openTopologyChannel(current)
             return current
