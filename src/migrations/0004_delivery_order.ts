@@ -12,9 +12,4 @@ export default Effect.gen(function*() {
     CREATE INDEX IF NOT EXISTS webhook_events_pending_key_idx ON webhook_events (entry_id, seq)
     WHERE status = 'pending'
   `
-  // Pending events by holder: lease renewal and release at shutdown.
-  yield* sql`
-    CREATE INDEX IF NOT EXISTS webhook_events_pending_holder_idx ON webhook_events (claimed_by)
-    WHERE status = 'pending'
-  `
 })
