@@ -22,8 +22,9 @@ const redocPage = `<!doctype html>
   </body>
 </html>`
 
-// The bundle's sidebar footer loads a logo from Redocly's CDN: an empty image instead keeps the page offline.
-const CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+// The bundle names one remote resource, the sidebar footer's logo on Redocly's servers: every
+// image under redoc.ly becomes an empty one, so the page never leaves the service.
+const REMOTE_REDOC_ASSET = /https?:\/\/[a-z0-9.-]*redoc\.ly\/[^"'`\s)]*\.svg/g
 const EMPTY_SVG = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 
 // The bundle ships with the `redoc` package; it is read on the first request for it, so the routes
@@ -31,7 +32,7 @@ const EMPTY_SVG = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/
 let bundle: Promise<string> | undefined
 const redocBundle = () => {
   bundle ??= readFile(createRequire(import.meta.url).resolve("redoc/bundles/redoc.standalone.js"), "utf8")
-    .then((text) => text.replaceAll(CDN_LOGO, EMPTY_SVG))
+    .then((text) => text.replace(REMOTE_REDOC_ASSET, EMPTY_SVG))
   return bundle
 }
 
