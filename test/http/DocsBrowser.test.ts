@@ -1,22 +1,11 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { chromium } from "playwright-core"
+import { CHROMIUM, LAUNCH_ARGS } from "../support/Browser.ts"
 import { TestApp } from "../support/TestApp.ts"
 
-/** Debian's chromium (installed by `.ci/run` when missing); never a downloaded browser. */
-const CHROMIUM = "/usr/bin/chromium"
-const FLAGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync"
-]
-
 const browser = Effect.acquireRelease(
-  Effect.promise(() => chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true })),
+  Effect.promise(() => chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS, headless: true })),
   (launched) => Effect.promise(() => launched.close())
 )
 
