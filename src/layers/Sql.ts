@@ -15,6 +15,9 @@ import { AppConfig } from "./Config.ts"
 /** Connections the service keeps to Postgres; the journal's batches share them. */
 export const POOL_MAX_CONNECTIONS = 10
 export const CONNECT_TIMEOUT = Duration.seconds(5)
+/** The pool is probed this often once migrated, so losing and regaining Postgres is logged once each. */
+export const DATABASE_PROBE_INTERVAL = Duration.seconds(2)
+export const DATABASE_PROBE_TIMEOUT = Duration.seconds(2)
 
 /** Start-up keeps trying an absent database: 0.5 s, 1 s, … capped at 15 s between attempts. */
 export const databaseStartupRetry = Schedule.min([
@@ -122,6 +125,28 @@ export class Database extends Context.Service<Database, {
         Effect.andThen(Deferred.succeed(migrated, undefined))
       )
       yield* Effect.forkScoped(start)
+
+      // One line when Postgres stops answering, one when it answers again (the pool reconnects by itself).
+      let downSince: number | undefined
+      const probe = sql`SELECT 1`.pipe(
+        Effect.timeout(DATABASE_PROBE_TIMEOUT),
+        Effect.matchEffect({
+          onSuccess: () => {
+            if (downSince === undefined) return Effect.void
+            const downMs = Date.now() - downSince
+            downSince = undefined
+            return Effect.logInfo("database reconnected").pipe(Effect.annotateLogs({ database: display, down_ms: downMs }))
+          },
+          onFailure: (error) => {
+            if (downSince !== undefined) return Effect.void
+            downSince = Date.now()
+            return Effect.logWarning("database unreachable").pipe(Effect.annotateLogs({ database: display, error: error.message }))
+          }
+        })
+      )
+      yield* Effect.forkScoped(
+        Effect.andThen(Deferred.await(migrated), Effect.repeat(probe, Schedule.spaced(DATABASE_PROBE_INTERVAL)))
+      )
 
       const check = Effect.gen(function*() {
         const isMigrated = yield* Deferred.isDone(migrated)

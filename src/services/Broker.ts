@@ -3,6 +3,7 @@ import type { ChannelModel, ConfirmChannel, Options } from "amqplib"
 import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { AppConfig, type QueueType } from "../layers/Config.ts"
 import { DELIVERY_LANES } from "./Lanes.ts"
+import { throttledLog } from "./LogThrottle.ts"
 
 /** Unconfirmed messages allowed per channel (lane) before a publish waits its turn. */
 export const MAX_UNCONFIRMED_PER_CHANNEL = 1000
@@ -14,6 +15,9 @@ export const CONNECT_TIMEOUT_MS = 5_000
 export const reconnectSchedule = Schedule.min([Schedule.exponential("500 millis"), Schedule.spaced("10 seconds")]).pipe(
   Schedule.jittered
 )
+
+/** While the broker stays away, its failed reconnects are logged once per this interval. */
+export const BROKER_FAULT_LOG_INTERVAL_MS = 30_000
 
 export const deadLetterQueue = (queue: string) => `${queue}.dlq`
 
@@ -185,6 +189,7 @@ export class Broker extends Context.Service<Broker, {
         catch: (error) => new PublishError({ reason: "unavailable", detail: describe(error) })
       })
 
+      const logUnavailable = throttledLog(BROKER_FAULT_LOG_INTERVAL_MS)
       // One connection at a time: connect, declare the fixed topology, wait
       // until it closes, then reconnect with backoff.
       const maintain = Effect.gen(function*() {
@@ -218,7 +223,10 @@ export class Broker extends Context.Service<Broker, {
         return yield* new PublishError({ reason: "unavailable", detail: reason })
       }).pipe(
         Effect.tapError((error) =>
-          Effect.logWarning("RabbitMQ unavailable, reconnecting").pipe(Effect.annotateLogs({ error: error.detail }))
+          logUnavailable("unavailable", (suppressed) =>
+            Effect.logWarning("RabbitMQ unavailable, reconnecting").pipe(
+              Effect.annotateLogs({ error: error.detail, attempts_not_logged: suppressed })
+            ))
         ),
         Effect.catchTag("PublishError", (error) =>
           Effect.sync(() => {

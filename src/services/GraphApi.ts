@@ -5,6 +5,7 @@ import { Headers, HttpClient, type HttpClientResponse, UrlParams } from "effect/
 import { createHmac } from "node:crypto"
 import { AppConfig, type OwnerResolution } from "../layers/Config.ts"
 import { type CircuitState, makeGraphBudget } from "./GraphBudget.ts"
+import { throttledLog } from "./LogThrottle.ts"
 import * as Metrics from "./Metrics.ts"
 import { RedisLink } from "./Redis.ts"
 
@@ -167,6 +168,8 @@ const transientRetry = Schedule.exponential("250 millis", 2).pipe(
 )
 /** Graph API calls in flight at once. */
 export const MAX_CONCURRENT_CALLS = 16
+/** A kind of Graph API failure is logged once per this interval (with how many it left out). */
+export const GRAPH_FAILURE_LOG_INTERVAL_MS = 10_000
 /** `appsecret_proof`: the lowercase hex HMAC-SHA256 of the access token, keyed with the app secret. */
 export const appsecretProof = (token: Redacted.Redacted<string>, appSecret: Redacted.Redacted<string>) =>
   Redacted.make(createHmac("sha256", Redacted.value(appSecret)).update(Redacted.value(token)).digest("hex"), {
@@ -305,8 +308,16 @@ export class GraphApi extends Context.Service<GraphApi, {
         })
       }
 
+      // One line per kind of failure per interval: an outage does not flood the log.
+      const logFailure = throttledLog(GRAPH_FAILURE_LOG_INTERVAL_MS)
       const recordOutcome = (failure: GraphApiFailure | undefined) =>
         Effect.gen(function*() {
+          if (failure !== undefined && (failure._tag === "Permanent" || failure._tag === "RateLimited" || failure._tag === "Transient")) {
+            yield* logFailure(failure._tag, (suppressed) =>
+              Effect.logWarning("Graph API call failed").pipe(
+                Effect.annotateLogs({ reason: failure._tag, detail: failure.detail, failures_not_logged: suppressed })
+              ))
+          }
           if (failure === undefined || failure._tag === "NoOwner" || failure._tag === "Permanent") {
             // Meta answered: the token works.
             if (tokenState === "invalid") yield* Effect.logInfo("Graph API access token accepted again")

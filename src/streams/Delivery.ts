@@ -4,7 +4,8 @@ import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import { Broker, deadLetterQueue, type PublishError } from "../services/Broker.ts"
-import { INSTANCE_HEARTBEAT, Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
+import { INSTANCE_GONE_AFTER_SECONDS, INSTANCE_HEARTBEAT, Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
+import { throttledLog } from "../services/LogThrottle.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { propagationHeaders, TracingOn } from "../services/TraceContext.ts"
 import { type Destination, Router } from "./Router.ts"
@@ -17,6 +18,8 @@ export const PUBLISH_RETRY_BUDGET = 5
 export const PUBLISH_RETRY_BASE = Duration.millis(100)
 /** The longest wait between two tries of one event (a refused publish, an owner that cannot be known yet). */
 export const RETRY_MAX_WAIT = Duration.seconds(5)
+/** A heartbeat over three intervals late is logged at most once per this interval. */
+export const HEARTBEAT_LATE_LOG_INTERVAL_MS = 10_000
 /** A publish that keeps failing as unavailable while the broker says it is connected waits this long between tries. */
 export const UNAVAILABLE_PAUSE = Duration.millis(250)
 /** On shutdown, how long held events may take to reach the broker and be recorded. */
@@ -369,11 +372,24 @@ export class Delivery extends Context.Service<Delivery, {
         database.awaitReady,
         renewLeases.pipe(Effect.repeat(Schedule.spaced(Duration.millis(Duration.toMillis(deliveryLease) / 3))))
       ))
-      // Alive: the events this instance holds are not taken over while it is seen.
+      // Alive: the events this instance holds are not taken over while it is seen. A late heartbeat
+      // is logged (once per interval): past INSTANCE_GONE_AFTER_SECONDS others take over its events.
+      let lastBeat = Date.now()
+      const logLate = throttledLog(HEARTBEAT_LATE_LOG_INTERVAL_MS)
       const heartbeat = sql`
         INSERT INTO delivery_instances (id, seen_at) VALUES (${lanes.instanceId}::uuid, now())
         ON CONFLICT (id) DO UPDATE SET seen_at = now()
       `.pipe(
+        Effect.andThen(Effect.suspend(() => {
+          const gapMs = Date.now() - lastBeat
+          lastBeat = Date.now()
+          return gapMs <= Duration.toMillis(INSTANCE_HEARTBEAT) * 3 ? Effect.void : logLate("late", (suppressed) =>
+            Effect.logWarning("delivery heartbeat late").pipe(Effect.annotateLogs({
+              gap_ms: gapMs,
+              gone_after_seconds: INSTANCE_GONE_AFTER_SECONDS,
+              late_heartbeats_not_logged: suppressed
+            })))
+        })),
         Effect.withTracerEnabled(false),
         Effect.catch((error) => Effect.logWarning("delivery heartbeat not written", error.message))
       )

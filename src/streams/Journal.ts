@@ -6,6 +6,7 @@ import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../layers/Config.ts"
 import { Database } from "../layers/Sql.ts"
 import { INSTANCE_GONE_AFTER_SECONDS, Lanes } from "../services/Lanes.ts"
+import { throttledLog } from "../services/LogThrottle.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { journalTraceContext, type RequestTrace, TracingOn } from "../services/TraceContext.ts"
 
@@ -25,6 +26,8 @@ const connectionFaults = new Set(["ConnectionError", "AuthenticationError", "Aut
 export const JOURNAL_WRITERS = 4
 /** How long a request may wait for its commit before it is answered 503. */
 export const JOURNAL_COMMIT_TIMEOUT = Duration.seconds(8)
+/** Journal batches failed by a database outage are logged once per this interval. */
+export const JOURNAL_FAULT_LOG_INTERVAL_MS = 10_000
 
 export class JournalUnavailable extends Schema.TaggedError<JournalUnavailable>()("JournalUnavailable", {
   reason: Schema.Literals(["full", "database", "timeout", "closing"]),
@@ -261,6 +264,9 @@ export class Journal extends Context.Service<Journal, {
           )
         )
 
+      // An outage fails every batch; it is logged once per interval (Database logs the outage itself).
+      const logUnavailable = throttledLog(JOURNAL_FAULT_LOG_INTERVAL_MS)
+
       // A batch that fails for any reason but the connection is retried one
       // request at a time, so one bad body cannot fail its neighbours.
       const writeChunk = (batch: ReadonlyArray<Pending>) =>
@@ -268,7 +274,10 @@ export class Journal extends Context.Service<Journal, {
           Effect.catchCause((cause) =>
             isConnectionFault(cause)
               ? failBatch(batch, "the database is unavailable").pipe(
-                Effect.andThen(Effect.logWarning("journal batch failed: database unavailable", cause))
+                Effect.andThen(logUnavailable("database", (suppressed) =>
+                  Effect.logWarning("journal batch failed: database unavailable", cause).pipe(
+                    Effect.annotateLogs({ batches_not_logged: suppressed })
+                  )))
               )
               : batch.length === 1
               ? writeOne(batch[0]!)

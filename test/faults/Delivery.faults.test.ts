@@ -54,13 +54,13 @@ const waitForPostgres = async () => {
   }
 }
 
-const setup = async (label: string, env: Record<string, string> = {}) => {
+const setup = async (label: string, env: Record<string, string> | ((database: string) => Record<string, string>) = {}) => {
   const database = newName(label)
   databases.push(database)
   const queue = `t.fault.${label}.${Math.random().toString(36).slice(2, 8)}`
   queues.push(queue)
   const ownerId = String(1_000_000 + Math.floor(Math.random() * 1_000_000))
-  const service = await startService(faultEnv(database, env))
+  const service = await startService(faultEnv(database, typeof env === "function" ? env(database) : env))
   await waitHealthy(service)
   await createWorkerApp(service, ownerId, queue)
   return { database, queue, ownerId, service }
@@ -103,6 +103,39 @@ describe("delivery under faults", () => {
       expect(alive(service)).toBe(true)
     } finally {
       await consumer.close()
+      await stopService(service)
+      await proxy.close()
+    }
+  }, 90_000)
+
+  it("PostgreSQL unreachable for 8 s under load: one log line when it is lost, one when it is back, the journal's failures rate-limited", async () => {
+    const proxy = await startTcpProxy(5432)
+    const { ownerId, service } = await setup("pgcut", (database) => ({
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${proxy.port}/${database}`
+    }))
+    const load = steadyLoad(() => service.baseUrl, ownerId, 6)
+    const lines = (message: string) =>
+      service.output().split("\n").filter((line) => line.includes(`"message":"${message}"`))
+    try {
+      await sleep(1_500)
+      proxy.cut()
+      await sleep(8_000)
+      const refused = load.statuses.get(503) ?? 0
+      expect(lines("database unreachable")).toHaveLength(1)
+      expect(lines("database reconnected")).toEqual([])
+      proxy.restore()
+      await sleep(5_000)
+      await load.stop()
+      expect(refused).toBeGreaterThan(10)
+      const back = lines("database reconnected")
+      expect(back, service.output().slice(-3000)).toHaveLength(1)
+      expect(Number(JSON.parse(back[0]!).annotations.down_ms)).toBeGreaterThan(5_000)
+      expect(lines("database unreachable")).toHaveLength(1)
+      // Every batch of the outage failed, but the journal said so once per 10 s at most.
+      expect(lines("journal batch failed: database unavailable").length).toBeLessThanOrEqual(2)
+      expect((await health(service)).status).toBe(200)
+    } finally {
+      await load.stop()
       await stopService(service)
       await proxy.close()
     }
@@ -168,6 +201,9 @@ describe("delivery under faults", () => {
       expect([...load.statuses.keys()].filter((status) => status !== 200)).toEqual([])
       expect(alive(service)).toBe(true)
       expect(rss).toBeLessThan(MAX_RSS_MB)
+      // Reconnects were tried every 0.5–10 s for 20 s; the log says so at most once per 30 s.
+      const unavailable = service.output().split("\n").filter((line) => line.includes("RabbitMQ unavailable, reconnecting"))
+      expect(unavailable.length, unavailable.join("\n")).toBeLessThanOrEqual(2)
       // Our consumers were cut too: count from a fresh one over whatever is in the queue now,
       // plus what was consumed before (the queue only loses what a consumer acked).
       const consumer = await collect(queue)

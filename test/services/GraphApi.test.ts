@@ -182,6 +182,24 @@ layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("graph_api")), {
         }), { concurrency: "unbounded" })
     }))
 
+  it.effect("failed lookups are logged once per kind of failure per interval, not once each", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const logs = captureLogs()
+      const graph = yield* makeGraphApi({ graphCircuitThreshold: 100 }).pipe(Effect.provide(logs.layer))
+      const answers = [...Array.from({ length: 4 }, () => replies.error(100)), ...Array.from({ length: 4 }, () => replies.serverError())]
+      const tags = yield* Effect.forEach(answers, (reply) => {
+        const id = uniqueId()
+        standIn.script(id, reply, reply, reply, reply)
+        return Effect.map(failure(graph.mediaOwner(id)), (error) => error.reason._tag)
+      }, { concurrency: "unbounded" }).pipe(Effect.provide(logs.layer))
+      assert.deepStrictEqual([...new Set(tags)].sort(), ["Permanent", "Transient"])
+      const failed = logs.lines.filter((line) => line.includes("Graph API call failed"))
+      assert.strictEqual(failed.length, 2, failed.join("\n"))
+      assert.isTrue(failed.some((line) => line.includes("\"reason\":\"Permanent\"") && line.includes("code 100")), failed.join("\n"))
+      assert.isTrue(failed.some((line) => line.includes("\"reason\":\"Transient\"") && line.includes("HTTP 500")), failed.join("\n"))
+    }))
+
   it.effect("transient failures are retried with growing, jittered gaps until one succeeds", () =>
     Effect.gen(function*() {
       const standIn = yield* GraphStandIn
