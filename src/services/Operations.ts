@@ -69,7 +69,8 @@ const entryFields = (row: LogRow) => ({
     attempts: row.attempts,
     last_error: row.last_error,
     delivered_at: row.delivered_at === null ? null : iso(row.delivered_at),
-    // The driver has already parsed the jsonb: a value that is a JSON string stays that string.
+    // Derived from value_raw as the page is read (null when Postgres cannot hold it as jsonb); the
+    // driver has already parsed the jsonb: a value that is a JSON string stays that string.
     value: row.value,
     routing_note: row.routing_note
   })
@@ -142,7 +143,7 @@ export const webhookLogSelect = (
     ]
     return sql<LogRow>`
       SELECT e.event_id, d.received_at, 'duplicate' AS status, e.object, e.field, e.entry_id, e.media_id,
-             e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, e.value, e.routing_note, d.id AS seq
+             e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, chatico_jsonb_or_null(e.value_raw) AS value, e.routing_note, d.id AS seq
       FROM webhook_duplicates d JOIN webhook_events e ON e.event_id = d.event_id
       WHERE ${sql.and(conditions)}
       ORDER BY d.received_at DESC, d.id DESC
@@ -159,7 +160,7 @@ export const webhookLogSelect = (
   ]
   return sql<LogRow>`
     SELECT event_id, received_at, status, object, field, entry_id, media_id, owner_id, worker_app_id,
-           attempts, last_error, delivered_at, value, routing_note, event_id AS seq
+           attempts, last_error, delivered_at, chatico_jsonb_or_null(value_raw) AS value, routing_note, event_id AS seq
     FROM webhook_events
     WHERE ${sql.and(conditions)}
     ORDER BY received_at DESC, event_id DESC
@@ -240,7 +241,7 @@ export class Operations extends Context.Service<Operations, {
         yield* ready
         const rows = yield* sql<EventRow>`
           SELECT event_id, received_at, status, object, field, entry_id, entry_time, media_id, owner_id, worker_app_id,
-                 attempts, last_error, delivered_at, value, routing_note, trace_context, event_id AS seq,
+                 attempts, last_error, delivered_at, chatico_jsonb_or_null(value_raw) AS value, routing_note, trace_context, event_id AS seq,
                  (SELECT count(*) FROM webhook_duplicates d WHERE d.event_id = webhook_events.event_id) AS duplicates
           FROM webhook_events WHERE event_id = ${eventId}
         `.pipe(Effect.mapError(unavailable))
