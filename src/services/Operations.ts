@@ -100,6 +100,13 @@ const ownerOrEntry = (sql: SqlClient.SqlClient, ownerId: string, joined = false)
     ? sql`COALESCE(e.owner_id, CASE WHEN e.status = 'pending' THEN e.entry_id END) = ${ownerId}`
     : sql`COALESCE(owner_id, CASE WHEN status = 'pending' THEN entry_id END) = ${ownerId}`
 
+/**
+ * `status = '…'` with the status written as a literal: the planner matches a literal, never a bound
+ * parameter, to the partial index of settled statuses (`webhook_events_settled_status_idx`).
+ */
+const statusIs = (sql: SqlClient.SqlClient, status: EventStatus) =>
+  /^[a-z_]+$/.test(status) ? sql`status = ${sql.literal(`'${status}'`)}` : sql`status = ${status}`
+
 // The cursor is the (received_at, key) of the last row of a page, opaque to callers.
 const encodeCursor = (receivedAt: Date | string, key: string) =>
   Buffer.from(JSON.stringify([iso(receivedAt), key])).toString("base64url")
@@ -151,7 +158,7 @@ export const webhookLogSelect = (
     `
   }
   const conditions = [
-    ...(query.status === undefined ? [] : [sql`status = ${query.status}`]),
+    ...(query.status === undefined ? [] : [statusIs(sql, query.status)]),
     ...(query.owner_id === undefined ? [] : [ownerOrEntry(sql, query.owner_id)]),
     ...(query.worker_app_id === undefined ? [] : [sql`worker_app_id = ${query.worker_app_id}`]),
     ...(query.since === undefined ? [] : [sql`received_at >= ${new Date(query.since)}`]),
@@ -302,7 +309,7 @@ export class Operations extends Context.Service<Operations, {
       const replay = Effect.fn("Operations.replay")(function*(filter: ReplayFilter) {
         yield* ready
         const conditions = [
-          ...(filter.status === undefined ? [] : [sql`status = ${filter.status}`]),
+          ...(filter.status === undefined ? [] : [statusIs(sql, filter.status)]),
           ...(filter.owner_id === undefined ? [] : [ownerOrEntry(sql, filter.owner_id)]),
           ...(filter.worker_app_id === undefined ? [] : [sql`worker_app_id = ${filter.worker_app_id}`]),
           ...(filter.since === undefined ? [] : [sql`received_at >= ${new Date(filter.since)}`]),
