@@ -4,7 +4,7 @@
  * statistics from /proc, and small formatting helpers. Plain TypeScript, no Effect.
  */
 import { createHmac } from "node:crypto"
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import http from "node:http"
 import { performance } from "node:perf_hooks"
 import amqp from "amqplib"
@@ -556,6 +556,35 @@ export const sampleProcess = (pid: number, everyMs = 500): ProcSampler => {
     cpuSeconds: () => readCpuSeconds(pid),
     stop: () => clearInterval(timer)
   }
+}
+
+/**
+ * utime+stime in seconds of every process whose command name (`/proc/<pid>/comm`) is `comm` and
+ * whose command line `keep` accepts, by pid: Postgres's backends and background processes, or
+ * RabbitMQ's `beam.smp`. The delta of two readings is what the group spent between them (a
+ * process gone in between is lost; the pools' connections live through a window).
+ */
+export const groupCpuSeconds = (comm: string, keep: (cmdline: string) => boolean = () => true): Map<number, number> => {
+  const cpu = new Map<number, number>()
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== comm) continue
+      if (!keep(readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " "))) continue
+    } catch {
+      continue
+    }
+    const seconds = readCpuSeconds(Number(entry))
+    if (seconds !== undefined) cpu.set(Number(entry), seconds)
+  }
+  return cpu
+}
+
+/** CPU seconds a group spent from `start` to `end` (a process new at `end` started in between). */
+export const groupCpuDelta = (start: ReadonlyMap<number, number>, end: ReadonlyMap<number, number>) => {
+  let total = 0
+  for (const [pid, seconds] of end) total += seconds - (start.get(pid) ?? 0)
+  return total
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -87,6 +87,8 @@ import {
   deleteQueues,
   fmt,
   formatCounts,
+  groupCpuDelta,
+  groupCpuSeconds,
   type LoadResult,
   makeBodyFactory,
   mediaIdsFor,
@@ -503,6 +505,22 @@ const psql = async (sql: string) => {
   })
 }
 
+/** The cluster's WAL written so far (`pg_stat_wal`; backends report it at most once a second), undefined when unreadable. */
+const walBytes = (): Promise<number | undefined> =>
+  promisify(execFile)("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-Atc", "SELECT wal_bytes FROM pg_stat_wal"], {
+    timeout: 10_000
+  }).then(({ stdout }) => Number(stdout.trim()), () => undefined)
+
+/**
+ * Postgres processes counted for a target: the background ones (WAL writer, checkpointer, …) and
+ * the client backends of its database (`database` undefined: none), not other databases' backends.
+ */
+const postgresOf = (database: string | undefined) => (cmdline: string) => {
+  if (!cmdline.startsWith("postgres: ")) return false // the postmaster itself, or a psql client
+  const client = /^postgres: (?:\S+: )?\S+ (\S+) (?:\[local\]|\S+\(\d+\))/.exec(cmdline)
+  return client === null || client[1] === database
+}
+
 // ---------------------------------------------------------------------------------------------
 // OTLP sink: receives the service's trace exports and discards them
 
@@ -871,6 +889,11 @@ interface PhaseResult {
   readonly e2e: Float64Array
   readonly peakRssMb: number
   readonly cpuPct: number | undefined
+  /** CPU of the target's Postgres processes and of RabbitMQ over the window (100 = one core). */
+  readonly postgresCpuPct: number | undefined
+  readonly rabbitmqCpuPct: number | undefined
+  /** Postgres WAL bytes per second over the window (cluster-wide). */
+  readonly walBytesPerS: number | undefined
   readonly notes: Array<string>
   /** What the bench's OTLP sink received (phases with tracing on). */
   readonly tracing?: { readonly exportRequests: number; readonly exportBytes: number; readonly spans: number | undefined }
@@ -934,7 +957,7 @@ const waitForDeliveries = async (consumers: Consumers, expected: number, maxMs =
 const measurePhase = async (
   name: string,
   settings: Settings,
-  target: { readonly port: number; readonly secret: string; readonly proc: Child },
+  target: { readonly port: number; readonly secret: string; readonly proc: Child; readonly database?: string },
   owners: ReadonlyArray<string>,
   queues: ReadonlyArray<string>,
   idPrefix: string,
@@ -958,14 +981,22 @@ const measurePhase = async (
     })
     const warmupMs = settings.warmupS * 1000
     const durationMs = settings.durationS * 1000
-    // CPU of the target over the measured window
+    // CPU of the target, its Postgres and RabbitMQ, and the WAL written, over the measured window
     // (each sample keeps when it was taken: the end timer can lose the race with the load's end)
+    const keepPostgres = postgresOf(target.database)
     const cpuSample = () => {
       const cpu = target.proc.sampler.cpuSeconds()
-      return cpu === undefined ? undefined : { at: performance.now(), cpu }
+      return cpu === undefined ? undefined : {
+        at: performance.now(),
+        cpu,
+        postgres: groupCpuSeconds("postgres", keepPostgres),
+        rabbitmq: groupCpuSeconds("beam.smp"),
+        wal: walBytes()
+      }
     }
-    let cpuStart: { readonly at: number; readonly cpu: number } | undefined
-    let cpuEnd: { readonly at: number; readonly cpu: number } | undefined
+    type CpuSample = NonNullable<ReturnType<typeof cpuSample>>
+    let cpuStart: CpuSample | undefined
+    let cpuEnd: CpuSample | undefined
     const cpuTimers = [
       setTimeout(() => (cpuStart = cpuSample()), warmupMs),
       setTimeout(() => (cpuEnd = cpuSample()), warmupMs + durationMs)
@@ -1026,9 +1057,15 @@ const measurePhase = async (
         `${fmt(load.measuredRequests / settings.durationS, 0)} req/s answered; ` +
         `bench process CPU ${(benchCpu * 100).toFixed(0)}% of a core`
     )
-    const cpuPct = cpuStart !== undefined && cpuEnd !== undefined && cpuEnd.at > cpuStart.at
-      ? ((cpuEnd.cpu - cpuStart.cpu) / ((cpuEnd.at - cpuStart.at) / 1000)) * 100
-      : undefined
+    const sampledS = cpuStart !== undefined && cpuEnd !== undefined && cpuEnd.at > cpuStart.at ? (cpuEnd.at - cpuStart.at) / 1000 : undefined
+    const perWindow = (f: (start: CpuSample, end: CpuSample) => number | undefined) => {
+      if (sampledS === undefined || cpuStart === undefined || cpuEnd === undefined) return undefined
+      const value = f(cpuStart, cpuEnd)
+      return value === undefined ? undefined : value / sampledS
+    }
+    const cpuPct = perWindow((a, b) => (b.cpu - a.cpu) * 100)
+    const [walStart, walEnd] = await Promise.all([cpuStart?.wal, cpuEnd?.wal])
+    const walBytesPerS = perWindow(() => walStart === undefined || walEnd === undefined ? undefined : walEnd - walStart)
     return {
       name,
       load,
@@ -1041,6 +1078,9 @@ const measurePhase = async (
       e2e: stats.e2eLatencies(),
       peakRssMb: target.proc.sampler.peakRssBytes() / (1024 * 1024),
       cpuPct,
+      postgresCpuPct: perWindow((a, b) => groupCpuDelta(a.postgres, b.postgres) * 100),
+      rabbitmqCpuPct: perWindow((a, b) => groupCpuDelta(a.rabbitmq, b.rabbitmq) * 100),
+      walBytesPerS,
       notes,
       misrouted: stats.misrouted,
       misroutedByMedia: stats.misroutedByMedia,
@@ -1073,6 +1113,8 @@ interface RunningService {
   readonly port: number
   readonly secret: string
   readonly proc: Child
+  /** Its Postgres database (its backends' CPU is the service's Postgres CPU). */
+  readonly database: string
   readonly queues: ReadonlyArray<string>
   /** The bench's OTLP sink, when this service exports traces. */
   readonly sink: OtlpSink | undefined
@@ -1223,7 +1265,7 @@ const startService = async (settings: Settings, runId: string, workload: Workloa
     }
     if (limiterOff) notes.push(`webhook rate limit off (RATE_LIMIT_WEBHOOK=0), as in the other phase of the comparison`)
     if (sink === undefined && settings.compareTracing) notes.push(`tracing off (no OTLP endpoint passed to the service)`)
-    return { phase, port, secret, proc, queues, sink, standIn, notes, stop, stoppedAt: () => stoppedAt }
+    return { phase, port, secret, proc, database: dbName, queues, sink, standIn, notes, stop, stoppedAt: () => stoppedAt }
   } catch (err) {
     reportFailure(name, proc, err)
     throw err
@@ -1413,6 +1455,9 @@ const header = [
   "peak RSS MB",
   "CPU %",
   "CPU µs/ev",
+  "PG µs/ev",
+  "MQ µs/ev",
+  "WAL B/ev",
   "non-200",
   "dup",
   "missing"
@@ -1435,6 +1480,9 @@ const row = (r: PhaseResult): Array<string> => {
     fmt(r.peakRssMb, 0),
     fmt(r.cpuPct, 0),
     fmt(cpuPerEvent(r), 0),
+    fmt(perDelivered(r, r.postgresCpuPct === undefined ? undefined : r.postgresCpuPct / 100 * 1e6), 0),
+    fmt(perDelivered(r, r.rabbitmqCpuPct === undefined ? undefined : r.rabbitmqCpuPct / 100 * 1e6), 0),
+    fmt(perDelivered(r, r.walBytesPerS), 0),
     failures === 0 ? "0" : formatCounts(r.load.measuredFailures),
     String(r.duplicates),
     String(missing)
@@ -1451,8 +1499,11 @@ const median = (values: ReadonlyArray<number>) => {
 /** Side B of a comparison: the traced service (--compare-tracing) or the graph one (--compare-owner-resolution). */
 const isSideB = (settings: Settings, phase: ServicePhase) => (settings.compareTracing ? phase.tracing : phase.graphStandIn)
 
-const cpuPerEvent = (r: PhaseResult) =>
-  r.cpuPct !== undefined && r.deliveredRate !== undefined && r.deliveredRate > 0 ? (r.cpuPct / 100 / r.deliveredRate) * 1e6 : undefined
+/** A per-second figure of the window per delivered event. */
+const perDelivered = (r: PhaseResult, perSecond: number | undefined) =>
+  perSecond !== undefined && r.deliveredRate !== undefined && r.deliveredRate > 0 ? perSecond / r.deliveredRate : undefined
+
+const cpuPerEvent = (r: PhaseResult) => perDelivered(r, r.cpuPct === undefined ? undefined : r.cpuPct / 100 * 1e6)
 
 /**
  * Prints each round of a side-by-side comparison: its cost 1 − B / A of delivered ev/s and the
@@ -1685,7 +1736,9 @@ const main = async () => {
     console.log(
       "accepted = 200s of requests started in the measured window / duration; delivered ev/s = unique deliveries since the window opened / " +
         "(last delivery − window start); e2e = arrival − body received_at; CPU % = target process CPU time over the window (100 = one core); " +
-        "missing = events answered 200 (warm-up included) never delivered"
+        "PG / MQ µs/ev = CPU of Postgres (its background processes and the target database's backends) / of RabbitMQ (beam.smp) " +
+        "per delivered event; WAL B/ev = pg_stat_wal wal_bytes written in the window (whole cluster) per delivered event; " +
+        "peak RSS = VmHWM; missing = events answered 200 (warm-up included) never delivered"
     )
   }
   process.exitCode = failed ? 1 : 0

@@ -9,6 +9,8 @@ import deliveryOrder from "../migrations/0004_delivery_order.ts"
 import ownerOrEntryIndex from "../migrations/0005_owner_or_entry_index.ts"
 import poisonInputs from "../migrations/0006_poison_inputs.ts"
 import deliveryInstances from "../migrations/0007_delivery_instances.ts"
+import valueOnce from "../migrations/0008_value_once.ts"
+import leanIndexes from "../migrations/0009_lean_indexes.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import { AppConfig } from "./Config.ts"
 
@@ -32,7 +34,9 @@ export const migrations = Migrator.fromRecord({
   "0004_delivery_order": deliveryOrder,
   "0005_owner_or_entry_index": ownerOrEntryIndex,
   "0006_poison_inputs": poisonInputs,
-  "0007_delivery_instances": deliveryInstances
+  "0007_delivery_instances": deliveryInstances,
+  "0008_value_once": valueOnce,
+  "0009_lean_indexes": leanIndexes
 })
 
 /** The parts of `DATABASE_URL` start-up needs, with the password kept out of every log line. */

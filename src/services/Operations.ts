@@ -69,7 +69,8 @@ const entryFields = (row: LogRow) => ({
     attempts: row.attempts,
     last_error: row.last_error,
     delivered_at: row.delivered_at === null ? null : iso(row.delivered_at),
-    // The driver has already parsed the jsonb: a value that is a JSON string stays that string.
+    // Derived from value_raw as the page is read (null when Postgres cannot hold it as jsonb); the
+    // driver has already parsed the jsonb: a value that is a JSON string stays that string.
     value: row.value,
     routing_note: row.routing_note
   })
@@ -98,6 +99,13 @@ const ownerOrEntry = (sql: SqlClient.SqlClient, ownerId: string, joined = false)
   joined
     ? sql`COALESCE(e.owner_id, CASE WHEN e.status = 'pending' THEN e.entry_id END) = ${ownerId}`
     : sql`COALESCE(owner_id, CASE WHEN status = 'pending' THEN entry_id END) = ${ownerId}`
+
+/**
+ * `status = '…'` with the status written as a literal: the planner matches a literal, never a bound
+ * parameter, to the partial index of settled statuses (`webhook_events_settled_status_idx`).
+ */
+const statusIs = (sql: SqlClient.SqlClient, status: EventStatus) =>
+  /^[a-z_]+$/.test(status) ? sql`status = ${sql.literal(`'${status}'`)}` : sql`status = ${status}`
 
 // The cursor is the (received_at, key) of the last row of a page, opaque to callers.
 const encodeCursor = (receivedAt: Date | string, key: string) =>
@@ -142,7 +150,7 @@ export const webhookLogSelect = (
     ]
     return sql<LogRow>`
       SELECT e.event_id, d.received_at, 'duplicate' AS status, e.object, e.field, e.entry_id, e.media_id,
-             e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, e.value, e.routing_note, d.id AS seq
+             e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, chatico_jsonb_or_null(e.value_raw) AS value, e.routing_note, d.id AS seq
       FROM webhook_duplicates d JOIN webhook_events e ON e.event_id = d.event_id
       WHERE ${sql.and(conditions)}
       ORDER BY d.received_at DESC, d.id DESC
@@ -150,7 +158,7 @@ export const webhookLogSelect = (
     `
   }
   const conditions = [
-    ...(query.status === undefined ? [] : [sql`status = ${query.status}`]),
+    ...(query.status === undefined ? [] : [statusIs(sql, query.status)]),
     ...(query.owner_id === undefined ? [] : [ownerOrEntry(sql, query.owner_id)]),
     ...(query.worker_app_id === undefined ? [] : [sql`worker_app_id = ${query.worker_app_id}`]),
     ...(query.since === undefined ? [] : [sql`received_at >= ${new Date(query.since)}`]),
@@ -159,7 +167,7 @@ export const webhookLogSelect = (
   ]
   return sql<LogRow>`
     SELECT event_id, received_at, status, object, field, entry_id, media_id, owner_id, worker_app_id,
-           attempts, last_error, delivered_at, value, routing_note, event_id AS seq
+           attempts, last_error, delivered_at, chatico_jsonb_or_null(value_raw) AS value, routing_note, event_id AS seq
     FROM webhook_events
     WHERE ${sql.and(conditions)}
     ORDER BY received_at DESC, event_id DESC
@@ -240,7 +248,7 @@ export class Operations extends Context.Service<Operations, {
         yield* ready
         const rows = yield* sql<EventRow>`
           SELECT event_id, received_at, status, object, field, entry_id, entry_time, media_id, owner_id, worker_app_id,
-                 attempts, last_error, delivered_at, value, routing_note, trace_context, event_id AS seq,
+                 attempts, last_error, delivered_at, chatico_jsonb_or_null(value_raw) AS value, routing_note, trace_context, event_id AS seq,
                  (SELECT count(*) FROM webhook_duplicates d WHERE d.event_id = webhook_events.event_id) AS duplicates
           FROM webhook_events WHERE event_id = ${eventId}
         `.pipe(Effect.mapError(unavailable))
@@ -301,7 +309,7 @@ export class Operations extends Context.Service<Operations, {
       const replay = Effect.fn("Operations.replay")(function*(filter: ReplayFilter) {
         yield* ready
         const conditions = [
-          ...(filter.status === undefined ? [] : [sql`status = ${filter.status}`]),
+          ...(filter.status === undefined ? [] : [statusIs(sql, filter.status)]),
           ...(filter.owner_id === undefined ? [] : [ownerOrEntry(sql, filter.owner_id)]),
           ...(filter.worker_app_id === undefined ? [] : [sql`worker_app_id = ${filter.worker_app_id}`]),
           ...(filter.since === undefined ? [] : [sql`received_at >= ${new Date(filter.since)}`]),

@@ -1,3 +1,4 @@
+import { PgTypes } from "@effect/sql-pg"
 import { Context, Duration, Effect, Exit, Layer, Queue, Schedule, type Tracer } from "effect"
 import { SqlClient } from "effect/sql"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
@@ -37,6 +38,9 @@ type Outcome = {
 }
 
 const json = JSON.stringify
+
+// Typed array parameters: an all-null column would otherwise have no type to bind.
+const arrayOf = (values: ReadonlyArray<unknown>, oid: number) => Effect.orDie(Effect.fromResult(PgTypes.array(values, oid)))
 
 /** The message body a worker app receives, with `value` and `entry_time` exactly as Meta sent them. */
 export const messageBody = (event: JournaledEvent, ownerId: string) =>
@@ -298,28 +302,38 @@ export class Delivery extends Context.Service<Delivery, {
           }
         })
 
-      const writeOutcomes = (batch: ReadonlyArray<Outcome>) => {
-        const now = new Date()
-        // One row per event (an UPDATE … FROM would pick any of two): a later outcome replaces a note.
-        const latest = new Map<string, Outcome>()
-        for (const outcome of batch) latest.set(outcome.event.eventId, outcome)
-        const rows = Array.from(latest.values(), (outcome) =>
-          sql`(${outcome.event.eventId}, ${outcome.status}, ${outcome.ownerId}, ${outcome.appId}, ${outcome.attempts}, ${outcome.lastError}, ${
-            outcome.status === "pending" ? null : now
-          })`
-        )
-        return sql`
-          UPDATE webhook_events AS w SET
-            status = v.status,
-            owner_id = COALESCE(v.owner_id, w.owner_id),
-            worker_app_id = COALESCE(v.worker_app_id::uuid, w.worker_app_id),
-            attempts = v.attempts::int,
-            last_error = v.last_error,
-            delivered_at = v.delivered_at::timestamptz
-          FROM (VALUES ${sql.csv(rows)}) AS v(event_id, status, owner_id, worker_app_id, attempts, last_error, delivered_at)
-          WHERE w.event_id = v.event_id AND w.status = 'pending'
-        `
-      }
+      // One array parameter per column (`unnest`): the statement's text is the same for every batch,
+      // so each connection prepares it once instead of once per batch size.
+      const writeOutcomes = (batch: ReadonlyArray<Outcome>) =>
+        Effect.gen(function*() {
+          const now = new Date()
+          // One row per event (an UPDATE … FROM would pick any of two): a later outcome replaces a note.
+          const latest = new Map<string, Outcome>()
+          for (const outcome of batch) latest.set(outcome.event.eventId, outcome)
+          const rows = Array.from(latest.values())
+          const [ids, statuses, owners, apps, attempts, errors, delivered] = yield* Effect.all([
+            arrayOf(rows.map((o) => o.event.eventId), PgTypes.OID.text),
+            arrayOf(rows.map((o) => o.status), PgTypes.OID.text),
+            arrayOf(rows.map((o) => o.ownerId), PgTypes.OID.text),
+            arrayOf(rows.map((o) => o.appId), PgTypes.OID.uuid),
+            arrayOf(rows.map((o) => o.attempts), PgTypes.OID.int4),
+            arrayOf(rows.map((o) => o.lastError), PgTypes.OID.text),
+            arrayOf(rows.map((o) => o.status === "pending" ? null : now), PgTypes.OID.timestamptz)
+          ])
+          return yield* sql`
+            UPDATE webhook_events AS w SET
+              status = v.status,
+              owner_id = COALESCE(v.owner_id, w.owner_id),
+              worker_app_id = COALESCE(v.worker_app_id, w.worker_app_id),
+              attempts = v.attempts,
+              last_error = v.last_error,
+              delivered_at = v.delivered_at
+            FROM unnest(${ids}::text[], ${statuses}::text[], ${owners}::text[], ${apps}::uuid[], ${attempts}::int[],
+                        ${errors}::text[], ${delivered}::timestamptz[])
+              AS v(event_id, status, owner_id, worker_app_id, attempts, last_error, delivered_at)
+            WHERE w.event_id = v.event_id AND w.status = 'pending'
+          `
+        })
 
       const countOutcomes = (batch: ReadonlyArray<Outcome>) => {
         const byOutcome = new Map<string, number>()

@@ -144,9 +144,9 @@ export class Journal extends Context.Service<Journal, {
           return yield* sql<{ readonly event_id: string; readonly behind: boolean }>`
             WITH inserted AS (
               INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, entry_time, media_id, status,
-                                          value, value_raw, trace_context, last_error, lease_until, claimed_by)
+                                          value_raw, trace_context, last_error, lease_until, claimed_by)
               SELECT u.event_id, u.received_at, u.object, u.field, u.entry_id, u.entry_time, u.media_id, u.status,
-                     chatico_jsonb_or_null(u.value_raw), u.value_raw, u.trace_context::jsonb, u.last_error, ${leaseUntil},
+                     u.value_raw, u.trace_context::jsonb, u.last_error, ${leaseUntil},
                      ${lanes.instanceId}::uuid
               FROM unnest(${ids}::text[], ${receivedAts}::timestamptz[], ${objects}::text[], ${fields}::text[],
                           ${entryIds}::text[], ${entryTimes}::text[], ${mediaIds}::text[], ${statuses}::text[],

@@ -31,7 +31,7 @@ const seed = (apps: ReadonlyArray<string>) =>
     // (leased far ahead, so the sweeper leaves them alone).
     yield* sql`
       INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, media_id, owner_id, worker_app_id,
-                                  status, attempts, last_error, value, value_raw, delivered_at, lease_until)
+                                  status, attempts, last_error, value_raw, delivered_at, lease_until)
       SELECT encode(sha256(convert_to('big-' || i, 'UTF8')), 'hex'),
              now() - make_interval(secs => i * ${SPACING_SECONDS}),
              'instagram', 'comments', '1784140000000' || lpad((i % ${OWNERS})::text, 4, '0'), (18000000000 + i)::text,
@@ -40,7 +40,6 @@ const seed = (apps: ReadonlyArray<string>) =>
              CASE WHEN i % 10000 < 2 THEN 'pending' WHEN i % 100 = 0 THEN 'dead_lettered' WHEN i % 100 BETWEEN 1 AND 6 THEN 'unroutable'
                   WHEN i % 100 = 7 THEN 'ignored' ELSE 'routed' END,
              1, CASE WHEN i % 100 = 0 THEN 'channel closed' END,
-             jsonb_build_object('id', i::text, 'text', 'comment ' || i),
              jsonb_build_object('id', i::text, 'text', 'comment ' || i)::text,
              now() - make_interval(secs => i * ${SPACING_SECONDS}),
              CASE WHEN i % 10000 < 2 THEN now() + interval '1 day' END

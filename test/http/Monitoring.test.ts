@@ -859,8 +859,8 @@ layer(environment("monitoring"), { excludeTestServices: true, timeout: "90 secon
       const parkedId = "f".repeat(40) + uniqueId().slice(-17).padStart(24, "0")
       assert.match(parkedId, HEX64)
       yield* sql`
-        INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, owner_id, status, attempts, value, value_raw, lease_until)
-        VALUES (${parkedId}, now(), 'instagram', 'comments', ${parkedOwner}, ${parkedOwner}, 'pending', 1, '{}'::jsonb, '{}', now() + interval '1 hour')
+        INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, owner_id, status, attempts, value_raw, lease_until)
+        VALUES (${parkedId}, now(), 'instagram', 'comments', ${parkedOwner}, ${parkedOwner}, 'pending', 1, '{}', now() + interval '1 hour')
       `.pipe(Effect.orDie)
       yield* Effect.gen(function*() {
         assert.deepStrictEqual(yield* replay({ owner_id: parkedOwner }), { queued: 0, more: false })
@@ -983,7 +983,7 @@ const seedJournal = Effect.gen(function*() {
   const [a0, a1, a2, a3, a4] = SEED_APPS
   yield* sql`
     INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, media_id, owner_id, worker_app_id,
-                                status, attempts, value, value_raw, delivered_at)
+                                status, attempts, value_raw, delivered_at)
     SELECT encode(sha256(convert_to('seed-' || i, 'UTF8')), 'hex'),
            ${seedBase}::timestamptz - make_interval(secs => i / 2),
            'instagram', 'comments', '1789000' || (i % 100), NULL, '1789000' || (i % 100),
@@ -992,7 +992,7 @@ const seedJournal = Effect.gen(function*() {
              ELSE ${a4}::uuid END) END,
            (ARRAY['routed', 'routed', 'routed', 'routed', 'routed', 'routed', 'unroutable', 'unroutable',
                   'dead_lettered', 'ignored'])[i % 10 + 1],
-           1, jsonb_build_object('id', i::text), jsonb_build_object('id', i::text)::text, ${seedBase}::timestamptz
+           1, jsonb_build_object('id', i::text)::text, ${seedBase}::timestamptz
     FROM generate_series(1, ${SEEDED}) AS i
   `.pipe(Effect.orDie)
   // Meta's redeliveries of some of them, each a little after the event.
@@ -1209,14 +1209,14 @@ layer(
       // so the sweeper leaves them), 10 finished 50 minutes ago; 1,500 old duplicates and 5 recent ones.
       yield* sql`
         INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, owner_id, status, attempts,
-                                    value, value_raw, delivered_at, lease_until)
+                                    value_raw, delivered_at, lease_until)
         SELECT encode(sha256(convert_to(kind || '-' || i, 'UTF8')), 'hex'),
                now() - CASE WHEN kind = 'recent' THEN interval '50 minutes' ELSE interval '2 hours' END
                      - make_interval(secs => i),
                'instagram', 'comments', '17890001', '17890001',
                CASE WHEN kind = 'pending' THEN 'pending'
                     ELSE (ARRAY['routed', 'unroutable', 'dead_lettered', 'ignored'])[i % 4 + 1] END,
-               1, '{}'::jsonb, '{}',
+               1, '{}',
                CASE WHEN kind = 'pending' THEN NULL ELSE now() END,
                CASE WHEN kind = 'pending' THEN now() + interval '1 hour' END
         FROM (VALUES ('old', 2500), ('pending', 3), ('recent', 10)) AS k(kind, n), generate_series(1, n) AS i
