@@ -8,7 +8,9 @@ import { Config, Effect, Layer, Option, Schema, Tracer } from "effect"
 import { HttpMiddleware } from "effect/http"
 import { TracingOn } from "../services/TraceContext.ts"
 import { isWebhookRequest } from "../streams/Accept.ts"
-import * as OtlpSpans from "./OtlpSpans.ts"
+import type { BatchLimits, Transport } from "../observability/SpanBatcher.ts"
+import * as OtlpSpans from "../observability/OtlpSpans.ts"
+import { SAMPLERS, type SamplerName } from "../observability/Sampler.ts"
 
 export const SERVICE_NAME = "chatico-mapper"
 export const SERVICE_VERSION = "0.1.0"
@@ -55,15 +57,15 @@ export const tracingWith = (processor: SpanProcessor) =>
   )
 
 /**
- * The default trace path (OTLP over HTTP/protobuf, `layers/OtlpSpans.ts`):
+ * The default trace path (OTLP over HTTP/protobuf, `observability/OtlpSpans.ts`):
  * effect's spans encoded as they end, sent by the SDK's OTLP/HTTP transport.
  * `send` replaces the transport in tests.
  */
 export const tracingToOtlp = (options: {
-  readonly sampler: OtlpSpans.SamplerName
+  readonly sampler: SamplerName
   readonly ratio: number
-  readonly send?: OtlpSpans.Transport | undefined
-  readonly limits?: Partial<OtlpSpans.BatchLimits> | undefined
+  readonly send?: Transport | undefined
+  readonly limits?: Partial<BatchLimits> | undefined
 }) =>
   Layer.mergeAll(
     Layer.unwrap(Effect.gen(function*() {
@@ -91,7 +93,7 @@ export const ObservabilityLive = Layer.unwrap(Effect.gen(function*() {
   const protocol = Option.isSome(tracesProtocol)
     ? tracesProtocol.value
     : yield* Config.Literals(protocols, "OTEL_EXPORTER_OTLP_PROTOCOL").pipe(Config.withDefault("http/protobuf" as const))
-  const sampler = yield* Config.Literals(OtlpSpans.SAMPLERS, "OTEL_TRACES_SAMPLER").pipe(
+  const sampler = yield* Config.Literals(SAMPLERS, "OTEL_TRACES_SAMPLER").pipe(
     Config.withDefault("parentbased_always_on" as const)
   )
   const ratio = yield* Config.schema(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })), "OTEL_TRACES_SAMPLER_ARG").pipe(

@@ -4,7 +4,11 @@ import { ROOT_CONTEXT } from "@opentelemetry/api"
 import { type ReadableSpan, SamplingDecision, TraceIdRatioBasedSampler } from "@opentelemetry/sdk-trace-base"
 import { randomBytes } from "node:crypto"
 import { Cause, Effect, Exit, Option, Tracer } from "effect"
-import * as OtlpSpans from "../../src/layers/OtlpSpans.ts"
+import { attributeValue, makeEnvelope, writeSpan } from "../../src/observability/OtlpEncoding.ts"
+import { makeTracer } from "../../src/observability/OtlpSpans.ts"
+import { ProtoWriter } from "../../src/observability/ProtoWriter.ts"
+import { makeSampler, type SamplerName } from "../../src/observability/Sampler.ts"
+import { SpanBatcher } from "../../src/observability/SpanBatcher.ts"
 import { decodeTraceRequest } from "../support/Otlp.ts"
 
 const resource = { "service.name": "chatico-mapper", "service.version": "0.1.0", "deployment.replicas": 3, "host.arch": "amd64" }
@@ -13,9 +17,9 @@ const CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 const CALLER_SPAN = "00f067aa0ba902b7"
 
 /** Runs `program` under the exporting tracer; returns the spans it ended, in order. */
-const traced = <A, E>(program: Effect.Effect<A, E>, sampler: OtlpSpans.SamplerName = "parentbased_always_on", ratio = 1) => {
+const traced = <A, E>(program: Effect.Effect<A, E>, sampler: SamplerName = "parentbased_always_on", ratio = 1) => {
   const ended: Array<Tracer.Span> = []
-  const tracer = OtlpSpans.makeTracer((span) => ended.push(span), OtlpSpans.makeSampler(sampler, ratio))
+  const tracer = makeTracer((span) => ended.push(span), makeSampler(sampler, ratio))
   return program.pipe(Effect.exit, Effect.withTracer(tracer), Effect.map(() => ended))
 }
 
@@ -25,7 +29,7 @@ const sdkResource = { attributes: resource }
 const hr = (nanos: bigint): [number, number] => [Number(nanos / 1_000_000_000n), Number(nanos % 1_000_000_000n)]
 const OTEL_KIND = { internal: 0, server: 1, client: 2, producer: 3, consumer: 4 } as const
 const convert = (record: Readonly<Record<string, unknown>>) =>
-  Object.fromEntries(Object.entries(record).map(([key, value]) => [key, OtlpSpans.attributeValue(value)]))
+  Object.fromEntries(Object.entries(record).map(([key, value]) => [key, attributeValue(value)]))
 const context = (span: Tracer.AnySpan) => ({
   traceId: span.traceId,
   spanId: span.spanId,
@@ -89,9 +93,9 @@ const toReadable = (span: Tracer.Span): ReadableSpan => {
 }
 
 const encode = (spans: ReadonlyArray<Tracer.Span>) => {
-  const writer = new OtlpSpans.ProtoWriter(16)
-  for (const span of spans) OtlpSpans.writeSpan(writer, span)
-  return Buffer.from(OtlpSpans.makeEnvelope(resource, scope)(writer.bytes()))
+  const writer = new ProtoWriter(16)
+  for (const span of spans) writeSpan(writer, span)
+  return Buffer.from(makeEnvelope(resource, scope)(writer.bytes()))
 }
 
 const caller = Tracer.externalSpan({ traceId: CALLER_TRACE, spanId: CALLER_SPAN, sampled: true })
@@ -171,7 +175,7 @@ describe("OtlpSpans", () => {
       assert.strictEqual((yield* traced(child(caller), "parentbased_always_off")).length, 1)
       assert.strictEqual((yield* traced(child(unsampledCaller))).length, 0)
       // An unsampled span still carries its ids (and flag) to the traceparent it propagates.
-      const span = yield* Effect.makeSpan("s").pipe(Effect.withTracer(OtlpSpans.makeTracer(() => {}, OtlpSpans.makeSampler("always_off", 1))))
+      const span = yield* Effect.makeSpan("s").pipe(Effect.withTracer(makeTracer(() => {}, makeSampler("always_off", 1))))
       assert.isFalse(span.sampled)
       assert.match(span.traceId, /^[0-9a-f]{32}$/)
     }))
@@ -184,7 +188,7 @@ describe("OtlpSpans", () => {
       ...Array.from({ length: 2000 }, () => randomBytes(16).toString("hex"))
     ]
     for (const ratio of [0, 0.001, 0.25, 0.5, 0.999, 1]) {
-      const ours = OtlpSpans.makeSampler("traceidratio", ratio)
+      const ours = makeSampler("traceidratio", ratio)
       const sdk = new TraceIdRatioBasedSampler(ratio)
       const differing = ids.filter((id) =>
         ours(false, id, true) !== (sdk.shouldSample(ROOT_CONTEXT, id).decision === SamplingDecision.RECORD_AND_SAMPLED)
@@ -195,8 +199,8 @@ describe("OtlpSpans", () => {
 
   it("batches up to maxExportBatchSize, drops what exceeds maxQueueSize until the collector answers", async () => {
     const sent: Array<{ spans: number; done: (ok: boolean, error?: unknown) => void }> = []
-    const batcher = new OtlpSpans.SpanBatcher(
-      OtlpSpans.makeEnvelope(resource, scope),
+    const batcher = new SpanBatcher(
+      makeEnvelope(resource, scope),
       (request, spans, done) => {
         assert.strictEqual(decodeTraceRequest(request).length, spans)
         sent.push({ spans, done })

@@ -56,7 +56,7 @@ const CLIENT = 3
 const PRODUCER = 4
 
 // Both trace paths: the default (OTLP/protobuf, effect's spans encoded as they
-// end, `layers/OtlpSpans.ts`; the requests are decoded here) and
+// end, `observability/OtlpSpans.ts`; the requests are decoded here) and
 // `@effect/opentelemetry` with the SDK (grpc and http/json; in-memory exporter).
 /** The default trace path, its export requests decoded into `into` (sent 20 ms after a span ends). */
 const decodedTracing = (into: Array<TestSpan>) =>
