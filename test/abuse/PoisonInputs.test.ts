@@ -51,6 +51,26 @@ const count = (query: string) =>
     return rows[0]?.n ?? -1
   })
 
+/** `POST http://host/webhook` (an absolute-form target) on a raw socket; the answer as text. */
+const absoluteFormPost = (baseUrl: string, text: string) =>
+  new Promise<string>((resolve, reject) => {
+    const port = Number(new URL(baseUrl).port)
+    const socket = connect(port, "127.0.0.1")
+    let seen = ""
+    socket.on("data", (chunk: Buffer) => {
+      seen += chunk.toString("latin1")
+      if (seen.includes("\"status\":\"ok\"") || seen.includes("\"detail\"")) {
+        socket.destroy()
+        resolve(seen)
+      }
+    })
+    socket.on("error", reject)
+    socket.write(
+      `POST http://127.0.0.1:${port}/webhook HTTP/1.1\r\nHost: elsewhere\r\nContent-Type: application/json\r\n` +
+        `X-Hub-Signature-256: ${sign(text)}\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`
+    )
+  })
+
 const change = (field: string, value: string) => `{"field":${JSON.stringify(field)},"value":${value}}`
 const entry = (id: string, changes: ReadonlyArray<string>, time = "1764201600") =>
   `{"id":${JSON.stringify(id)},"time":${time},"changes":[${changes.join(",")}]}`
@@ -250,28 +270,29 @@ layer(
         const response = yield* postWebhook(app, text, { path })
         assert.strictEqual(response.status, 404, path)
       }
-      const port = Number(new URL(app.baseUrl).port)
-      const answer = yield* Effect.promise(() =>
-        new Promise<string>((resolve, reject) => {
-          const socket = connect(port, "127.0.0.1")
-          let seen = ""
-          socket.on("data", (chunk: Buffer) => {
-            seen += chunk.toString("latin1")
-            if (seen.includes("\"status\":\"ok\"") || seen.includes("\"detail\"")) {
-              socket.destroy()
-              resolve(seen)
-            }
-          })
-          socket.on("error", reject)
-          socket.write(
-            `POST http://127.0.0.1:${port}/webhook HTTP/1.1\r\nHost: elsewhere\r\nContent-Type: application/json\r\n` +
-              `X-Hub-Signature-256: ${sign(text)}\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`
-          )
-        })
-      )
+      const answer = yield* Effect.promise(() => absoluteFormPost(app.baseUrl, text))
       assert.match(answer, /^HTTP\/1\.1 200 OK/)
     }))
 })
+
+// Only webhooks are limited here (2/s, a burst of 4): an absolute-form target must count as one.
+layer(TestApp.layer("poison_absolute", { rateLimitWebhook: 2, rateLimitAdmin: 0 }), { excludeTestServices: true, timeout: "60 seconds" })(
+  "absolute-form targets",
+  (it) => {
+    it.effect("an absolute-form POST /webhook is rate-limited as a webhook", () =>
+      Effect.gen(function*() {
+        const app = yield* TestApp
+        const answers = yield* Effect.forEach(
+          Array.from({ length: 12 }, () => body([entry(uniqueId(), comments(1, uniqueId()))], "page")),
+          (text) => Effect.promise(() => absoluteFormPost(app.baseUrl, text))
+        )
+        const statuses = answers.map((answer) => answer.slice(9, 12))
+        assert.include(statuses, "200")
+        assert.include(statuses, "429", statuses.join(" "))
+        assert.isAtMost(statuses.filter((status) => status === "200").length, 6, statuses.join(" "))
+      }))
+  }
+)
 
 // A cap above 17,000 events, so one body exceeds what 2 bound parameters per duplicate once allowed.
 layer(
