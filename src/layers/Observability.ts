@@ -32,8 +32,18 @@ const EffectSpansToOtel = Layer.effect(
   Effect.map(OtelTracer.make, (otel) => Tracer.make({ span: (options) => otel.span(options) }))
 )
 
-/** The spans' resource: service name and version, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. */
-const resource = Resource.layerFromEnv(Resource.configToAttributes({ serviceName: SERVICE_NAME, serviceVersion: SERVICE_VERSION }))
+/**
+ * The spans' resource: OTEL_RESOURCE_ATTRIBUTES, the version, and the service name: OTEL_SERVICE_NAME
+ * when set, else chatico-mapper (the attributes given here win over the environment's).
+ */
+const resource = Layer.unwrap(Effect.map(
+  Config.String("OTEL_SERVICE_NAME").pipe(Config.option, Effect.orDie),
+  (name) =>
+    Resource.layerFromEnv(Resource.configToAttributes({
+      serviceName: Option.getOrElse(Option.filter(name, (n) => n.trim() !== ""), () => SERVICE_NAME),
+      serviceVersion: SERVICE_VERSION
+    }))
+))
 
 /** What every trace path sets: tracing is on, and the webhook routes make their own server span. */
 const TracedRequests = Layer.mergeAll(

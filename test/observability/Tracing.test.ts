@@ -4,7 +4,18 @@ import amqp from "amqplib"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { createServer } from "node:http"
 import { tracingToOtlp, tracingWith } from "../../src/layers/Observability.ts"
-import { collect, deleteQueues, dropDatabase, faultEnv, newName, psql, startService, stopService, waitHealthy } from "../faults/harness.ts"
+import {
+  collect,
+  deleteQueues,
+  dropDatabase,
+  faultEnv,
+  newName,
+  psql,
+  SECRET,
+  startService,
+  stopService,
+  waitHealthy
+} from "../faults/harness.ts"
 import { startTcpProxy } from "../support/TcpProxy.ts"
 import { APP_SECRET, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 import { decodeTraceRequest, fromReadable, type TestSpan } from "../support/Otlp.ts"
@@ -354,6 +365,40 @@ describe("tracing across a crash", () => {
         collector.close()
         dropDatabase(database)
         await deleteQueues([crashQueue])
+      }
+    }), 60_000)
+
+  it.live("OTEL_SERVICE_NAME names the service in the spans' resource", () =>
+    Effect.promise(async () => {
+      const collector = await startCollector()
+      const database = newName("trace_name")
+      const service = await startService(faultEnv(database, {
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.port}`,
+        OTEL_BSP_SCHEDULE_DELAY: "100",
+        OTEL_SERVICE_NAME: "chatico-eu-1",
+        OTEL_RESOURCE_ATTRIBUTES: "deployment.environment=staging"
+      }))
+      try {
+        await waitHealthy(service)
+        const body = webhookText([[commentEvent("3300000003")]])
+        const response = await fetch(`${service.baseUrl}/webhook`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-hub-signature-256": sign(body, SECRET) },
+          body
+        })
+        assert.strictEqual(response.status, 200)
+        const deadline = Date.now() + 10_000
+        while (Date.now() < deadline && !collector.spans.some((s) => s.name === "POST /webhook")) {
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+        const span = collector.spans.find((s) => s.name === "POST /webhook")
+        assert.isDefined(span)
+        assert.strictEqual(span!.resource["service.name"], "chatico-eu-1")
+        assert.strictEqual(span!.resource["deployment.environment"], "staging")
+      } finally {
+        await stopService(service)
+        collector.close()
+        dropDatabase(database)
       }
     }), 60_000)
 })
