@@ -1,5 +1,5 @@
 import { PgTypes } from "@effect/sql-pg"
-import { Cause, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Fiber, Layer, Option, Queue, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { type JournaledEvent, toJournaled } from "../domain/JournaledEvent.ts"
 import type { WebhookEvent } from "../domain/Webhook.ts"
@@ -26,6 +26,8 @@ const connectionFaults = new Set(["ConnectionError", "AuthenticationError", "Aut
 export const JOURNAL_WRITERS = 4
 /** How long a request may wait for its commit before it is answered 503. */
 export const JOURNAL_COMMIT_TIMEOUT = Duration.seconds(8)
+/** At shutdown, queued requests and writes under way get this long to commit. */
+export const JOURNAL_DRAIN_TIMEOUT = Duration.seconds(3)
 /** Journal batches failed by a database outage are logged once per this interval. */
 export const JOURNAL_FAULT_LOG_INTERVAL_MS = 10_000
 
@@ -110,7 +112,8 @@ export class Journal extends Context.Service<Journal, {
       const sql = yield* SqlClient.SqlClient
       const database = yield* Database
       const lanes = yield* Lanes
-      const mailbox = yield* Queue.bounded<Pending>(JOURNAL_MAILBOX)
+      // Ended at shutdown: the writers take what is left, then stop.
+      const mailbox = yield* Queue.bounded<Pending, Cause.Done>(JOURNAL_MAILBOX)
       let closing = false
       // Rows written here belong to this instance for the lease; then the recovery sweeper may claim them.
       const config = yield* AppConfig
@@ -311,20 +314,29 @@ export class Journal extends Context.Service<Journal, {
           // With a window, wait a moment for more webhooks to share the write;
           // without one, whatever queued while the last write ran shares it.
           const batch = first.length < batchRequests && Duration.isGreaterThan(batchWindow, Duration.zero)
-            ? [...first, ...(yield* Effect.andThen(Effect.sleep(batchWindow), Queue.takeBetween(mailbox, 0, batchRequests - first.length)))]
+            ? [
+              ...first,
+              ...(yield* Effect.andThen(Effect.sleep(batchWindow), Queue.takeBetween(mailbox, 0, batchRequests - first.length)).pipe(
+                Effect.catchIf(Cause.isDone, () => Effect.succeed([]))
+              ))
+            ]
             : first
           const written = write(batch).pipe(Effect.withTracerEnabled(false))
           yield* (tracing ? withBatchSpan(batch)(written) : written)
         }
       })
-      yield* Effect.forkScoped(Effect.all(Array.from({ length: JOURNAL_WRITERS }, () => writer), { concurrency: "unbounded" }))
+      const writers = yield* Effect.forkScoped(Effect.all(
+        Array.from({ length: JOURNAL_WRITERS }, () => writer.pipe(Effect.catchIf(Cause.isDone, () => Effect.void))),
+        { concurrency: "unbounded", discard: true }
+      ))
 
-      // On shutdown, answer what is already queued before the writers stop.
+      // On shutdown, answer what is already queued (and finish the writes under way) before the writers stop.
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           closing = true
-          while ((yield* Queue.size(mailbox)) > 0) yield* Effect.sleep("10 millis")
-        }).pipe(Effect.timeout("3 seconds"), Effect.ignore)
+          yield* Queue.end(mailbox)
+          yield* Fiber.join(writers)
+        }).pipe(Effect.timeout(JOURNAL_DRAIN_TIMEOUT), Effect.ignore)
       )
 
       const record = (events: ReadonlyArray<WebhookEvent>, receivedAt: Date, routable: boolean, trace: RequestTrace | undefined) =>
@@ -337,7 +349,9 @@ export class Journal extends Context.Service<Journal, {
           const done = yield* Deferred.make<RecordResult, JournalUnavailable>()
           const traceContext = trace === undefined ? null : journalTraceContext(trace)
           if (!Queue.offerUnsafe(mailbox, { events, receivedAt, routable, trace, traceContext, done })) {
-            return yield* new JournalUnavailable({ reason: "full", detail: "the journal mailbox is full" })
+            return yield* closing
+              ? new JournalUnavailable({ reason: "closing", detail: "the service is shutting down" })
+              : new JournalUnavailable({ reason: "full", detail: "the journal mailbox is full" })
           }
           return yield* Deferred.await(done).pipe(
             Effect.timeoutOrElse({

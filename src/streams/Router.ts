@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { Array as Arr, Context, Deferred, Duration, Effect, Layer, Queue, Schedule, type Tracer } from "effect"
+import { Array as Arr, Cause, Context, Deferred, Duration, Effect, Fiber, Layer, Queue, Schedule, type Tracer } from "effect"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import type { WorkerApp } from "../domain/WorkerApp.ts"
 import { AppConfig } from "../layers/Config.ts"
@@ -15,6 +15,7 @@ export const listenRetry = Schedule.min([Schedule.exponential("500 millis"), Sch
 /** Routing notes waiting to be written; when full a note is dropped (the routing itself is not affected). */
 export const NOTES_MAILBOX = 10_000
 export const NOTES_PER_WRITE = 500
+export const NOTES_DRAIN_TIMEOUT = Duration.seconds(2)
 
 /**
  * Where an event goes: the worker app serving its owner, nowhere (unroutable),
@@ -92,7 +93,7 @@ export class Router extends Context.Service<Router, {
 
       // Why an event went by entry[].id although Meta was asked: written to the
       // journal in batches, off the routing path.
-      const notes = yield* Queue.bounded<{ readonly eventId: string; readonly note: string }>(NOTES_MAILBOX)
+      const notes = yield* Queue.bounded<{ readonly eventId: string; readonly note: string }, Cause.Done>(NOTES_MAILBOX)
       const writeNotes = Effect.gen(function*() {
         const batch = yield* Queue.takeBetween(notes, 1, NOTES_PER_WRITE)
         const rows = Arr.map(batch, ({ eventId, note }) => pg`(${eventId}, ${note})`)
@@ -102,11 +103,10 @@ export class Router extends Context.Service<Router, {
           WHERE w.event_id = v.event_id
         `.pipe(Effect.catch((error) => Effect.logWarning("routing notes not recorded", error.message)))
       })
-      yield* Effect.forkScoped(Effect.forever(writeNotes))
+      const noteWriter = yield* Effect.forkScoped(Effect.forever(writeNotes).pipe(Effect.catchIf(Cause.isDone, () => Effect.void)))
+      // At shutdown the notes already queued are written, for at most NOTES_DRAIN_TIMEOUT.
       yield* Effect.addFinalizer(() =>
-        Effect.gen(function*() {
-          while ((yield* Queue.size(notes)) > 0) yield* Effect.sleep("10 millis")
-        }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+        Queue.end(notes).pipe(Effect.andThen(Fiber.join(noteWriter)), Effect.timeout(NOTES_DRAIN_TIMEOUT), Effect.ignore)
       )
 
       const toDestination = (ownerId: string): Destination => {
