@@ -12,8 +12,8 @@ export const USAGE_SLOWDOWN_PERCENT = 75
 export const MIN_RATE_SHARE = 0.05
 /** A usage report shared through Redis counts for this long (every answer of Meta carries a new one). */
 export const SHARED_USAGE_TTL = Duration.minutes(1)
-/** A reserved call slot missed by more than this (the process stalled) is given up and a new one taken. */
-export const LATE_SLOT_TOLERANCE = Duration.millis(250)
+/** A call that found the shared bucket empty asks again after Redis's retry time, at least this long. */
+export const SHARED_SLOT_MIN_WAIT_MS = 10
 /** The circuit keys: lookups failing in a row, and the access token rejected (one rejection is enough). */
 export const FAILURES_CIRCUIT = "graph:failures"
 export const TOKEN_CIRCUIT = "graph:token"
@@ -119,10 +119,11 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
   let tokens = options.burst
   let refilledAt = Date.now()
 
-  const localShare = () => link.share()
-  const rate = () => options.callsPerSecond * rateShare(usagePercent) * (link.shared() ? 1 : localShare())
-  const capacity = () =>
-    rateShare(usagePercent) < 1 ? 1 : Math.max(1, Math.floor(options.burst * (link.shared() ? 1 : localShare())))
+  // The shared bucket holds the whole budget; this instance's own bucket (Redis away, or one Redis call
+  // failed) holds its share of it.
+  const rateAt = (share: number) => options.callsPerSecond * rateShare(usagePercent) * share
+  const capacityAt = (share: number) => rateShare(usagePercent) < 1 ? 1 : Math.max(1, Math.floor(options.burst * share))
+  const rate = () => rateAt(link.shared() ? 1 : link.share())
 
   yield* Stream.merge(local.failures.transitions, Stream.merge(local.token.transitions, Stream.merge(
     shared.failures.transitions,
@@ -168,8 +169,8 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
       const paused = pausedLocally()
       if (Option.isSome(paused)) return paused
       const now = Date.now()
-      const perSecond = rate()
-      tokens = Math.min(capacity(), tokens + ((now - refilledAt) * perSecond) / 1000)
+      const perSecond = rateAt(link.share())
+      tokens = Math.min(capacityAt(link.share()), tokens + ((now - refilledAt) * perSecond) / 1000)
       refilledAt = now
       if (tokens >= 1) {
         tokens -= 1
@@ -179,26 +180,34 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
     }
   }))
 
-  // ---- the shared bucket: effect's token bucket in Redis, `GRAPH_API_BURST` deep, refilled at the rate;
-  // the pause is read again right before the call, so a pause another instance saw meanwhile holds.
+  // ---- the shared bucket: effect's token bucket in Redis, `GRAPH_API_BURST` deep, refilled at the rate.
+  // A call takes a token only when one is free (nothing is reserved ahead at today's rate), and waits
+  // otherwise, reading the pause again each time, so a usage report or a pause holds at once.
   const sharedSlot = Effect.gen(function*() {
     while (true) {
-      const limit = capacity()
-      const reserved = yield* sharedLimiter.consume({
+      const limit = capacityAt(1)
+      const wait = yield* sharedLimiter.consume({
         algorithm: "token-bucket",
-        onExceeded: "delay",
+        onExceeded: "fail",
         key: "calls",
         limit,
-        window: Duration.millis((limit * 1000) / rate())
-      })
-      const due = Date.now() + Duration.toMillis(reserved.delay)
-      if (Duration.isGreaterThan(reserved.delay, Duration.zero)) yield* Effect.sleep(reserved.delay)
-      // Woken late (a stalled event loop wakes every sleeper at once): calling now would bunch the calls up.
-      if (Date.now() - due > Duration.toMillis(LATE_SLOT_TOLERANCE)) continue
-      if (!(yield* syncShared)) return yield* Effect.fail("redis")
-      // The same after reading the pause: a stall while its answer waited releases every waiter together.
-      if (Date.now() - due > Duration.toMillis(LATE_SLOT_TOLERANCE)) continue
-      return pausedLocally()
+        window: Duration.millis((limit * 1000) / rateAt(1))
+      }).pipe(
+        Effect.as(undefined),
+        Effect.catch((error) =>
+          error.reason._tag === "RateLimitExceeded" ? Effect.succeed(error.reason.retryAfter) : Effect.fail(error)
+        )
+      )
+      if (wait === undefined) {
+        // A pause another instance saw meanwhile holds: the token is given up.
+        if (!(yield* syncShared)) return yield* Effect.fail("redis")
+        return pausedLocally()
+      }
+      // Jittered, so the waiters of all instances do not ask Redis in the same millisecond.
+      const millis = Math.max(SHARED_SLOT_MIN_WAIT_MS, Duration.toMillis(wait))
+      yield* Effect.sleep(Duration.millis(millis * (1 + Math.random() * 0.25)))
+      const paused = pausedLocally()
+      if (Option.isSome(paused)) return paused
     }
   })
 

@@ -99,7 +99,8 @@ export class RedisLink extends Context.Service<RedisLink, {
       let warned = false
       let closing = false
 
-      const share = () => (mode === "local" ? 1 / instances : 1)
+      // Also while shared: a call whose Redis command failed falls back to this instance's own limits.
+      const share = () => (mode === "off" ? 1 : 1 / instances)
 
       // Logged once per outage, not once per failed command.
       const lost = (why: string) =>
@@ -207,7 +208,7 @@ export class RedisLink extends Context.Service<RedisLink, {
           status: mode === "off" ? "off" as const : mode === "shared" ? "ok" as const : "degraded" as const,
           mode,
           instances,
-          share: Math.round(share() * 1000) / 1000,
+          share: mode === "local" ? Math.round(share() * 1000) / 1000 : 1,
           since: since === null ? null : new Date(since).toISOString()
         }
         if (mode !== "local") return { ok: true, detail }

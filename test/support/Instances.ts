@@ -56,6 +56,7 @@ const HEALTH_PROBE_TIMEOUT_MS = 3000
 export const waitHealthy = async (service: ServiceProcess, timeoutMs: number) => {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
+    if (service.child.exitCode !== null) break
     const status = await fetch(`${service.baseUrl}/monitoring/health`, { signal: AbortSignal.timeout(HEALTH_PROBE_TIMEOUT_MS) })
       .then(async (response) => {
         await response.arrayBuffer()
@@ -165,6 +166,17 @@ export const countByStatus = async (database: string, status: string) => {
 export const waitRouted = (database: string, count: number, timeoutMs: number) =>
   eventuallyAsync(async () => (await countByStatus(database, "routed")) === count, timeoutMs, 500)
 
+/** What the events not yet routed say (for a failure message): counts by status, then up to 20 of them. */
+export const unroutedReport = (database: string) =>
+  [
+    psql(database, "SELECT status || ': ' || count(*) FROM webhook_events GROUP BY status ORDER BY status"),
+    psql(
+      database,
+      `SELECT concat_ws(' | ', event_id, entry_id, media_id, status, attempts, claimed_by, lease_until, last_error)
+       FROM webhook_events WHERE status <> 'routed' ORDER BY seq LIMIT 20`
+    )
+  ].join("\n")
+
 /** The longest stall of this process's event loop while `run` runs (a stalled stand-in stamps calls late, in bunches). */
 export const withLagProbe = async <A>(run: () => Promise<A>) => {
   let worst = 0
@@ -220,6 +232,18 @@ export const redisHealth = async (service: ServiceProcess): Promise<RedisCheck |
     .catch(() => undefined)
   if (response === undefined) return undefined
   return decodeHealth(await response.json()).checks.redis
+}
+
+/** Each instance's `graph_api` health check as JSON (for a failure message). */
+export const graphHealthReport = async (services: ReadonlyArray<ServiceProcess>) => {
+  const reports = await Promise.all(services.map(async (service) => {
+    const response = await fetch(`${service.baseUrl}/monitoring/health`, { signal: AbortSignal.timeout(HEALTH_PROBE_TIMEOUT_MS) })
+      .catch(() => undefined)
+    if (response === undefined) return "no answer"
+    const body = await response.json() as { readonly checks?: Record<string, unknown> }
+    return JSON.stringify(body.checks?.["graph_api"])
+  }))
+  return reports.join("\n")
 }
 
 /** Requests of one client (this test process) spread over the instances; how many were let through. */
