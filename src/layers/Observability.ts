@@ -7,7 +7,7 @@ import { BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@open
 import { Config, Effect, Layer, Option, Schema, Tracer } from "effect"
 import { HttpMiddleware } from "effect/http"
 import { TracingOn } from "../services/TraceContext.ts"
-import { isWebhookRequest } from "../streams/Accept.ts"
+import { isWebhookRequest } from "../http/WebhookPath.ts"
 import type { BatchLimits, Transport } from "../observability/SpanBatcher.ts"
 import * as OtlpSpans from "../observability/OtlpSpans.ts"
 import { SAMPLERS, type SamplerName } from "../observability/Sampler.ts"

@@ -2,12 +2,13 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Exit, Layer, Option, Redacted, Result, type Tracer } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "effect/http"
 import { parseWebhook } from "../domain/Webhook.ts"
-import { AppConfig } from "../layers/Config.ts"
+import { AppConfig } from "../services/AppConfig.ts"
 import { constantTimeEqual } from "../services/ConstantTime.ts"
 import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { type RequestTrace, TracingOn, underSpan, validTracestate, withOwnSpan } from "../services/TraceContext.ts"
 import { noteFor } from "../http/AccessNotes.ts"
+import { WEBHOOK_PATH } from "../http/WebhookPath.ts"
 import { Journal } from "./Journal.ts"
 
 /** Seconds Meta is asked to wait before redelivering after a 503. */
@@ -88,15 +89,6 @@ const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number
     sendContinue(request)
     return Effect.sync(cleanup)
   })
-
-/** The path of both webhook routes (the router also answers it with a trailing slash). */
-export const WEBHOOK_PATH = "/webhook"
-
-/** True for a request to a webhook route, whose server span `webhookSpan` makes. */
-export const isWebhookRequest = (request: HttpServerRequest.HttpServerRequest) => {
-  const url = request.url
-  return url.startsWith(WEBHOOK_PATH) && (url.length === WEBHOOK_PATH.length || url[WEBHOOK_PATH.length] === "/" || url[WEBHOOK_PATH.length] === "?")
-}
 
 /**
  * The server span's kind, parent and attributes, built without intermediate
