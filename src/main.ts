@@ -2,7 +2,7 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit, Layer } from "effect"
 import * as Runtime from "effect/Runtime"
 import { AppLive } from "./layers/App.ts"
-import { InvalidConfig, MissingConfig } from "./layers/Config.ts"
+import { InvalidConfig, MissingConfig } from "./services/AppConfig.ts"
 import { BootLogging } from "./layers/Logging.ts"
 
 // SIGTERM/SIGINT interrupt the app; a clean shutdown after that is a success (exit 0).

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Redacted } from "effect"
 import { spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
-import { AppConfig, devDefaults } from "../src/layers/Config.ts"
+import { AppConfig, devDefaults } from "../src/services/AppConfig.ts"
 import { ROOT } from "./support/ServiceProcess.ts"
 
 const read = (file: string) => readFileSync(`${ROOT}/${file}`, "utf8")

@@ -1,7 +1,7 @@
 import { Cause, Context, Effect, Option } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { STATUS_CODES } from "node:http"
-import { AppConfig } from "../layers/Config.ts"
+import { AppConfig } from "../services/AppConfig.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { type AccessNote, takeNote } from "./AccessNotes.ts"
 import { allowedMethods } from "./RouteTable.ts"

@@ -1,6 +1,6 @@
 import { ByteSize, Effect, Option } from "effect"
 import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { AppConfig } from "../layers/Config.ts"
+import { AppConfig } from "../services/AppConfig.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { throttledLog } from "../services/LogThrottle.ts"
 import { RateLimiter } from "../services/RateLimiter.ts"

@@ -1,7 +1,7 @@
 import { Effect, Layer, Redacted } from "effect"
 import { SchemaIssue } from "effect"
 import { HttpApiMiddleware } from "effect/http-api"
-import { AppConfig } from "../layers/Config.ts"
+import { AppConfig } from "../services/AppConfig.ts"
 import { constantTimeEqual } from "../services/ConstantTime.ts"
 import { Authorization, RequestValidation } from "./Api.ts"
 import type { ValidationIssue } from "../domain/Errors.ts"

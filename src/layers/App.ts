@@ -14,10 +14,10 @@ import { Operations } from "../services/Operations.ts"
 import { MediaOwners } from "../services/MediaOwners.ts"
 import { Router } from "../streams/Router.ts"
 import { Lanes } from "../services/Lanes.ts"
-import { AppConfig } from "./Config.ts"
+import { AppConfig } from "../services/AppConfig.ts"
 import { LoggingLive } from "./Logging.ts"
 import { ObservabilityLive } from "./Observability.ts"
-import { Database } from "./Sql.ts"
+import { Database } from "../services/Database.ts"
 
 /**
  * The delivery pipeline behind the HTTP server: journal → lanes → publish,

@@ -1,5 +1,5 @@
 import { Context, Effect, Formatter, Layer, Logger, References, Tracer } from "effect"
-import { AppConfig } from "./Config.ts"
+import { AppConfig } from "../services/AppConfig.ts"
 
 /**
  * One JSON object per line on stdout, with the trace and span ids of the

@@ -325,7 +325,7 @@ const load = Effect.gen(function*() {
 })
 
 /** The service's configuration, read and validated once at start. */
-export class AppConfig extends Context.Service<AppConfig, AppConfigShape>()("chatico/layers/Config/AppConfig") {
+export class AppConfig extends Context.Service<AppConfig, AppConfigShape>()("chatico/services/AppConfig") {
   static readonly layer = Layer.effect(AppConfig, load)
   /** For tests: fixed values, no environment. */
   static readonly layerWith = (config: AppConfigShape) => Layer.succeed(AppConfig, config)

@@ -1,7 +1,7 @@
 import amqp from "amqplib"
 import type { ChannelModel, ConfirmChannel, Options } from "amqplib"
 import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
-import { AppConfig, type QueueType } from "../layers/Config.ts"
+import { AppConfig, type QueueType } from "./AppConfig.ts"
 import { DELIVERY_LANES } from "./Lanes.ts"
 import { throttledLog } from "./LogThrottle.ts"
 

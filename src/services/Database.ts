@@ -12,7 +12,7 @@ import deliveryInstances from "../migrations/0007_delivery_instances.ts"
 import valueOnce from "../migrations/0008_value_once.ts"
 import leanIndexes from "../migrations/0009_lean_indexes.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
-import { AppConfig } from "./Config.ts"
+import { AppConfig } from "./AppConfig.ts"
 
 /** Connections the service keeps to Postgres; the journal's batches share them. */
 export const POOL_MAX_CONNECTIONS = 10
@@ -90,7 +90,7 @@ export class Database extends Context.Service<Database, {
   /** Waits until the schema is migrated. */
   readonly awaitReady: Effect.Effect<void>
   readonly check: Effect.Effect<DatabaseStatus>
-}>()("chatico/layers/Sql/Database") {
+}>()("chatico/services/Database") {
   static readonly layerClient = Layer.unwrap(Effect.gen(function*() {
     const config = yield* AppConfig
     return PgClient.layer({

@@ -3,7 +3,7 @@ import { Cause, Context, Duration, Effect, Exit, Layer, Option, Redacted, Result
 import { CircuitBreaker } from "effect/persistence"
 import { Headers, HttpClient, type HttpClientResponse, UrlParams } from "effect/http"
 import { createHmac } from "node:crypto"
-import { AppConfig, type OwnerResolution } from "../layers/Config.ts"
+import { AppConfig, type OwnerResolution } from "./AppConfig.ts"
 import { type CircuitState, makeGraphBudget } from "./GraphBudget.ts"
 import { throttledLog } from "./LogThrottle.ts"
 import * as Metrics from "./Metrics.ts"

@@ -1,7 +1,7 @@
 import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Schema } from "effect"
 import { Persistence, Redis } from "effect/persistence"
 import { SqlClient } from "effect/sql"
-import { AppConfig } from "../layers/Config.ts"
+import { AppConfig } from "./AppConfig.ts"
 import { GraphApi, GraphApiError, RateLimited } from "./GraphApi.ts"
 import * as Metrics from "./Metrics.ts"
 import { RedisLink } from "./Redis.ts"

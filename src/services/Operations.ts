@@ -10,8 +10,8 @@ import {
   WebhookLogEntry,
   WebhookLogEvent
 } from "../domain/WebhookLog.ts"
-import { Database } from "../layers/Sql.ts"
-import { AppConfig } from "../layers/Config.ts"
+import { Database } from "./Database.ts"
+import { AppConfig } from "./AppConfig.ts"
 import { Broker, deadLetterQueue } from "./Broker.ts"
 import { Lanes } from "./Lanes.ts"
 import { traceFromJournal } from "./TraceContext.ts"

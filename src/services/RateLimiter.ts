@@ -1,6 +1,6 @@
 import { Context, Duration, Effect, Layer } from "effect"
 import { RateLimiter as SharedLimiter, Redis } from "effect/persistence"
-import { AppConfig } from "../layers/Config.ts"
+import { AppConfig } from "./AppConfig.ts"
 import { RedisLink } from "./Redis.ts"
 
 /** Clients remembered per bucket; the least recently seen are forgotten first. */

@@ -2,7 +2,7 @@ import { NodeRedis } from "@effect/platform-node"
 import { Cause, Config, Context, Duration, Effect, Exit, Layer, Option, Redacted, References, Schedule, Scope } from "effect"
 import { Redis } from "effect/persistence"
 import { randomUUID } from "node:crypto"
-import { AppConfig } from "../layers/Config.ts"
+import { AppConfig } from "./AppConfig.ts"
 
 /**
  * Every Redis command answers within this, or its caller goes on without Redis and the

@@ -1,6 +1,6 @@
 import { Context, Layer, Redacted } from "effect"
 import { createHmac, createSecretKey, timingSafeEqual } from "node:crypto"
-import { AppConfig } from "../layers/Config.ts"
+import { AppConfig } from "./AppConfig.ts"
 
 const SIGNATURE = /^sha256=([0-9a-f]{64})$/
 

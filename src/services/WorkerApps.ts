@@ -11,7 +11,7 @@ import {
   type WorkerAppUpdate
 } from "../domain/WorkerApp.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
-import { Database } from "../layers/Sql.ts"
+import { Database } from "./Database.ts"
 
 /** Postgres channel on which every change to `worker_apps` is announced, so all instances refresh. */
 export const WORKER_APPS_CHANNEL = "chatico_worker_apps"

@@ -1,8 +1,8 @@
 import { Duration, Effect, Layer, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
-import { AppConfig } from "../layers/Config.ts"
-import { Database } from "../layers/Sql.ts"
+import { AppConfig } from "../services/AppConfig.ts"
+import { Database } from "../services/Database.ts"
 import { type BacklogKey, INSTANCE_GONE_AFTER_SECONDS, Lanes } from "../services/Lanes.ts"
 import { traceFromJournal } from "../services/TraceContext.ts"
 

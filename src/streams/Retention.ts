@@ -1,7 +1,7 @@
 import { Duration, Effect, Layer, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
-import { AppConfig } from "../layers/Config.ts"
-import { Database } from "../layers/Sql.ts"
+import { AppConfig } from "../services/AppConfig.ts"
+import { Database } from "../services/Database.ts"
 
 /** Rows deleted per statement, so retention never holds long locks. */
 export const RETENTION_BATCH = 1000

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Exit, Redacted } from "effect"
-import { AppConfig, devDefaults } from "../../src/layers/Config.ts"
+import { AppConfig, devDefaults } from "../../src/services/AppConfig.ts"
 
 const production = {
   NODE_ENV: "production",

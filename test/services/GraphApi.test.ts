@@ -2,8 +2,8 @@ import { assert, layer } from "@effect/vitest"
 import { Context, Duration, Effect, Layer, Logger, Option, Redacted, References, Tracer } from "effect"
 import { Headers } from "effect/http"
 import { createHmac } from "node:crypto"
-import { AppConfig, type AppConfigShape } from "../../src/layers/Config.ts"
-import { Database } from "../../src/layers/Sql.ts"
+import { AppConfig, type AppConfigShape } from "../../src/services/AppConfig.ts"
+import { Database } from "../../src/services/Database.ts"
 import {
   classify,
   GraphApi,

@@ -2,7 +2,7 @@ import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { HttpServer } from "effect/http"
 import { MAX_EVENTS_PER_BODY } from "../../src/domain/Webhook.ts"
 import { appWith } from "../../src/layers/App.ts"
-import { AppConfig, type AppConfigShape } from "../../src/layers/Config.ts"
+import { AppConfig, type AppConfigShape } from "../../src/services/AppConfig.ts"
 import { leakedLines, watchSecrets } from "./SecretWatch.ts"
 import { TestDatabase } from "./TestDatabase.ts"
 

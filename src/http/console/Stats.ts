@@ -1,7 +1,7 @@
 import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { DatabaseUnavailable } from "../../domain/Errors.ts"
-import { Database } from "../../layers/Sql.ts"
+import { Database } from "../../services/Database.ts"
 
 /** The chart's window: the last hour, one bar group per minute. */
 export const CHART_MINUTES = 60

@@ -3,7 +3,7 @@ import { type WorkerApp, WorkerAppCreate, WorkerAppId, WorkerAppUpdate } from ".
 import { Broker } from "../../services/Broker.ts"
 import { WorkerApps } from "../../services/WorkerApps.ts"
 import { Router } from "../../streams/Router.ts"
-import { AppConfig } from "../../layers/Config.ts"
+import { AppConfig } from "../../services/AppConfig.ts"
 import { audit } from "../Audit.ts"
 import { appliedWith, declaringWith } from "../WorkerAppsHttp.ts"
 import { decodeWithErrors, type FieldErrors } from "./Forms.ts"
