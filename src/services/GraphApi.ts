@@ -24,19 +24,7 @@ import {
 } from "./GraphAnswers.ts"
 
 export { CIRCUIT_COOLDOWN_MAX_FACTOR, type CircuitState, rateShare, THROTTLE_PAUSE_MAX } from "./GraphBudget.ts"
-export {
-  CircuitOpen,
-  classify,
-  GraphApiError,
-  type GraphApiFailure,
-  NoOwner,
-  NotConfigured,
-  Permanent,
-  RateLimited,
-  readUsage,
-  TokenInvalid,
-  Transient
-} from "./GraphAnswers.ts"
+export * from "./GraphAnswers.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Policies.
