@@ -1,6 +1,7 @@
 import { Context, Duration, Effect, Exit, Layer, Option, Schedule, Semaphore, Stream } from "effect"
 import { CircuitBreaker, RateLimiter, Redis } from "effect/persistence"
 import type { RedisLink } from "./Redis.ts"
+import { fullBucket, takeToken } from "./TokenBucket.ts"
 
 /** Repeated throttling doubles the pause, up to this. */
 export const THROTTLE_PAUSE_MAX = Duration.minutes(15)
@@ -116,8 +117,7 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
   let pausedUntil = 0
   let pauseReason = ""
   let throttleStreak = 0
-  let tokens = options.burst
-  let refilledAt = Date.now()
+  const own = fullBucket(options.burst, Date.now())
 
   // The shared bucket holds the whole budget; this instance's own bucket (Redis away, or one Redis call
   // failed) holds its share of it.
@@ -168,15 +168,9 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
     while (true) {
       const paused = pausedLocally()
       if (Option.isSome(paused)) return paused
-      const now = Date.now()
-      const perSecond = rateAt(link.share())
-      tokens = Math.min(capacityAt(link.share()), tokens + ((now - refilledAt) * perSecond) / 1000)
-      refilledAt = now
-      if (tokens >= 1) {
-        tokens -= 1
-        return Option.none<Paused>()
-      }
-      yield* Effect.sleep(Duration.millis(Math.ceil(((1 - tokens) * 1000) / perSecond)))
+      const waitMs = takeToken(own, Date.now(), rateAt(link.share()), capacityAt(link.share()))
+      if (waitMs === 0) return Option.none<Paused>()
+      yield* Effect.sleep(Duration.millis(waitMs))
     }
   }))
 

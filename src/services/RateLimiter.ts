@@ -2,6 +2,7 @@ import { Context, Duration, Effect, Layer } from "effect"
 import { RateLimiter as SharedLimiter, Redis } from "effect/persistence"
 import { AppConfig } from "./AppConfig.ts"
 import { RedisLink } from "./Redis.ts"
+import { fullBucket, type TokenBucket, takeToken } from "./TokenBucket.ts"
 
 /** Clients remembered per bucket; the least recently seen are forgotten first. */
 export const MAX_TRACKED_CLIENTS = 10_000
@@ -18,11 +19,6 @@ export interface Decision {
   readonly retryAfter: number
 }
 
-interface Bucket {
-  tokens: number
-  updated: number
-}
-
 const allowed: Decision = { allowed: true, retryAfter: 0 }
 
 /**
@@ -30,23 +26,18 @@ const allowed: Decision = { allowed: true, retryAfter: 0 }
  * (effect's memory store never forgets a key, so it is not used here).
  */
 const makeBuckets = () => {
-  const buckets = new Map<string, Bucket>()
+  const buckets = new Map<string, TokenBucket>()
   return (client: string, now: number, rate: number): Decision => {
     const burst = rate * BURST_SECONDS
-    const bucket = buckets.get(client) ?? { tokens: burst, updated: now }
+    const bucket = buckets.get(client) ?? fullBucket(burst, now)
     buckets.delete(client)
-    bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.updated) / 1000) * rate)
-    bucket.updated = now
     buckets.set(client, bucket)
     if (buckets.size > MAX_TRACKED_CLIENTS) {
       const oldest = buckets.keys().next()
       if (!oldest.done) buckets.delete(oldest.value)
     }
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1
-      return allowed
-    }
-    return { allowed: false, retryAfter: Math.max(1, Math.ceil((1 - bucket.tokens) / rate)) }
+    const waitMs = takeToken(bucket, now, rate, burst)
+    return waitMs === 0 ? allowed : { allowed: false, retryAfter: Math.max(1, Math.ceil(waitMs / 1000)) }
   }
 }
 
