@@ -1,8 +1,15 @@
 import amqp from "amqplib"
-import { execFileSync } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { createHmac, randomUUID } from "node:crypto"
-import { type ServiceProcess, startService, stopService, waitHealthy } from "../support/ServiceProcess.ts"
+import {
+  dropDatabase,
+  postWorkerApp,
+  psql,
+  type ServiceProcess,
+  startService,
+  stopService,
+  waitHealthy
+} from "../support/ServiceProcess.ts"
 
 export const SECRET = "fault-app-secret"
 export const ADMIN_KEY = "fault-admin-key"
@@ -24,21 +31,8 @@ export const faultEnv = (database: string, overrides: Record<string, string> = {
 
 export const newName = (label: string) => `chatico_test_fault_${label}_${Math.random().toString(36).slice(2, 8)}`
 
-export const psql = (database: string, query: string) =>
-  execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-At", "-c", query], {
-    encoding: "utf8"
-  }).trim()
-
-export const dropDatabase = (database: string) => psql("postgres", `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`)
-
-export const createWorkerApp = async (service: ServiceProcess, ownerId: string, queue: string) => {
-  const response = await fetch(`${service.baseUrl}/worker-apps/`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
-    body: JSON.stringify({ name: `app-${queue}`, owner_id: ownerId, queue_name: queue })
-  })
-  if (response.status !== 201) throw new Error(`worker app not created: ${response.status} ${await response.text()}`)
-}
+export const createWorkerApp = (service: ServiceProcess, ownerId: string, queue: string) =>
+  postWorkerApp(service, ADMIN_KEY, ownerId, queue)
 
 /** One signed comment webhook; resolves to the HTTP status (0 when the connection failed). */
 export const postComment = async (baseUrl: string, ownerId: string, commentId: string) => {
@@ -151,7 +145,7 @@ export const MAX_RSS_MB = 600
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-export { startService, stopService, waitHealthy }
+export { dropDatabase, psql, startService, stopService, waitHealthy }
 export type { ServiceProcess }
 
 export interface FaultFigures {

@@ -4,7 +4,18 @@ import { promisify } from "node:util"
 import { createHmac } from "node:crypto"
 import { connectAmqp, deleteQueues } from "./Amqp.ts"
 import { GraphStandIn, replies } from "./GraphStandIn.ts"
-import { type ServiceProcess, startService, stopService } from "./ServiceProcess.ts"
+import {
+  dropDatabase,
+  HEALTH_PROBE_TIMEOUT_MS,
+  postWorkerApp,
+  psql,
+  type ServiceProcess,
+  startService,
+  stopService,
+  waitHealthy
+} from "./ServiceProcess.ts"
+
+export { dropDatabase, psql }
 
 /** Several service processes on one database, one broker and (optionally) one Redis, as a deployment runs them. */
 
@@ -15,11 +26,6 @@ export const REDIS_URL = "redis://127.0.0.1:6379/0"
 const PG = "postgres://postgres@127.0.0.1:5432"
 
 export const newName = (label: string) => `chatico_test_${label}_${Math.random().toString(36).slice(2, 8)}`
-
-export const psql = (database: string, query: string) =>
-  execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-At", "-c", query], { encoding: "utf8" }).trim()
-
-export const dropDatabase = (database: string) => psql("postgres", `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`)
 
 /**
  * Removes every key under a test's prefix (the tests' own keys only), including the owners' hot
@@ -49,25 +55,6 @@ export const instanceEnv = (database: string, graphUrl: string, index: number, o
   ...overrides
 })
 
-/** How long one health probe may take; a probe right after start-up was seen to hang, so each is bounded. */
-const HEALTH_PROBE_TIMEOUT_MS = 3000
-
-/** Polls `/monitoring/health` until it answers 200, each probe bounded. */
-export const waitHealthy = async (service: ServiceProcess, timeoutMs: number) => {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (service.child.exitCode !== null) break
-    const status = await fetch(`${service.baseUrl}/monitoring/health`, { signal: AbortSignal.timeout(HEALTH_PROBE_TIMEOUT_MS) })
-      .then(async (response) => {
-        await response.arrayBuffer()
-        return response.status
-      }, () => 0)
-    if (status === 200) return
-    await sleep(100)
-  }
-  throw new Error(`service never became healthy; output:\n${service.output()}`)
-}
-
 /** Starts `count` instances; the first creates and migrates the database before the others start. */
 export const startInstances = async (count: number, env: (index: number) => Record<string, string>) => {
   const started: Array<ServiceProcess> = [await startService(env(0))]
@@ -85,14 +72,8 @@ export const startInstances = async (count: number, env: (index: number) => Reco
 
 export const stopInstances = (services: ReadonlyArray<ServiceProcess>) => Promise.all(services.map(stopService))
 
-export const createWorkerApp = async (service: ServiceProcess, ownerId: string, queue: string) => {
-  const response = await fetch(`${service.baseUrl}/worker-apps/`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
-    body: JSON.stringify({ name: `app-${queue}`, owner_id: ownerId, queue_name: queue })
-  })
-  if (response.status !== 201) throw new Error(`worker app not created: ${response.status} ${await response.text()}`)
-}
+export const createWorkerApp = (service: ServiceProcess, ownerId: string, queue: string) =>
+  postWorkerApp(service, ADMIN_KEY, ownerId, queue)
 
 /**
  * One signed webhook with one comment per media; resolves to the HTTP status. Each media's entry

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
@@ -51,15 +51,36 @@ export const startService = async (env: Record<string, string>, port?: number): 
   return { child, port: listenPort, baseUrl: `http://127.0.0.1:${listenPort}`, output: () => output, exited }
 }
 
-/** Polls `/monitoring/health` until it answers 200 (or the deadline passes). */
+/** How long one health probe may take; a probe right after start-up was seen to hang, so each is bounded. */
+export const HEALTH_PROBE_TIMEOUT_MS = 3000
+
+/** Polls `/monitoring/health` until it answers 200 (or the deadline passes, or the process exits). */
 export const waitHealthy = async (service: ServiceProcess, timeoutMs = 20_000) => {
   const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const response = await fetch(`${service.baseUrl}/monitoring/health`).catch(() => undefined)
+  while (Date.now() < deadline && service.child.exitCode === null) {
+    const response = await fetch(`${service.baseUrl}/monitoring/health`, { signal: AbortSignal.timeout(HEALTH_PROBE_TIMEOUT_MS) })
+      .catch(() => undefined)
+    await response?.arrayBuffer().catch(() => undefined)
     if (response?.status === 200) return
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   throw new Error(`service never became healthy; output:\n${service.output()}`)
+}
+
+/** One query through `psql` on the local Postgres, its output trimmed. */
+export const psql = (database: string, query: string) =>
+  execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-At", "-c", query], { encoding: "utf8" }).trim()
+
+export const dropDatabase = (database: string) => psql("postgres", `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`)
+
+/** Creates a worker app through the admin API of a service process. */
+export const postWorkerApp = async (service: ServiceProcess, adminKey: string, ownerId: string, queue: string) => {
+  const response = await fetch(`${service.baseUrl}/worker-apps/`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: `app-${queue}`, owner_id: ownerId, queue_name: queue })
+  })
+  if (response.status !== 201) throw new Error(`worker app not created: ${response.status} ${await response.text()}`)
 }
 
 export const stopService = async (service: ServiceProcess) => {
