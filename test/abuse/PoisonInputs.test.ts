@@ -1,19 +1,16 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { connect } from "node:net"
 import { MAX_EVENTS_PER_BODY } from "../../src/domain/Webhook.ts"
 import { Amqp } from "../support/Amqp.ts"
-import { TestApp } from "../support/TestApp.ts"
+import { JournalDb, TestApp } from "../support/TestApp.ts"
 import { createWorkerApp } from "../support/WorkerApps.ts"
 import { postWebhook, rawMembers, sign, uniqueId } from "../support/Webhooks.ts"
 
 // Regression tests of issue 13's defects: each body below once got a 5xx, or a 200 that lost or
 // repeated events. Every answer now is 200 (journaled) or a 4xx that will not change on a retry.
 
-const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`), maxConnections: 2 })))
 
 interface Accepted {
   readonly status: string

@@ -1,10 +1,9 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import fc from "fast-check"
 import { Amqp } from "../support/Amqp.ts"
-import { TestApp } from "../support/TestApp.ts"
+import { JournalDb, TestApp } from "../support/TestApp.ts"
 import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 import { sign, uniqueId } from "../support/Webhooks.ts"
 
@@ -18,8 +17,6 @@ const RUNS = 10_000
 const CONCURRENCY = 8
 const OWNERS = 4
 
-const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`), maxConnections: 2 })))
 
 const hostileText = fc.oneof(
   fc.string({ maxLength: 12 }),

@@ -1,11 +1,10 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { backlogSelect, duplicatesPerMinute, eventsPerMinute, rawValueSelect, routedPerApp } from "../../src/http/console/Stats.ts"
 import { webhookLogSelect } from "../../src/services/Operations.ts"
 import { Amqp } from "../support/Amqp.ts"
-import { SECRET_KEY, TestApp } from "../support/TestApp.ts"
+import { JournalDb, SECRET_KEY, TestApp } from "../support/TestApp.ts"
 import { createWorkerApp } from "../support/WorkerApps.ts"
 
 // Every console page answers within 300 ms on a journal of 1,000,000 rows, and its queries stay on indexes.
@@ -18,8 +17,6 @@ const SPACING_SECONDS = 0.5
 const PAGE_BUDGET_MS = 300
 const RUNS = 5
 
-const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`), maxConnections: 2 })))
 const environment = Layer.mergeAll(JournalDb, Amqp.layer("console_big")).pipe(Layer.provideMerge(TestApp.layer("console_big")))
 
 const ownerOf = (i: number) => `1784140000000${String(i).padStart(4, "0")}`

@@ -1,19 +1,16 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Redacted, Schema } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import type { Page } from "playwright-core"
 import { Amqp } from "../support/Amqp.ts"
 import { assertPageSound, Browser, evaluate } from "../support/Browser.ts"
-import { SECRET_KEY, TestApp } from "../support/TestApp.ts"
+import { JournalDb, SECRET_KEY, TestApp } from "../support/TestApp.ts"
 import { commentEvent, postWebhook, type SentEvent, uniqueId, webhookText } from "../support/Webhooks.ts"
 import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 
 // The console driven in Debian's chromium against the real service, Postgres and RabbitMQ.
 // The tests run in order and share one browser session: sign in, create an app, send traffic, look.
 
-const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`), maxConnections: 2 })))
 
 const environment = Layer.mergeAll(JournalDb, Amqp.layer("console"), Browser.layer).pipe(
   Layer.provideMerge(TestApp.layer("console"))

@@ -1,19 +1,16 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
 import { CONTENT_SECURITY_POLICY } from "../../src/http/console/Html.ts"
 import { LOGIN_FAILURES_ALLOWED, SESSION_COOKIE } from "../../src/http/console/Session.ts"
 import { Amqp } from "../support/Amqp.ts"
-import { SECRET_KEY, TestApp } from "../support/TestApp.ts"
+import { JournalDb, SECRET_KEY, TestApp } from "../support/TestApp.ts"
 import { commentEvent, postWebhook, webhookText } from "../support/Webhooks.ts"
 import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 
 // The console's session, CSRF and headers over plain HTTP (no browser needed to see them).
 
 const TRACE_UI = "http://localhost:16686/trace/{trace_id}"
-const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`), maxConnections: 2 })))
 const environment = Layer.mergeAll(JournalDb, Amqp.layer("console_session")).pipe(
   Layer.provideMerge(TestApp.layer("console_session", { traceUiUrl: Option.some(TRACE_UI) }))
 )

@@ -1,16 +1,13 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { Duration, Effect, Layer, Redacted, Schema } from "effect"
+import { Duration, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { parseExposition, sampleValue } from "../support/Prometheus.ts"
 import { tapLogLines } from "../support/SecretWatch.ts"
-import { TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
+import { JournalDb, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 import { commentEvent, postWebhook, sign, uniqueId, webhookText } from "../support/Webhooks.ts"
 import { Amqp } from "../support/Amqp.ts"
 import { eventually } from "../support/WorkerApps.ts"
 
-const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`), maxConnections: 2 })))
 
 const Line = Schema.Struct({ message: Schema.String, level: Schema.String, annotations: Schema.Record(Schema.String, Schema.Unknown) })
 type Line = typeof Line.Type

@@ -1,14 +1,11 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { Amqp } from "../support/Amqp.ts"
-import { TestApp } from "../support/TestApp.ts"
+import { JournalDb, TestApp } from "../support/TestApp.ts"
 import { commentEvent, postWebhook, webhookText } from "../support/Webhooks.ts"
 import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 
-const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`), maxConnections: 2 })))
 const environment = Layer.mergeAll(JournalDb, Amqp.layer("dry_run")).pipe(Layer.provideMerge(TestApp.layer("dry_run")))
 
 layer(environment, { excludeTestServices: true, timeout: "90 seconds" })("POST /monitoring/replay with dry_run", (it) => {

@@ -1,14 +1,11 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Redacted, Schema } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Amqp } from "../support/Amqp.ts"
-import { TestApp } from "../support/TestApp.ts"
+import { JournalDb, TestApp } from "../support/TestApp.ts"
 import { commentEvent, ENTRY_TIME, postWebhook, type SentEvent, uniqueId, webhookText } from "../support/Webhooks.ts"
 import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 
-const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`), maxConnections: 2 })))
 
 const EventJson = Schema.Struct({
   event_id: Schema.String,

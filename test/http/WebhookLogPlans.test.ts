@@ -5,9 +5,9 @@ import { createHash } from "node:crypto"
 import { AppNoConfig } from "../../src/layers/App.ts"
 import { AppConfig } from "../../src/services/AppConfig.ts"
 import { webhookLogSelect, type WebhookLogQuery } from "../../src/services/Operations.ts"
-import { TestApp, testConfig } from "../support/TestApp.ts"
+import { JournalDb, TestApp, testConfig } from "../support/TestApp.ts"
 import { eventually } from "../support/WorkerApps.ts"
-import { JournalDb, LogEntry, LogPage, allPages, assertNewestFirst, logs } from "../support/Monitoring.ts"
+import { LogEntry, LogPage, allPages, assertNewestFirst, logs } from "../support/Monitoring.ts"
 
 // ---------------------------------------------------------------------------------------------
 // A journal of 100,000 rows: the webhook-logs queries are index scans, and the endpoint is right.

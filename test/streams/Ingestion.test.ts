@@ -1,10 +1,9 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { createHmac } from "node:crypto"
 import { Amqp, type ReceivedMessage } from "../support/Amqp.ts"
-import { APP_SECRET, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
+import { APP_SECRET, JournalDb, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 import { createWorkerApp, decodeWorkerApp, eventually, type WorkerAppJson } from "../support/WorkerApps.ts"
 import {
   bodyAcrossOwners,
@@ -29,11 +28,6 @@ import {
 // Fixtures: the service, its own database (read directly) and RabbitMQ with this file's prefix.
 // ---------------------------------------------------------------------------------------------
 
-const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({
-    url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`),
-    maxConnections: 2
-  })))
 
 const environment = (name: string, overrides: Parameters<typeof TestApp.layer>[1] = {}) =>
   Layer.mergeAll(JournalDb, Amqp.layer(name)).pipe(Layer.provideMerge(TestApp.layer(name, overrides)))

@@ -1,4 +1,3 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
 import { Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql"
@@ -7,7 +6,7 @@ import type { AppConfigShape } from "../../src/services/AppConfig.ts"
 import { Amqp, AMQP_URL, type ReceivedMessage } from "../support/Amqp.ts"
 import { GRAPH_TOKEN, GraphStandIn, replies } from "../support/GraphStandIn.ts"
 import { type ServiceProcess, startService, stopService, waitHealthy } from "../support/ServiceProcess.ts"
-import { APP_SECRET, SECRET_KEY, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
+import { APP_SECRET, JournalDb, SECRET_KEY, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 import { TestDatabase } from "../support/TestDatabase.ts"
 import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 import {
@@ -27,11 +26,6 @@ import {
 const PROOF = createHmac("sha256", APP_SECRET).update(GRAPH_TOKEN).digest("hex")
 const UNROUTABLE = "chatico.unroutable"
 
-const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({
-    url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`),
-    maxConnections: 2
-  })))
 
 /** The service in `mode`, asking the stand-in with a configured token. */
 const environment = (name: string, overrides: Partial<AppConfigShape>) =>

@@ -1,9 +1,8 @@
-import { PgClient } from "@effect/sql-pg"
 import { assert } from "@effect/vitest"
-import { Effect, Layer, Redacted, Schema } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Amqp, type ReceivedMessage } from "./Amqp.ts"
-import { TestApp } from "./TestApp.ts"
+import { JournalDb, TestApp } from "./TestApp.ts"
 import { commentEvent, postWebhook, type SentEvent, webhookText } from "./Webhooks.ts"
 import { eventually } from "./WorkerApps.ts"
 
@@ -13,11 +12,6 @@ import { eventually } from "./WorkerApps.ts"
 // are ever taken from it.
 // ---------------------------------------------------------------------------------------------
 
-export const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
-  PgClient.layer({
-    url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`),
-    maxConnections: 2
-  })))
 
 export const environment = (name: string) =>
   Layer.mergeAll(JournalDb, Amqp.layer(name)).pipe(Layer.provideMerge(TestApp.layer(name)))

@@ -1,3 +1,4 @@
+import { PgClient } from "@effect/sql-pg"
 import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { HttpServer } from "effect/http"
 import { MAX_EVENTS_PER_BODY } from "../../src/domain/Webhook.ts"
@@ -137,3 +138,7 @@ export class TestApp extends Context.Service<TestApp, {
       Layer.provideMerge(TestDatabase.layer(prefix))
     )
 }
+
+/** A Postgres client on the test app's own database, for tests that read or write the journal directly. */
+export const JournalDb = Layer.unwrap(Effect.map(TestApp, (app) =>
+  PgClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:5432/${app.database}`), maxConnections: 2 })))
