@@ -112,7 +112,6 @@ export class Broker extends Context.Service<Broker, {
   /** Message and consumer counts of a queue, by a passive declare. */
   queueCounts(queue: string): Effect.Effect<QueueCounts | undefined, PublishError>
   readonly status: Effect.Effect<BrokerStatus>
-  readonly isConnected: Effect.Effect<boolean>
 }>()("chatico/services/Broker") {
   static readonly layer = Layer.effect(
     Broker,
@@ -123,13 +122,15 @@ export class Broker extends Context.Service<Broker, {
       let blocked = false
       let lastError: string | undefined = "connecting"
 
+      // A queue declared on this connection is not declared again (checked before any promise: it is
+      // on every publish). A worker queue's dead-letter queue is declared with it.
       const declareOn = (current: Live, queue: string, deadLetter: boolean) =>
-        Effect.tryPromise({
+        current.declared.has(queue) ? Effect.void : Effect.tryPromise({
           try: async () => {
-            if (current.declared.has(queue)) return
             const channel = current.topology ?? await openTopologyChannel(current)
             if (deadLetter) {
               await channel.assertQueue(deadLetterQueue(queue), queueArguments(deadLetterQueue(queue), config.queueType, false))
+              current.declared.add(deadLetterQueue(queue))
             }
             await channel.assertQueue(queue, queueArguments(queue, config.queueType, deadLetter))
             current.declared.add(queue)
@@ -357,8 +358,7 @@ export class Broker extends Context.Service<Broker, {
         awaitConnected: Effect.suspend(() => Deferred.await(connected)),
         declareWorkerQueue,
         queueCounts,
-        status,
-        isConnected: Effect.sync(() => live !== undefined)
+        status
       })
     })
   )
