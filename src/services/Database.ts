@@ -1,4 +1,4 @@
-import { PgClient } from "@effect/sql-pg"
+import { PgClient, PgTypes } from "@effect/sql-pg"
 import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { Migrator, SqlClient } from "effect/sql"
@@ -13,6 +13,9 @@ import valueOnce from "../migrations/0008_value_once.ts"
 import leanIndexes from "../migrations/0009_lean_indexes.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import { AppConfig } from "./AppConfig.ts"
+
+/** A typed array parameter (for `unnest`): an all-null column would otherwise have no type to bind. */
+export const pgArray = (values: ReadonlyArray<unknown>, oid: number) => Effect.orDie(Effect.fromResult(PgTypes.array(values, oid)))
 
 /** Connections the service keeps to Postgres; the journal's batches share them. */
 export const POOL_MAX_CONNECTIONS = 10

@@ -69,7 +69,6 @@ export class Lanes extends Context.Service<Lanes, {
   settle(key: BacklogKey): Effect.Effect<boolean>
   /** Events that may still be taken before the lanes are full. */
   readonly room: Effect.Effect<number>
-  isHeld(eventId: string): boolean
   /** The events queued in `event`'s key after the window it is in (they wait for it). */
   queuedBehind(event: JournaledEvent): ReadonlyArray<JournaledEvent>
   /** Their outcome is recorded: they leave the lanes. */
@@ -80,7 +79,6 @@ export class Lanes extends Context.Service<Lanes, {
   readonly depth: Effect.Effect<number>
   /** Events held in memory. */
   readonly heldCount: Effect.Effect<number>
-  readonly backlogCount: Effect.Effect<number>
   /** Waits until no event is held. */
   readonly drained: Effect.Effect<void>
   /** This process's id in the journal's `claimed_by`: the events it holds, under a lease it renews. */
@@ -236,7 +234,6 @@ export class Lanes extends Context.Service<Lanes, {
         feed,
         settle,
         room: Effect.sync(() => Math.max(0, LANES_CAPACITY - held.size)),
-        isHeld: (eventId) => held.has(eventId),
         queuedBehind: (event) => {
           const state = keys.get(event.entryId)
           return state === undefined ? [] : state.queue.slice(Math.min(state.queue.length, state.head + PIPELINE_WINDOW))
@@ -245,7 +242,6 @@ export class Lanes extends Context.Service<Lanes, {
         run,
         depth: Effect.sync(() => queued),
         heldCount: Effect.sync(() => held.size),
-        backlogCount: Effect.sync(() => inBacklog.size),
         drained,
         instanceId: randomUUID()
       })

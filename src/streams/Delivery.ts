@@ -3,7 +3,7 @@ import { Context, Duration, Effect, Exit, Layer, Queue, Schedule, type Tracer } 
 import { SqlClient } from "effect/sql"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import { AppConfig } from "../services/AppConfig.ts"
-import { Database } from "../services/Database.ts"
+import { Database, pgArray } from "../services/Database.ts"
 import { Broker, deadLetterQueue, type PublishError } from "../services/Broker.ts"
 import { INSTANCE_GONE_AFTER_SECONDS, INSTANCE_HEARTBEAT, Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
 import { throttledLog } from "../services/LogThrottle.ts"
@@ -39,8 +39,6 @@ type Outcome = {
 
 const json = JSON.stringify
 
-// Typed array parameters: an all-null column would otherwise have no type to bind.
-const arrayOf = (values: ReadonlyArray<unknown>, oid: number) => Effect.orDie(Effect.fromResult(PgTypes.array(values, oid)))
 
 /** The message body a worker app receives, with `value` and `entry_time` exactly as Meta sent them. */
 export const messageBody = (event: JournaledEvent, ownerId: string) =>
@@ -106,7 +104,6 @@ export class Delivery extends Context.Service<Delivery, {
         properties: {
           messageId: track.event.eventId,
           contentType: "application/json",
-          deliveryMode: 2,
           timestamp: Math.floor(Date.now() / 1000),
           type: `${track.event.object}.${track.event.field}`,
           headers: {
@@ -143,7 +140,9 @@ export class Delivery extends Context.Service<Delivery, {
         })
 
       // The owner cannot be known yet (the Graph API is throttled or down): the key waits, retrying.
-      const route = Effect.fnUntraced(function*(track: Track, behind: ReadonlyArray<Track>) {
+      // `window[at]` is the event; the ones after it wait with it.
+      const route = Effect.fnUntraced(function*(window: ReadonlyArray<Track>, at: number) {
+        const track = window[at]!
         let noted: string | undefined
         for (let tries = 0;; tries++) {
           const destination = yield* router.route(track.event, track.span)
@@ -157,7 +156,7 @@ export class Delivery extends Context.Service<Delivery, {
           }
           if (destination.reason !== noted) {
             noted = destination.reason
-            yield* noteWaiting([track, ...behind], destination.reason)
+            yield* noteWaiting(window.slice(at), destination.reason)
           }
           yield* Effect.sleep(backoff(tries + 3))
         }
@@ -227,7 +226,7 @@ export class Delivery extends Context.Service<Delivery, {
             let stop: { readonly at: number; readonly destination: Routed; readonly error: PublishError } | undefined
             for (let i = 0; i < todo.length; i++) {
               const track = todo[i]!
-              const destination = track.destination ?? (yield* route(track, todo.slice(i + 1)))
+              const destination = track.destination ?? (yield* route(todo, i))
               track.attempts++
               const written = yield* Effect.result(broker.send(message(track, destination), lane))
               if (written._tag === "Failure") {
@@ -312,13 +311,13 @@ export class Delivery extends Context.Service<Delivery, {
           for (const outcome of batch) latest.set(outcome.event.eventId, outcome)
           const rows = Array.from(latest.values())
           const [ids, statuses, owners, apps, attempts, errors, delivered] = yield* Effect.all([
-            arrayOf(rows.map((o) => o.event.eventId), PgTypes.OID.text),
-            arrayOf(rows.map((o) => o.status), PgTypes.OID.text),
-            arrayOf(rows.map((o) => o.ownerId), PgTypes.OID.text),
-            arrayOf(rows.map((o) => o.appId), PgTypes.OID.uuid),
-            arrayOf(rows.map((o) => o.attempts), PgTypes.OID.int4),
-            arrayOf(rows.map((o) => o.lastError), PgTypes.OID.text),
-            arrayOf(rows.map((o) => o.status === "pending" ? null : now), PgTypes.OID.timestamptz)
+            pgArray(rows.map((o) => o.event.eventId), PgTypes.OID.text),
+            pgArray(rows.map((o) => o.status), PgTypes.OID.text),
+            pgArray(rows.map((o) => o.ownerId), PgTypes.OID.text),
+            pgArray(rows.map((o) => o.appId), PgTypes.OID.uuid),
+            pgArray(rows.map((o) => o.attempts), PgTypes.OID.int4),
+            pgArray(rows.map((o) => o.lastError), PgTypes.OID.text),
+            pgArray(rows.map((o) => o.status === "pending" ? null : now), PgTypes.OID.timestamptz)
           ])
           return yield* sql`
             UPDATE webhook_events AS w SET

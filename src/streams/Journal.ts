@@ -4,7 +4,7 @@ import { SqlClient, type SqlError } from "effect/sql"
 import { type JournaledEvent, toJournaled } from "../domain/JournaledEvent.ts"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../services/AppConfig.ts"
-import { Database } from "../services/Database.ts"
+import { Database, pgArray } from "../services/Database.ts"
 import { INSTANCE_GONE_AFTER_SECONDS, Lanes } from "../services/Lanes.ts"
 import { throttledLog } from "../services/LogThrottle.ts"
 import * as Metrics from "../services/Metrics.ts"
@@ -61,9 +61,8 @@ interface Row {
 const statusOf = (event: WebhookEvent, routable: boolean) =>
   event.disposition === "invalid" ? "invalid" : event.disposition === "ignored" || !routable ? "ignored" : "pending"
 
-// Typed array parameters: an all-null column would otherwise have no type to bind.
-const textArray = (values: ReadonlyArray<string | null>) => Effect.orDie(Effect.fromResult(PgTypes.array(values, PgTypes.OID.text)))
-const timeArray = (values: ReadonlyArray<Date>) => Effect.orDie(Effect.fromResult(PgTypes.array(values, PgTypes.OID.timestamptz)))
+const textArray = (values: ReadonlyArray<string | null>) => pgArray(values, PgTypes.OID.text)
+const timeArray = (values: ReadonlyArray<Date>) => pgArray(values, PgTypes.OID.timestamptz)
 
 const isConflict = (error: SqlError.SqlError) =>
   error.reason._tag === "DeadlockError" || error.reason._tag === "SerializationError"
@@ -223,20 +222,17 @@ export class Journal extends Context.Service<Journal, {
         const { rows, repeats, inserted, behind } = yield* commitBatch(batch)
         const fresh: Array<JournaledEvent> = []
         const waitingKeys = new Set<string>()
+        // A row is its id's first request in the batch: that request counts it as new.
+        const freshPer = new Map<Pending, number>()
         for (const { event, pending } of rows) {
-          if (!inserted.has(event.eventId) || statusOf(event, pending.routable) !== "pending") continue
+          if (!inserted.has(event.eventId)) continue
+          freshPer.set(pending, (freshPer.get(pending) ?? 0) + 1)
+          if (statusOf(event, pending.routable) !== "pending") continue
           if (behind.has(event.eventId)) waitingKeys.add(event.entryId)
           fresh.push(toJournaled(event, pending.receivedAt, pending.trace))
         }
-        const counted = new Set<string>()
         for (const pending of batch) {
-          let freshCount = 0
-          for (const event of pending.events) {
-            if (inserted.has(event.eventId) && !counted.has(event.eventId)) {
-              counted.add(event.eventId)
-              freshCount++
-            }
-          }
+          const freshCount = freshPer.get(pending) ?? 0
           yield* Deferred.succeed(pending.done, { fresh: freshCount, duplicates: pending.events.length - freshCount })
         }
         yield* Metrics.observe(Metrics.journalBatchSize, rows.length + repeats.length)
