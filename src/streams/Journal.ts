@@ -121,9 +121,10 @@ export class Journal extends Context.Service<Journal, {
       const batchRequests = config.journalBatchRequests
       const batchWindow = config.journalBatchWindow
 
-      // Every column as one array parameter (`unnest`): one statement per transaction whatever the
-      // number of rows, and no cap on bound parameters. WITH ORDINALITY keeps the body's order.
-      const insertRows = (rows: ReadonlyArray<Row>) => {
+      // One statement per batch: its events and its duplicates commit together or not at all, in one
+      // round trip (no BEGIN/COMMIT). Every column is one array parameter (`unnest`), so the statement
+      // is the same whatever the number of rows; WITH ORDINALITY keeps the body's order.
+      const insertBatch = (rows: ReadonlyArray<Row>, repeats: ReadonlyArray<Row>) => {
         const leaseUntil = new Date(Date.now() + leaseMillis)
         return Effect.gen(function*() {
           const columns = yield* Effect.all([
@@ -137,27 +138,39 @@ export class Journal extends Context.Service<Journal, {
             textArray(rows.map(({ event, pending }) => statusOf(event, pending.routable))),
             textArray(rows.map(({ event }) => event.valueRaw)),
             textArray(rows.map(({ pending }) => pending.traceContext)),
-            textArray(rows.map(({ event }) => event.problem))
+            textArray(rows.map(({ event }) => event.problem)),
+            textArray(repeats.map(({ event }) => event.eventId)),
+            timeArray(repeats.map(({ pending }) => pending.receivedAt))
           ])
           const [ids, receivedAts, objects, fields, entryIds, entryTimes, mediaIds, statuses, raws, traces, problems] = columns
-          // `behind`: an older event of the same key is pending under a holder that is gone (crashed,
-          // stopped, or none): this key's events are read back in journal order, that one first.
-          // An older event another live instance holds is not waited for (see the README's order limits).
+          const [repeatIds, repeatTimes] = [columns[11], columns[12]]
+          // A row not inserted (its id is already journaled) and a repeat within the batch are
+          // recorded as duplicates. `behind`: an older event of the same key is pending under a
+          // holder that is gone (crashed, stopped, or none): this key's events are read back in
+          // journal order, that one first. An older event another live instance holds is not
+          // waited for (see the README's order limits).
           return yield* sql<{ readonly event_id: string; readonly behind: boolean }>`
-            WITH inserted AS (
+            WITH u AS (
+              SELECT * FROM unnest(${ids}::text[], ${receivedAts}::timestamptz[], ${objects}::text[], ${fields}::text[],
+                                   ${entryIds}::text[], ${entryTimes}::text[], ${mediaIds}::text[], ${statuses}::text[],
+                                   ${raws}::text[], ${traces}::text[], ${problems}::text[])
+                WITH ORDINALITY AS u(event_id, received_at, object, field, entry_id, entry_time, media_id, status,
+                                     value_raw, trace_context, last_error, position)
+            ), inserted AS (
               INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, entry_time, media_id, status,
                                           value_raw, trace_context, last_error, lease_until, claimed_by)
               SELECT u.event_id, u.received_at, u.object, u.field, u.entry_id, u.entry_time, u.media_id, u.status,
                      u.value_raw, u.trace_context::jsonb, u.last_error, ${leaseUntil},
                      ${lanes.instanceId}::uuid
-              FROM unnest(${ids}::text[], ${receivedAts}::timestamptz[], ${objects}::text[], ${fields}::text[],
-                          ${entryIds}::text[], ${entryTimes}::text[], ${mediaIds}::text[], ${statuses}::text[],
-                          ${raws}::text[], ${traces}::text[], ${problems}::text[])
-                WITH ORDINALITY AS u(event_id, received_at, object, field, entry_id, entry_time, media_id, status,
-                                     value_raw, trace_context, last_error, position)
+              FROM u
               ORDER BY u.position
               ON CONFLICT (event_id) DO NOTHING
               RETURNING event_id, entry_id, seq, status
+            ), duplicates AS (
+              INSERT INTO webhook_duplicates (event_id, received_at)
+              SELECT u.event_id, u.received_at FROM u WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.event_id = u.event_id)
+              UNION ALL
+              SELECT * FROM unnest(${repeatIds}::text[], ${repeatTimes}::timestamptz[])
             )
             SELECT i.event_id, i.status = 'pending' AND EXISTS (
               SELECT 1 FROM webhook_events p
@@ -173,17 +186,6 @@ export class Journal extends Context.Service<Journal, {
         })
       }
 
-      const insertDuplicates = (duplicates: ReadonlyArray<Row>) =>
-        Effect.gen(function*() {
-          const ids = yield* textArray(duplicates.map(({ event }) => event.eventId))
-          const receivedAts = yield* timeArray(duplicates.map(({ pending }) => pending.receivedAt))
-          yield* sql`
-            INSERT INTO webhook_duplicates (event_id, received_at)
-            SELECT * FROM unnest(${ids}::text[], ${receivedAts}::timestamptz[])
-          `
-        })
-
-      /** One transaction: the batch's events and its duplicates commit together or not at all. */
       const commitBatch = (batch: ReadonlyArray<Pending>) =>
         Effect.gen(function*() {
           // One row per event id: the first occurrence in the batch is the event,
@@ -202,18 +204,13 @@ export class Journal extends Context.Service<Journal, {
           }
           const inserted = new Set<string>()
           const behind = new Set<string>()
-          if (rows.length > 0) {
-            for (const row of yield* insertRows(rows)) {
-              inserted.add(row.event_id)
-              if (row.behind) behind.add(row.event_id)
-            }
+          for (const row of yield* insertBatch(rows, repeats)) {
+            inserted.add(row.event_id)
+            if (row.behind) behind.add(row.event_id)
           }
-          const duplicates = [...rows.filter(({ event }) => !inserted.has(event.eventId)), ...repeats]
-          if (duplicates.length > 0) yield* insertDuplicates(duplicates)
           return { rows, repeats, inserted, behind }
         }).pipe(
-          sql.withTransaction,
-          // Two transactions inserting the same ids in other orders may deadlock; Postgres aborts one.
+          // Two statements inserting the same ids in other orders may deadlock; Postgres aborts one.
           Effect.retry({ while: isConflict, times: JOURNAL_CONFLICT_RETRIES })
         )
 
