@@ -1,89 +1,6 @@
-import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
-import * as OtelTracer from "@effect/opentelemetry/OtelTracer"
-import * as Resource from "@effect/opentelemetry/Resource"
-import { OTLPTraceExporter as OtlpGrpcExporter } from "@opentelemetry/exporter-trace-otlp-grpc"
-import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { Config, Effect, Layer, Option, Schema, Tracer } from "effect"
+import { Config, Effect, Layer, Option, Schema } from "effect"
 import { HttpMiddleware } from "effect/http"
-import { TracingOn } from "../services/TraceContext.ts"
-import { isWebhookRequest } from "../http/WebhookPath.ts"
-import type { BatchLimits, Transport } from "../observability/SpanBatcher.ts"
-import * as OtlpSpans from "../observability/OtlpSpans.ts"
-import { SAMPLERS, type SamplerName } from "../observability/Sampler.ts"
-
-export const SERVICE_NAME = "chatico-mapper"
-export const SERVICE_VERSION = "0.1.0"
-
-// The exporters read the rest of the standard OTEL_EXPORTER_OTLP_* variables
-// (endpoint, headers, timeout) themselves; the sampler comes from OTEL_TRACES_SAMPLER.
-const exporterFor = (protocol: "grpc" | "http/json"): SpanExporter =>
-  protocol === "grpc" ? new OtlpGrpcExporter() : new OtlpJsonExporter()
-
-/**
- * Effect spans become OpenTelemetry spans. Unlike `OtelTracer.layer`, this
- * tracer does not re-enter the OpenTelemetry context around every effect step:
- * the service uses no OpenTelemetry auto-instrumentation that would read it,
- * and that re-entry cost about a third of the webhook throughput (measured
- * with `npm run bench -- --compare-tracing`).
- */
-const EffectSpansToOtel = Layer.effect(
-  Tracer.Tracer,
-  Effect.map(OtelTracer.make, (otel) => Tracer.make({ span: (options) => otel.span(options) }))
-)
-
-/**
- * The spans' resource: OTEL_RESOURCE_ATTRIBUTES, the version, and the service name: OTEL_SERVICE_NAME
- * when set, else chatico-mapper (the attributes given here win over the environment's).
- */
-const resource = Layer.unwrap(Effect.map(
-  Config.String("OTEL_SERVICE_NAME").pipe(Config.option, Effect.orDie),
-  (name) =>
-    Resource.layerFromEnv(Resource.configToAttributes({
-      serviceName: Option.getOrElse(Option.filter(name, (n) => n.trim() !== ""), () => SERVICE_NAME),
-      serviceVersion: SERVICE_VERSION
-    }))
-))
-
-/** What every trace path sets: tracing is on, and the webhook routes make their own server span. */
-const TracedRequests = Layer.mergeAll(
-  Layer.succeed(TracingOn, true),
-  Layer.succeed(HttpMiddleware.TracerDisabledWhen, isWebhookRequest)
-)
-
-/**
- * Builds tracing from a span processor: one trace per webhook. The webhook
- * routes make their own server span (`streams/Accept.ts`); effect's HTTP
- * tracer makes the rest.
- */
-export const tracingWith = (processor: SpanProcessor) =>
-  Layer.mergeAll(
-    EffectSpansToOtel.pipe(
-      Layer.provide(OtelTracer.layerTracer),
-      Layer.provide(NodeSdk.layerTracerProvider(processor)),
-      Layer.provide(resource)
-    ),
-    TracedRequests
-  )
-
-/**
- * The default trace path (OTLP over HTTP/protobuf, `observability/OtlpSpans.ts`):
- * effect's spans encoded as they end, sent by the SDK's OTLP/HTTP transport.
- * `send` replaces the transport in tests.
- */
-export const tracingToOtlp = (options: {
-  readonly sampler: SamplerName
-  readonly ratio: number
-  readonly send?: Transport | undefined
-  readonly limits?: Partial<BatchLimits> | undefined
-}) =>
-  Layer.mergeAll(
-    Layer.unwrap(Effect.gen(function*() {
-      const otel = yield* Resource.Resource
-      return OtlpSpans.layer({ ...options, resource: otel.attributes })
-    })).pipe(Layer.provide(resource)),
-    TracedRequests
-  )
+import { SAMPLERS } from "../observability/Sampler.ts"
 
 /** No tracing: not even the HTTP server's span per request is made (it would go nowhere). */
 export const TracingOff = Layer.succeed(HttpMiddleware.TracerDisabledWhen, () => true)
@@ -110,6 +27,8 @@ export const ObservabilityLive = Layer.unwrap(Effect.gen(function*() {
     Config.withDefault(1)
   )
   yield* Effect.logInfo("tracing on").pipe(Effect.annotateLogs({ protocol, sampler }))
-  if (protocol === "http/protobuf") return tracingToOtlp({ sampler, ratio })
-  return tracingWith(new BatchSpanProcessor(exporterFor(protocol)))
+  // Loaded only when tracing is on: the OpenTelemetry packages take tens of MB of memory.
+  const tracing = yield* Effect.promise(() => import("../observability/TracingLayers.ts"))
+  if (protocol === "http/protobuf") return tracing.tracingToOtlp({ sampler, ratio })
+  return tracing.tracingWith(tracing.sdkProcessor(protocol))
 }).pipe(Effect.orDie))

@@ -3,7 +3,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-tr
 import amqp from "amqplib"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { createServer } from "node:http"
-import { tracingToOtlp, tracingWith } from "../../src/layers/Observability.ts"
+import { tracingToOtlp, tracingWith } from "../../src/observability/TracingLayers.ts"
 import {
   collect,
   deleteQueues,
