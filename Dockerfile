@@ -35,4 +35,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
 
 # Run node directly (not `npm start`) so SIGTERM reaches the process and shutdown is graceful;
 # the same flags as `npm start` (package.json: a 64 MB young generation, see the README).
-CMD ["node", "--max-semi-space-size=64", "src/main.ts"]
+CMD ["node", "--max-semi-space-size=16", "--heap-growing-percent=50", "src/main.ts"]
