@@ -1,4 +1,4 @@
-import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cache, Context, Duration, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { Persistence, Redis } from "effect/persistence"
 import { SqlClient } from "effect/sql"
 import { AppConfig } from "./AppConfig.ts"
@@ -85,32 +85,6 @@ export class MediaOwners extends Context.Service<MediaOwners, {
       )
       const ttlMillis = Duration.toMillis(config.graphPermanentFailureTtl)
 
-      // A Map iterates in insertion order: re-inserting on every hit makes the first key the least recently used.
-      const memory = new Map<string, Known>()
-      const inFlight = new Map<string, Deferred.Deferred<OwnerLookup, GraphApiError>>()
-
-      const remember = (mediaId: string, known: Known) => {
-        memory.delete(mediaId)
-        memory.set(mediaId, known)
-        while (memory.size > config.graphCacheSize) {
-          const oldest = memory.keys().next()
-          if (oldest.done === true) break
-          memory.delete(oldest.value)
-        }
-      }
-
-      const recall = (mediaId: string): OwnerLookup | undefined => {
-        const known = memory.get(mediaId)
-        if (known === undefined) return undefined
-        if (known.expiresAt !== null && known.expiresAt <= Date.now()) {
-          memory.delete(mediaId)
-          return undefined
-        }
-        memory.delete(mediaId)
-        memory.set(mediaId, known)
-        return known.lookup
-      }
-
       const readTable = (mediaId: string) =>
         sql<OwnerRow>`
           SELECT owner_id, username, error, expires_at FROM media_owners
@@ -193,15 +167,11 @@ export class MediaOwners extends Context.Service<MediaOwners, {
               known === undefined ? ask(mediaId) : Effect.as(writeHot(mediaId, known), known)
             ))
 
-      const lookup = (mediaId: string): Effect.Effect<OwnerLookup, GraphApiError> =>
+      // Beyond MAX_PENDING_LOOKUPS runs a new media fails at once; the failure is not kept.
+      let pending = 0
+      const start = (mediaId: string): Effect.Effect<Known, GraphApiError> =>
         Effect.suspend(() => {
-          const hit = recall(mediaId)
-          if (hit !== undefined) return Effect.as(Metrics.count(Metrics.ownerCache, { result: "hit" }), hit)
-          const pending = inFlight.get(mediaId)
-          if (pending !== undefined) {
-            return Effect.andThen(Metrics.count(Metrics.ownerCache, { result: "hit" }), Deferred.await(pending))
-          }
-          if (inFlight.size >= MAX_PENDING_LOOKUPS) {
+          if (pending >= MAX_PENDING_LOOKUPS) {
             return Effect.fail(
               new GraphApiError({
                 mediaId,
@@ -209,26 +179,38 @@ export class MediaOwners extends Context.Service<MediaOwners, {
               })
             )
           }
-          const deferred = Deferred.makeUnsafe<OwnerLookup, GraphApiError>()
-          inFlight.set(mediaId, deferred)
-          // The lookup runs on its own fiber, so a caller that stops waiting
-          // (the router's time limit) does not cancel it for the others.
-          const run = resolve(mediaId).pipe(
-            Effect.onExit((exit) =>
-              Effect.suspend(() => {
-                if (Exit.isSuccess(exit)) remember(mediaId, exit.value)
-                inFlight.delete(mediaId)
-                return Deferred.done(deferred, Exit.map(exit, (known) => known.lookup))
-              })
-            )
-          )
+          pending++
           return Metrics.count(Metrics.ownerCache, { result: "miss" }).pipe(
-            Effect.andThen(Effect.forkIn(run, scope)),
-            Effect.andThen(Deferred.await(deferred))
+            Effect.andThen(resolve(mediaId)),
+            Effect.ensuring(Effect.sync(() => {
+              pending--
+            }))
           )
         })
 
-      return MediaOwners.of({ lookup, size: Effect.sync(() => memory.size) })
+      const memory = yield* Cache.makeWith(start, {
+        capacity: config.graphCacheSize,
+        // Owners for ever, NoOwner and Unresolvable until they expire, failures not at all.
+        timeToLive: (exit) =>
+          Exit.isFailure(exit)
+            ? Duration.zero
+            : exit.value.expiresAt === null
+            ? Duration.infinity
+            : Duration.millis(Math.max(0, exit.value.expiresAt - Date.now()))
+      })
+
+      const lookup = (mediaId: string): Effect.Effect<OwnerLookup, GraphApiError> =>
+        Cache.has(memory, mediaId).pipe(
+          Effect.flatMap((held) =>
+            held
+              ? Effect.andThen(Metrics.count(Metrics.ownerCache, { result: "hit" }), Cache.get(memory, mediaId))
+              // The first caller waits on a fiber of the layer's scope, so a caller that stops waiting never cancels the run.
+              : Effect.flatMap(Effect.forkIn(Cache.get(memory, mediaId), scope, { startImmediately: true }), Fiber.join)
+          ),
+          Effect.map((known) => known.lookup)
+        )
+
+      return MediaOwners.of({ lookup, size: Cache.size(memory) })
     })
   )
 

@@ -12,7 +12,7 @@ import {
   readUsage,
   TRANSIENT_RETRIES
 } from "../../src/services/GraphApi.ts"
-import { MediaOwners } from "../../src/services/MediaOwners.ts"
+import { MAX_PENDING_LOOKUPS, MediaOwners } from "../../src/services/MediaOwners.ts"
 import { appUsage, businessUsage, GRAPH_TOKEN, GraphStandIn, replies } from "../support/GraphStandIn.ts"
 import { APP_SECRET, testConfig } from "../support/TestApp.ts"
 import { TestDatabase } from "../support/TestDatabase.ts"
@@ -486,6 +486,48 @@ layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("graph_api")), {
       assert.strictEqual(error.reason._tag, "Transient")
       assert.deepStrictEqual(yield* owners.lookup(id), { _tag: "Owner", ownerId: "17841400000000042", username: "owner_account" })
       assert.strictEqual(standIn.callsFor(id).length, 1 + TRANSIENT_RETRIES + 1)
+    }))
+
+  it.effect("a caller that stops waiting cancels nothing: the others get the owner, and it is kept", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const { owners } = yield* makeMediaOwners()
+      const shared = uniqueId()
+      const alone = uniqueId()
+      standIn.script(shared, replies.later(500, replies.owner("17841400000000071")))
+      standIn.script(alone, replies.later(500, replies.owner("17841400000000072")))
+      const [gaveUp, waited] = yield* Effect.all([
+        Effect.timeoutOption(owners.lookup(shared), "50 millis"),
+        owners.lookup(shared)
+      ], { concurrency: "unbounded" })
+      assert.isTrue(Option.isNone(gaveUp))
+      assert.deepStrictEqual(waited, { _tag: "Owner", ownerId: "17841400000000071", username: "owner_account" })
+      // Its only caller stops waiting: the call still ends, and its answer is kept.
+      assert.isTrue(Option.isNone(yield* Effect.timeoutOption(owners.lookup(alone), "50 millis")))
+      yield* Effect.sleep("600 millis")
+      assert.deepStrictEqual(yield* owners.lookup(alone), { _tag: "Owner", ownerId: "17841400000000072", username: "owner_account" })
+      assert.deepStrictEqual(yield* owners.lookup(shared), waited)
+      assert.strictEqual(standIn.callsFor(shared).length, 1)
+      assert.strictEqual(standIn.callsFor(alone).length, 1)
+    }))
+
+  it.effect("beyond MAX_PENDING_LOOKUPS media looked up at once, another media is refused at once, without a call", () =>
+    Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const { owners } = yield* makeMediaOwners()
+      const waiting = Array.from({ length: MAX_PENDING_LOOKUPS }, () => uniqueId())
+      for (const id of waiting) standIn.script(id, replies.hang())
+      yield* Effect.forEach(waiting, (id) => Effect.forkChild(owners.lookup(id), { startImmediately: true }), { discard: true })
+      const extra = uniqueId()
+      standIn.script(extra, replies.owner("17841400000000073"))
+      for (let i = 0; i < 2; i++) {
+        const { reason } = yield* failure(owners.lookup(extra))
+        assert.deepStrictEqual(
+          reason._tag === "RateLimited" ? { retryAfterMillis: reason.retryAfterMillis, detail: reason.detail } : reason,
+          { retryAfterMillis: 1000, detail: "too many owner lookups waiting" }
+        )
+      }
+      assert.strictEqual(standIn.callsFor(extra).length, 0)
     }))
 
   it.effect("the memory holds at most GRAPH_CACHE_SIZE media; evicted ones come back from the table", () =>
