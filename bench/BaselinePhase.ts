@@ -4,7 +4,7 @@ import amqp from "amqplib"
 import { onCleanup } from "./Cleanup.ts"
 import { declareAppQueue, deleteQueues, log } from "./load.ts"
 import { bodiesFor, measurePhase, type Workload } from "./Measure.ts"
-import { freePort, startChild, stopChild, waitHttp200 } from "./Processes.ts"
+import { freePort, reportFailure, startChild, stopChild, waitHttp200 } from "./Processes.ts"
 import type { Settings } from "./Settings.ts"
 
 export const runBaselinePhase = async (settings: Settings, runId: string, workload: Workload) => {
@@ -64,9 +64,7 @@ export const runBaselinePhase = async (settings: Settings, runId: string, worklo
     }
     return result
   } catch (err) {
-    console.error(`[bench] baseline phase failed: ${err instanceof Error ? err.message : String(err)}`)
-    const tail = proc.tail()
-    if (tail) console.error(`[bench] last baseline output (${proc.logFile}):\n${tail}`)
+    reportFailure("baseline", proc, err)
     throw err
   }
 }

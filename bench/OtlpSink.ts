@@ -4,6 +4,7 @@
  */
 import http from "node:http"
 import http2 from "node:http2"
+import type { Server } from "node:net"
 import { performance } from "node:perf_hooks"
 import { gunzipSync } from "node:zlib"
 import { fmt, type LoadResult } from "./load.ts"
@@ -119,15 +120,17 @@ export const startOtlpSink = async (protocol: OtlpProtocol): Promise<OtlpSink> =
     contentTypes.set(key, (contentTypes.get(key) ?? 0) + 1)
   }
   const port = await freePort()
+  let server: Server
   let close: () => Promise<void>
   if (protocol === "grpc") {
-    const server = http2.createServer()
+    const h2 = http2.createServer()
+    server = h2
     const sessions = new Set<http2.ServerHttp2Session>()
-    server.on("session", (session) => {
+    h2.on("session", (session) => {
       sessions.add(session)
       session.once("close", () => sessions.delete(session))
     })
-    server.on("stream", (stream, headers) => {
+    h2.on("stream", (stream, headers) => {
       const chunks: Array<Buffer> = []
       stream.on("error", () => {})
       stream.on("data", (chunk: Buffer) => chunks.push(chunk))
@@ -143,17 +146,13 @@ export const startOtlpSink = async (protocol: OtlpProtocol): Promise<OtlpSink> =
         stream.end(Buffer.alloc(5)) // uncompressed, zero-length ExportTraceServiceResponse
       })
     })
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject)
-      server.listen(port, "127.0.0.1", () => resolve())
-    })
     close = () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve())
+        h2.close(() => resolve())
         for (const session of sessions) session.destroy()
       })
   } else {
-    const server = http.createServer((req, res) => {
+    const h1 = http.createServer((req, res) => {
       const chunks: Array<Buffer> = []
       req.on("error", () => {})
       req.on("data", (chunk: Buffer) => chunks.push(chunk))
@@ -169,16 +168,17 @@ export const startOtlpSink = async (protocol: OtlpProtocol): Promise<OtlpSink> =
         else res.writeHead(200, { "content-type": "application/x-protobuf", "content-length": 0 }).end()
       })
     })
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject)
-      server.listen(port, "127.0.0.1", () => resolve())
-    })
+    server = h1
     close = () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        server.closeAllConnections()
+        h1.close(() => resolve())
+        h1.closeAllConnections()
       })
   }
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject)
+    server.listen(port, "127.0.0.1", () => resolve())
+  })
   return {
     protocol,
     port,
@@ -193,6 +193,16 @@ export const startOtlpSink = async (protocol: OtlpProtocol): Promise<OtlpSink> =
 const formatBytes = (bytes: number) =>
   bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(2)} MiB` : bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`
 
+/** Spans in these exports, undefined when one of them could not be read. */
+const spanCount = (exports: ReadonlyArray<SinkExport>) =>
+  exports.every((e) => e.spans !== undefined) ? exports.reduce((sum, e) => sum + e.spans!, 0) : undefined
+
+/** What reached the sink while one window's load ran. */
+export const windowExports = (sink: OtlpSink, load: LoadResult) => {
+  const exports = sink.exports().filter((e) => e.at >= load.measureStart && e.at < load.measureEnd)
+  return { exportRequests: exports.length, exportBytes: exports.reduce((sum, e) => sum + e.bytes, 0), spans: spanCount(exports) }
+}
+
 /** What the sink received, overall and in the measured windows. */
 export const sinkNotes = (sink: OtlpSink, windows: ReadonlyArray<LoadResult>, acceptedEvents: number, stoppedAt: number | undefined) => {
   const all = sink.exports()
@@ -201,7 +211,7 @@ export const sinkNotes = (sink: OtlpSink, windows: ReadonlyArray<LoadResult>, ac
   const windowBytes = inWindow.reduce((sum, e) => sum + e.bytes, 0)
   const windowS = windows.reduce((sum, load) => sum + (load.measureEnd - load.measureStart) / 1000, 0)
   const afterStop = stoppedAt === undefined ? [] : all.filter((e) => e.at >= stoppedAt)
-  const spans = all.every((e) => e.spans !== undefined) ? all.reduce((sum, e) => sum + e.spans!, 0) : undefined
+  const spans = spanCount(all)
   const types = [...sink.contentTypes()].map(([type, n]) => `${type} ×${n}`).join(", ")
   const notes = [
     `OTLP sink (${sink.protocol}, ${sink.endpoint}) received ${all.length} export requests, ${formatBytes(total)}, ` +

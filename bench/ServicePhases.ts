@@ -11,7 +11,7 @@ import amqp from "amqplib"
 import { isInterrupted, onCleanup } from "./Cleanup.ts"
 import { declareAppQueue, deleteQueues, log, queueDepth } from "./load.ts"
 import { bodiesFor, measurePhase, type PhaseResult, type Workload } from "./Measure.ts"
-import { type OtlpSink, sinkNotes, startOtlpSink } from "./OtlpSink.ts"
+import { type OtlpSink, sinkNotes, startOtlpSink, windowExports } from "./OtlpSink.ts"
 import { graphFigures, graphNotes, type OwnerLookups, startOwnerLookups } from "./OwnerLookups.ts"
 import { type Child, freePort, reportFailure, startChild, stopChild, waitHttp200 } from "./Processes.ts"
 import { describeGraphLimits, isSideB, phaseName, type ServicePhase, SETTLE_S, type Settings } from "./Settings.ts"
@@ -208,11 +208,7 @@ const measureService = async (settings: Settings, workload: Workload, service: R
       if (settings.graphLimits?.setByBench === true) result.notes.push(describeGraphLimits(settings.graphLimits, graph.mediaInBodies))
     }
     if (!service.proc.isRunning()) result.notes.push(`the service process died during the run (see ${service.proc.logFile})`)
-    if (sink === undefined) return result
-    // what reached the sink while this window's load ran
-    const exports = sink.exports().filter((e) => e.at >= result.load.measureStart && e.at < result.load.measureEnd)
-    const spans = exports.every((e) => e.spans !== undefined) ? exports.reduce((sum, e) => sum + e.spans!, 0) : undefined
-    return { ...result, tracing: { exportRequests: exports.length, exportBytes: exports.reduce((sum, e) => sum + e.bytes, 0), spans } }
+    return sink === undefined ? result : { ...result, tracing: windowExports(sink, result.load) }
   } catch (err) {
     reportFailure(name, service.proc, err)
     throw err

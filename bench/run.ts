@@ -37,19 +37,17 @@ try {
     } catch {
       failed = true
     }
-    await runCleanups() // stop both services, delete their queues, drop their databases
   } else {
-    for (const [i, phase] of settings.servicePhases.entries()) {
+    for (const phase of settings.servicePhases) {
       if (isInterrupted()) break
       try {
-        // a comparison's second phase gets its own database and queues
-        results.push(await runServicePhase(settings, i === 0 ? runId : `${runId}g${i}`, workload, phase))
+        results.push(await runServicePhase(settings, runId, workload, phase))
       } catch {
         failed = true
       }
-      await runCleanups() // stop the service, delete its queues, drop its database before the next phase runs
     }
   }
+  await runCleanups() // stop the services, delete their queues, drop their databases before the baseline runs
   if (settings.runBaseline && !isInterrupted()) {
     try {
       results.push(await runBaselinePhase(settings, runId, workload))
