@@ -1,10 +1,11 @@
 /** The baseline phase: bench/baseline.ts (verify, parse, publish with confirm; no database) measured like the service. */
 import { randomBytes, randomInt } from "node:crypto"
 import amqp from "amqplib"
+import { freePort } from "../test/support/ServiceProcess.ts"
 import { onCleanup } from "./Cleanup.ts"
 import { declareAppQueue, deleteQueues, log } from "./load.ts"
 import { bodiesFor, measurePhase, type Workload } from "./Measure.ts"
-import { freePort, reportFailure, startChild, stopChild, waitHttp200 } from "./Processes.ts"
+import { reportFailure, startChild, stopChild, waitHttp200 } from "./Processes.ts"
 import type { Settings } from "./Settings.ts"
 
 export const runBaselinePhase = async (settings: Settings, runId: string, workload: Workload) => {

@@ -7,8 +7,8 @@ import http2 from "node:http2"
 import type { Server } from "node:net"
 import { performance } from "node:perf_hooks"
 import { gunzipSync } from "node:zlib"
+import { freePort } from "../test/support/ServiceProcess.ts"
 import { fmt, type LoadResult } from "./load.ts"
-import { freePort } from "./Processes.ts"
 import type { OtlpProtocol } from "./Settings.ts"
 
 interface SinkExport {

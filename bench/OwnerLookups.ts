@@ -5,8 +5,8 @@
 import { createHmac } from "node:crypto"
 import http from "node:http"
 import { performance } from "node:perf_hooks"
+import { freePort } from "../test/support/ServiceProcess.ts"
 import type { LoadResult } from "./load.ts"
-import { freePort } from "./Processes.ts"
 
 export interface OwnerLookups {
   /** The GRAPH_API_URL to give the service. */

@@ -1,29 +1,15 @@
 /** The bench's child processes (the service, the baseline): start with a log file, wait until up, stop. */
 import { type ChildProcess, spawn } from "node:child_process"
-import { createWriteStream, readFileSync } from "node:fs"
-import { createServer } from "node:net"
+import { createWriteStream } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { setTimeout as sleep } from "node:timers/promises"
-import { fileURLToPath } from "node:url"
+import { ROOT, startFlags } from "../test/support/ServiceProcess.ts"
 import { type ProcSampler, sampleProcess } from "./load.ts"
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url))
 /** BENCH_SERVICE_ROOT: another checkout (e.g. an earlier commit) whose service to run, for a before/after figure. */
 const SERVICE_ROOT = process.env.BENCH_SERVICE_ROOT ?? ROOT
-
-/** A free TCP port on loopback, picked by the kernel. */
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 export interface Child {
   readonly name: string
@@ -37,26 +23,13 @@ export interface Child {
 }
 
 /**
- * The Node flags `npm start` gives the service (package.json `scripts.start` is
- * `exec node [flags] src/main.ts`), so the bench runs it as it is run in production.
- */
-const startScriptFlags = (): Array<string> => {
-  const start = (JSON.parse(readFileSync(join(SERVICE_ROOT, "package.json"), "utf8")) as { scripts?: { start?: string } }).scripts?.start ?? ""
-  const words = start.trim().split(/\s+/).filter((word, i) => !(i === 0 && word === "exec"))
-  if (words[0] !== "node" || words[words.length - 1] !== "src/main.ts") {
-    throw new Error(`package.json scripts.start is not "exec node [flags] src/main.ts": ${start}`)
-  }
-  return words.slice(1, -1)
-}
-
-/**
- * Node flags for the service child (not the baseline): those of `npm start`, then
- * BENCH_SERVICE_NODE_FLAGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it
- * (NODE_OPTIONS refuses --cpu-prof).
+ * Node flags for the service child (not the baseline): those of `npm start`, so it runs as in
+ * production, then BENCH_SERVICE_NODE_FLAGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to
+ * profile it (NODE_OPTIONS refuses --cpu-prof).
  */
 const nodeFlags = (name: string): Array<string> =>
   name.startsWith("service")
-    ? [...startScriptFlags(), ...(process.env.BENCH_SERVICE_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag !== "")]
+    ? [...startFlags(SERVICE_ROOT), ...(process.env.BENCH_SERVICE_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag !== "")]
     : []
 
 export const startChild = (name: string, script: string, env: Record<string, string>, runId: string): Child => {

@@ -2,25 +2,18 @@
  * The service phases: src/main.ts started with its own database, queues and worker apps, measured
  * in one window, or side by side with a second service in alternating windows (the comparisons).
  */
-import { execFile } from "node:child_process"
 import { randomBytes, randomInt } from "node:crypto"
 import { performance } from "node:perf_hooks"
 import { setTimeout as sleep } from "node:timers/promises"
-import { promisify } from "node:util"
 import amqp from "amqplib"
+import { dropDatabase, freePort, postWorkerApp } from "../test/support/ServiceProcess.ts"
 import { isInterrupted, onCleanup } from "./Cleanup.ts"
 import { declareAppQueue, deleteQueues, log, queueDepth } from "./load.ts"
 import { bodiesFor, measurePhase, type PhaseResult, type Workload } from "./Measure.ts"
 import { type OtlpSink, sinkNotes, startOtlpSink, windowExports } from "./OtlpSink.ts"
 import { graphFigures, graphNotes, type OwnerLookups, startOwnerLookups } from "./OwnerLookups.ts"
-import { type Child, freePort, reportFailure, startChild, stopChild, waitHttp200 } from "./Processes.ts"
+import { type Child, reportFailure, startChild, stopChild, waitHttp200 } from "./Processes.ts"
 import { describeGraphLimits, isSideB, phaseName, type ServicePhase, SETTLE_S, type Settings } from "./Settings.ts"
-
-const psql = async (sql: string) => {
-  await promisify(execFile)("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql], {
-    timeout: 30_000
-  })
-}
 
 /** A service child that is up, has its worker apps and queues, and can be measured (more than once). */
 interface RunningService {
@@ -120,7 +113,7 @@ const startService = async (settings: Settings, runId: string, workload: Workloa
   if (limiterOff) env.RATE_LIMIT_WEBHOOK = "0"
   const queues = owners.map((_, i) => `bench.${runId}.q${i}`)
   onCleanup("drop the bench database", async () => {
-    await psql(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`)
+    dropDatabase(dbName)
     log(`dropped database ${dbName}`)
   })
   onCleanup("delete the service's bench queues", async () => {
@@ -151,15 +144,7 @@ const startService = async (settings: Settings, runId: string, workload: Workloa
     log(`${name}: healthy after ${(healthyMs / 1000).toFixed(1)} s`)
 
     const notes: Array<string> = []
-    for (let i = 0; i < owners.length; i++) {
-      const response = await fetch(`http://127.0.0.1:${port}/worker-apps/`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${secretKey}`, "content-type": "application/json" },
-        body: JSON.stringify({ name: `bench-${runId}-${i}`, owner_id: owners[i], queue_name: queues[i] })
-      })
-      const text = await response.text()
-      if (response.status !== 201) throw new Error(`POST /worker-apps/ answered ${response.status}: ${text.slice(0, 500)}`)
-    }
+    for (const [i, owner] of owners.entries()) await postWorkerApp({ baseUrl: `http://127.0.0.1:${port}` }, secretKey, owner, queues[i]!)
     log(`${name}: created ${owners.length} worker apps`)
 
     // The contract says each app's queue exists when POST /worker-apps/ returns 201.
