@@ -7,6 +7,7 @@ import http2 from "node:http2"
 import type { Server } from "node:net"
 import { performance } from "node:perf_hooks"
 import { gunzipSync } from "node:zlib"
+import { fields } from "../test/support/Otlp.ts"
 import { freePort } from "../test/support/ServiceProcess.ts"
 import { fmt, type LoadResult } from "./load.ts"
 import type { OtlpProtocol } from "./Settings.ts"
@@ -20,42 +21,14 @@ interface SinkExport {
   readonly spans: number | undefined
 }
 
-/** Reads a protobuf varint at pos: [value, next position]. */
-const readVarint = (buf: Buffer, pos: number): [number, number] => {
-  let value = 0
-  let scale = 1
-  for (;;) {
-    if (pos >= buf.length) throw new Error("truncated varint")
-    const byte = buf[pos++]!
-    value += (byte & 0x7f) * scale
-    if (byte < 0x80) return [value, pos]
-    scale *= 128
-  }
-}
-
-/** Calls each(start, end) for every length-delimited occurrence of field in buf[start, end). */
-const eachField = (buf: Buffer, start: number, end: number, field: number, each: (start: number, end: number) => void) => {
-  let pos = start
-  while (pos < end) {
-    const [key, afterKey] = readVarint(buf, pos)
-    pos = afterKey
-    const wireType = key & 7
-    if (wireType === 0) pos = readVarint(buf, pos)[1]
-    else if (wireType === 1) pos += 8
-    else if (wireType === 5) pos += 4
-    else if (wireType === 2) {
-      const [length, afterLength] = readVarint(buf, pos)
-      if (Math.floor(key / 8) === field) each(afterLength, afterLength + length)
-      pos = afterLength + length
-    } else throw new Error(`unexpected wire type ${wireType}`)
-  }
-  if (pos !== end) throw new Error("field overruns its message")
-}
+/** The length-delimited occurrences of `field` in a protobuf message. */
+const embedded = (message: Buffer, field: number) =>
+  fields(message).flatMap((f) => (f.field === field && Buffer.isBuffer(f.value) ? [f.value] : []))
 
 /** Spans in an ExportTraceServiceRequest: resource_spans (1) → scope_spans (2) → spans (2). */
-const countProtobufSpans = (buf: Buffer, start = 0, end = buf.length) => {
+const countProtobufSpans = (message: Buffer) => {
   let spans = 0
-  eachField(buf, start, end, 1, (rs, re) => eachField(buf, rs, re, 2, (ss, se) => eachField(buf, ss, se, 2, () => spans++)))
+  for (const resourceSpans of embedded(message, 1)) for (const scopeSpans of embedded(resourceSpans, 2)) spans += embedded(scopeSpans, 2).length
   return spans
 }
 
@@ -69,8 +42,8 @@ const countSpans = (protocol: OtlpProtocol, body: Buffer, contentType: string | 
       let spans = 0
       for (let pos = 0; pos + 5 <= body.length; ) {
         const length = body.readUInt32BE(pos + 1)
-        if (body[pos] !== 0) return undefined // compressed message
-        spans += countProtobufSpans(body, pos + 5, pos + 5 + length)
+        if (body[pos] !== 0 || pos + 5 + length > body.length) return undefined // compressed or truncated message
+        spans += countProtobufSpans(body.subarray(pos + 5, pos + 5 + length))
         pos += 5 + length
       }
       return spans
@@ -227,3 +200,4 @@ export const sinkNotes = (sink: OtlpSink, windows: ReadonlyArray<LoadResult>, ac
   if (all.length === 0) notes.push(`NO TRACE EXPORT reached the sink: this run did not measure tracing`)
   return notes
 }
+
