@@ -604,6 +604,9 @@ export const percentiles = (samples: Float64Array, qs: ReadonlyArray<number>) =>
   return qs.map((q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))])
 }
 
+/** A progress line of the bench. */
+export const log = (line: string) => console.log(`[bench] ${line}`)
+
 export const fmt = (value: number | undefined, digits = 0) =>
   value === undefined || !Number.isFinite(value) ? "-" : value.toFixed(digits)
 

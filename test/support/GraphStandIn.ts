@@ -87,15 +87,16 @@ export class GraphStandIn extends Context.Service<GraphStandIn, {
   /** The replies for a media, in order; the last one repeats. */
   script(mediaId: string, ...replies: ReadonlyArray<Reply>): void
   /** The reply to a media without a script. */
-  setFallback(reply: (mediaId: string) => Reply): void
+  setFallback(reply: (mediaId: string, call: GraphCall) => Reply): void
   /** Headers added to every reply (usage reports). */
   setCommonHeaders(headers: Readonly<Record<string, string>>): void
 }>()("test/GraphStandIn") {
-  static readonly make = Effect.gen(function*() {
+  /** `keepAliveTimeoutMs`: how long an idle connection stays open (node:http's default otherwise). */
+  static readonly makeWith = (options: { readonly keepAliveTimeoutMs?: number } = {}) => Effect.gen(function*() {
     const calls: Array<GraphCall> = []
     const scripts = new Map<string, Array<Reply>>()
     const hanging = new Set<ServerResponse>()
-    let fallback: (mediaId: string) => Reply = () => replies.error(100, { message: "Unsupported get request." })
+    let fallback: (mediaId: string, call: GraphCall) => Reply = () => replies.error(100, { message: "Unsupported get request." })
     let common: Readonly<Record<string, string>> = {}
 
     const handle = (request: IncomingMessage, response: ServerResponse) => {
@@ -107,17 +108,18 @@ export class GraphStandIn extends Context.Service<GraphStandIn, {
         return
       }
       const mediaId = decodeURIComponent(match[1] ?? "")
-      calls.push({
+      const call: GraphCall = {
         at: performance.now(),
         mediaId,
         path: url.pathname,
         params: Object.fromEntries(url.searchParams),
         headers: { ...request.headers }
-      })
+      }
+      calls.push(call)
       const script = scripts.get(mediaId)
       const reply = script === undefined
-        ? fallback(mediaId)
-        : (script.length > 1 ? script.shift() : script[0]) ?? fallback(mediaId)
+        ? fallback(mediaId, call)
+        : (script.length > 1 ? script.shift() : script[0]) ?? fallback(mediaId, call)
       if (reply.hang === true) {
         hanging.add(response)
         response.on("close", () => hanging.delete(response))
@@ -135,7 +137,7 @@ export class GraphStandIn extends Context.Service<GraphStandIn, {
       setTimeout(answer, reply.delayMs)
     }
 
-    const server = createServer(handle)
+    const server = createServer(options.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeoutMs }, handle)
     const port = yield* Effect.acquireRelease(
       Effect.promise(() =>
         new Promise<number>((resolve, reject) => {
@@ -171,6 +173,8 @@ export class GraphStandIn extends Context.Service<GraphStandIn, {
       }
     })
   })
+
+  static readonly make = this.makeWith()
 
   static readonly layer = Layer.effect(GraphStandIn, this.make)
 }

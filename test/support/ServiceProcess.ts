@@ -26,9 +26,9 @@ export interface ServiceProcess {
   readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
 }
 
-/** The Node flags of package.json's `start` script (`exec node [flags] src/main.ts`). */
-const startFlags = (): Array<string> => {
-  const start = (JSON.parse(readFileSync(`${ROOT}/package.json`, "utf8")) as { scripts: { start: string } }).scripts.start
+/** The Node flags of package.json's `start` script (`exec node [flags] src/main.ts`) in a checkout. */
+export const startFlags = (root = ROOT): Array<string> => {
+  const start = (JSON.parse(readFileSync(`${root}/package.json`, "utf8")) as { scripts: { start: string } }).scripts.start
   const words = start.trim().split(/\s+/).filter((word, i) => !(i === 0 && word === "exec"))
   if (words[0] !== "node" || words[words.length - 1] !== "src/main.ts") throw new Error(`unexpected start script: ${start}`)
   return words.slice(1, -1)
@@ -74,7 +74,7 @@ export const psql = (database: string, query: string) =>
 export const dropDatabase = (database: string) => psql("postgres", `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`)
 
 /** Creates a worker app through the admin API of a service process. */
-export const postWorkerApp = async (service: ServiceProcess, adminKey: string, ownerId: string, queue: string) => {
+export const postWorkerApp = async (service: Pick<ServiceProcess, "baseUrl">, adminKey: string, ownerId: string, queue: string) => {
   const response = await fetch(`${service.baseUrl}/worker-apps/`, {
     method: "POST",
     headers: { authorization: `Bearer ${adminKey}`, "content-type": "application/json" },

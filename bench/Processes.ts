@@ -1,0 +1,117 @@
+/** The bench's child processes (the service, the baseline): start with a log file, wait until up, stop. */
+import { type ChildProcess, spawn } from "node:child_process"
+import { createWriteStream } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { performance } from "node:perf_hooks"
+import { setTimeout as sleep } from "node:timers/promises"
+import { ROOT, startFlags } from "../test/support/ServiceProcess.ts"
+import { type ProcSampler, sampleProcess } from "./load.ts"
+
+/** BENCH_SERVICE_ROOT: another checkout (e.g. an earlier commit) whose service to run, for a before/after figure. */
+const SERVICE_ROOT = process.env.BENCH_SERVICE_ROOT ?? ROOT
+
+export interface Child {
+  readonly name: string
+  readonly child: ChildProcess
+  readonly pid: number
+  readonly logFile: string
+  readonly tail: () => string
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  readonly isRunning: () => boolean
+  readonly sampler: ProcSampler
+}
+
+/**
+ * Node flags for the service child (not the baseline): those of `npm start`, so it runs as in
+ * production, then BENCH_SERVICE_NODE_FLAGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to
+ * profile it (NODE_OPTIONS refuses --cpu-prof).
+ */
+const nodeFlags = (name: string): Array<string> =>
+  name.startsWith("service")
+    ? [...startFlags(SERVICE_ROOT), ...(process.env.BENCH_SERVICE_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag !== "")]
+    : []
+
+export const startChild = (name: string, script: string, env: Record<string, string>, runId: string): Child => {
+  const logFile = join(tmpdir(), `chatico-bench-${runId}-${name}.log`)
+  const out = createWriteStream(logFile)
+  const cwd = name.startsWith("service") ? SERVICE_ROOT : ROOT
+  const child = spawn(process.execPath, [...nodeFlags(name), script], { cwd, env, stdio: ["ignore", "pipe", "pipe"] })
+  const lines: Array<string> = []
+  const keep = (chunk: Buffer) => {
+    out.write(chunk)
+    for (const line of chunk.toString("utf8").split("\n")) {
+      if (line.trim() === "") continue
+      lines.push(line.length > 400 ? line.slice(0, 400) + "…" : line)
+      if (lines.length > 30) lines.shift()
+    }
+  }
+  child.stdout!.on("data", keep)
+  child.stderr!.on("data", keep)
+  let running = true
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => {
+      running = false
+      resolve({ code, signal })
+    })
+  )
+  child.once("close", () => out.end())
+  if (child.pid === undefined) throw new Error(`could not start ${name}`)
+  return {
+    name,
+    child,
+    pid: child.pid,
+    logFile,
+    tail: () => lines.join("\n"),
+    exited,
+    isRunning: () => running,
+    sampler: sampleProcess(child.pid)
+  }
+}
+
+/** SIGTERM, then wait (SIGKILL after timeoutMs). Returns how long the exit took. */
+export const stopChild = async (proc: Child, timeoutMs = 30_000) => {
+  if (!proc.isRunning()) {
+    const { code, signal } = await proc.exited
+    return { ms: 0, code, signal, killed: false, alreadyExited: true }
+  }
+  const t0 = performance.now()
+  proc.child.kill("SIGTERM")
+  let killed = false
+  const timer = setTimeout(() => {
+    killed = true
+    proc.child.kill("SIGKILL")
+  }, timeoutMs)
+  const { code, signal } = await proc.exited
+  clearTimeout(timer)
+  proc.sampler.stop()
+  return { ms: performance.now() - t0, code, signal, killed, alreadyExited: false }
+}
+
+export const waitHttp200 = async (proc: Child, url: string, timeoutMs: number) => {
+  const t0 = performance.now()
+  let last = "no answer"
+  while (performance.now() - t0 < timeoutMs) {
+    if (!proc.isRunning()) {
+      const { code, signal } = await proc.exited
+      throw new Error(`${proc.name} exited (code ${code}, signal ${signal}) before ${url} answered 200`)
+    }
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(2_000) })
+      const text = await response.text()
+      if (response.status === 200) return performance.now() - t0
+      last = `${response.status} ${text.slice(0, 300)}`
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err)
+    }
+    await sleep(200)
+  }
+  throw new Error(`${url} did not answer 200 within ${timeoutMs / 1000} s (last: ${last})`)
+}
+
+/** Says why a phase failed and what its process wrote last. */
+export const reportFailure = (name: string, proc: Child, err: unknown) => {
+  const tail = proc.tail()
+  console.error(`[bench] ${name} phase failed: ${err instanceof Error ? err.message : String(err)}`)
+  if (tail) console.error(`[bench] last ${name} output (${proc.logFile}):\n${tail}`)
+}
