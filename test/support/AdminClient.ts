@@ -2,6 +2,7 @@ import { Context, Effect, Schema } from "effect"
 import { FetchHttpClient, HttpClient, HttpClientError, HttpClientRequest } from "effect/http"
 import { HttpApi, HttpApiClient } from "effect/http-api"
 import { Api } from "../../src/http/Api.ts"
+import { ValidationBody } from "../../src/http/Errors.ts"
 import { SECRET_KEY, TestApp } from "./TestApp.ts"
 
 // A field the contract does not declare is refused, not dropped: it is drift too.
@@ -54,3 +55,8 @@ export const refused = <A, E, R>(call: Effect.Effect<A, E, R>) =>
     return { status: last.status, error }
   })
 
+/** The problems of a 422 the client could not have sent (malformed input), read with the contract's schema. */
+export const problemsOf = (body: unknown) => Schema.decodeUnknownSync(ValidationBody)(body).detail
+
+/** The `loc` paths of a 422's problems, joined with dots. */
+export const locsOf = (body: unknown) => problemsOf(body).map((problem) => problem.loc.join("."))
