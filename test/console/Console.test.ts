@@ -2,6 +2,8 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import type { Page } from "playwright-core"
+import { WorkerAppId } from "../../src/domain/WorkerApp.ts"
+import { AdminClient, answered, refused } from "../support/AdminClient.ts"
 import { Amqp } from "../support/Amqp.ts"
 import { assertPageSound, Browser, evaluate } from "../support/Browser.ts"
 import { JournalDb, SECRET_KEY, TestApp } from "../support/TestApp.ts"
@@ -122,7 +124,7 @@ layer(environment, { excludeTestServices: true, timeout: "240 seconds" })("the o
       const row = page.locator("#apps tbody tr", { hasText: state.queue })
       assert.strictEqual(yield* promise(() => row.count()), 1)
       state.appId = (yield* promise(() => row.getAttribute("data-app"))) ?? ""
-      const app = yield* (yield* TestApp).request<{ readonly owner_id: string; readonly queue_name: string }>(`/worker-apps/${state.appId}`)
+      const app = yield* answered((yield* AdminClient).workerApps.get({ params: { id: WorkerAppId.make(state.appId) } }))
       assert.strictEqual(app.status, 200)
       assert.strictEqual(app.body.owner_id, state.owner)
       // Its queue exists when the form returns, as with the API.
@@ -283,7 +285,7 @@ layer(environment, { excludeTestServices: true, timeout: "240 seconds" })("the o
       yield* promise(() => page.locator("button.danger").focus())
       yield* promise(() => Promise.all([page.waitForNavigation(), page.keyboard.press("Enter")]))
       assert.strictEqual(page.url(), `${baseUrl}/console/apps?notice=deleted`)
-      assert.strictEqual((yield* (yield* TestApp).request(`/worker-apps/${doomed.id}`)).status, 404)
+      assert.strictEqual((yield* refused((yield* AdminClient).workerApps.get({ params: { id: doomed.id } }))).status, 404)
     }))
 
   it.effect("a state-changing POST without the CSRF token, or with another, is refused", () =>
@@ -299,8 +301,8 @@ layer(environment, { excludeTestServices: true, timeout: "240 seconds" })("the o
       assert.strictEqual(wrong.status(), 403)
       const replay = yield* promise(() => page.request.post(`${app.baseUrl}/console/replay`, { form: { status: "routed" }, maxRedirects: 0 }))
       assert.strictEqual(replay.status(), 403)
-      const list = yield* app.request<{ readonly items: ReadonlyArray<{ readonly name: string }> }>("/worker-apps/?limit=500")
-      assert.isFalse(list.body.items.some((item) => item.name === name))
+      const list = yield* (yield* AdminClient).workerApps.list({ query: { limit: 500 } })
+      assert.isFalse(list.items.some((item) => item.name === name))
     }))
 
   it.effect("no page made a request beyond 127.0.0.1 or logged a console error", () =>

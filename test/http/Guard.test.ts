@@ -1,5 +1,6 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import { AdminClient, answered } from "../support/AdminClient.ts"
 import { TestApp } from "../support/TestApp.ts"
 import { sign } from "../support/Webhooks.ts"
 
@@ -65,11 +66,11 @@ layer(TestApp.layer("guard_body"), { excludeTestServices: true, timeout: "60 sec
   it.effect("treats SQL-injection strings in every field, filter and path parameter as plain data", () =>
     Effect.gen(function*() {
       const app = yield* TestApp
+      const client = yield* AdminClient
       const injection = `x'); DROP TABLE worker_apps; --`
-      const created = yield* app.request<{ id: string; name: string; description: string }>("/worker-apps/", {
-        method: "POST",
-        json: { name: injection, owner_id: "4400000001", queue_name: "q.injection", description: injection }
-      })
+      const created = yield* answered(client.workerApps.create({
+        payload: { name: injection, owner_id: "4400000001", queue_name: "q.injection", description: injection }
+      }))
       assert.strictEqual(created.status, 201)
       assert.strictEqual(created.body.name, injection)
       for (
@@ -84,12 +85,12 @@ layer(TestApp.layer("guard_body"), { excludeTestServices: true, timeout: "60 sec
         const response = yield* app.request(path)
         assert.strictEqual(response.status, expected, path)
       }
-      const replay = yield* app.request("/monitoring/replay", { method: "POST", json: { owner_id: injection } })
+      const replay = yield* answered(client.monitoring.replay({ payload: { owner_id: injection } }))
       assert.strictEqual(replay.status, 200)
-      const update = yield* app.request(`/worker-apps/${created.body.id}`, { method: "PUT", json: { description: injection } })
+      const update = yield* answered(client.workerApps.update({ params: { id: created.body.id }, payload: { description: injection } }))
       assert.strictEqual(update.status, 200)
       // The table is still there and holds the string as written.
-      const list = yield* app.request<{ items: Array<{ description: string }> }>("/worker-apps/")
+      const list = yield* answered(client.workerApps.list({ query: {} }))
       assert.strictEqual(list.status, 200)
       assert.strictEqual(list.body.items[0]!.description, injection)
     }))

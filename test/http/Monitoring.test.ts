@@ -1,5 +1,6 @@
 import { assert, layer } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Effect } from "effect"
+import { AdminClient, answered, makeAdminClient } from "../support/AdminClient.ts"
 import { Amqp } from "../support/Amqp.ts"
 import { parseExposition, sampleValue } from "../support/Prometheus.ts"
 import { SECRET_KEY, TestApp } from "../support/TestApp.ts"
@@ -8,12 +9,11 @@ import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 import {
   decode,
   environment,
-  HealthJson,
   logs,
   type MetricEntry,
   metricsJson,
   metricsText,
-  QueuesJson,
+  PipelineDetail,
   quiescent,
   replay,
   send,
@@ -25,14 +25,15 @@ layer(environment("monitoring"), { excludeTestServices: true, timeout: "90 secon
   it.effect("/monitoring/health needs no token and reports database, rabbitmq and the pipeline", () =>
     Effect.gen(function*() {
       const app = yield* TestApp
-      for (const auth of [false, "wrong", true] as const) {
-        const response = yield* app.request<unknown>("/monitoring/health", { auth })
-        assert.strictEqual(response.status, 200, response.text)
-        const health = decode(HealthJson)(response.body)
-        assert.isTrue(health.checks.database.ok)
-        assert.isTrue(health.checks.rabbitmq.ok)
-        assert.isTrue(health.checks.pipeline.ok)
-        assert.isAtLeast(health.checks.pipeline.detail.in_flight, 0)
+      for (const key of [null, "wrong", SECRET_KEY]) {
+        const client = yield* makeAdminClient(app.baseUrl, key)
+        const response = yield* answered(client.health.health())
+        assert.strictEqual(response.status, 200)
+        const health = response.body
+        assert.isTrue(health.checks["database"]?.ok)
+        assert.isTrue(health.checks["rabbitmq"]?.ok)
+        assert.isTrue(health.checks["pipeline"]?.ok)
+        assert.isAtLeast(decode(PipelineDetail)(health.checks["pipeline"]?.detail).in_flight, 0)
       }
     }))
 
@@ -162,7 +163,7 @@ layer(environment("monitoring"), { excludeTestServices: true, timeout: "90 secon
 
   it.effect("/monitoring/queues reports each worker app's queue and dead-letter queue, and unroutable", () =>
     Effect.gen(function*() {
-      const app = yield* TestApp
+      const client = yield* AdminClient
       const amqp = yield* Amqp
       const workerApp = yield* createWorkerApp("queues")
       const deadLetterQueue = `${workerApp.queue_name}.dlq`
@@ -175,7 +176,7 @@ layer(environment("monitoring"), { excludeTestServices: true, timeout: "90 secon
       yield* eventually(amqp.queueMessageCount(workerApp.queue_name), (n) => n === 3)
 
       const report = yield* eventually(
-        Effect.map(app.request<unknown>("/monitoring/queues"), (r) => decode(QueuesJson)(r.body)),
+        client.monitoring.queues({ query: {} }),
         (r) => r.items.some((i) => i.worker_app_id === workerApp.id && i.queue?.messages === 3 && i.dead_letter_queue?.messages === 2)
       )
       const item = report.items.find((i) => i.worker_app_id === workerApp.id)
@@ -196,14 +197,13 @@ layer(environment("monitoring"), { excludeTestServices: true, timeout: "90 secon
       // Every worker app of this database is listed, once.
       const listed = report.items.map((i) => i.worker_app_id)
       assert.strictEqual(new Set(listed).size, listed.length)
-      const all = yield* app.request<unknown>("/worker-apps/?limit=500")
-      const total = decode(Schema.Struct({ total: Schema.Number }))(all.body).total
+      const total = (yield* client.workerApps.list({ query: { limit: 500 } })).total
       assert.strictEqual(listed.length, total)
 
       // Consumed, the counts follow.
       assert.strictEqual((yield* amqp.drainQueue(workerApp.queue_name, { expected: 3 })).length, 3)
       const drained = yield* eventually(
-        Effect.map(app.request<unknown>("/monitoring/queues"), (r) => decode(QueuesJson)(r.body)),
+        client.monitoring.queues({ query: {} }),
         (r) => r.items.some((i) => i.worker_app_id === workerApp.id && i.queue?.messages === 0)
       )
       assert.deepStrictEqual(

@@ -1,5 +1,6 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Schema } from "effect"
+import { WorkerApp } from "../../src/domain/WorkerApp.ts"
 import { Amqp } from "../support/Amqp.ts"
 import { TestApp } from "../support/TestApp.ts"
 
@@ -63,11 +64,13 @@ layer(Layer.mergeAll(Amqp.layer("openapi")).pipe(Layer.provideMerge(TestApp.laye
       const { spec: document } = yield* spec
       const example = requestExample(document, "workerApps.create")
       assert.isDefined(example)
-      const created = yield* app.request<{ readonly id: string; readonly queue_name: string }>("/worker-apps/", { method: "POST", json: example })
+      // Raw: the examples are sent exactly as the document gives them.
+      const created = yield* app.request("/worker-apps/", { method: "POST", json: example })
       assert.strictEqual(created.status, 201, created.text)
+      const createdApp = Schema.decodeUnknownSync(WorkerApp)(created.body)
       // The example's queues are declared on the shared broker: removed again.
-      yield* amqp.deleteQueues([created.body.queue_name, `${created.body.queue_name}.dlq`])
-      const updated = yield* app.request(`/worker-apps/${created.body.id}`, {
+      yield* amqp.deleteQueues([createdApp.queue_name, `${createdApp.queue_name}.dlq`])
+      const updated = yield* app.request(`/worker-apps/${createdApp.id}`, {
         method: "PUT",
         json: requestExample(document, "workerApps.update")
       })

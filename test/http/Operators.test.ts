@@ -5,6 +5,7 @@ import { parseExposition, sampleValue } from "../support/Prometheus.ts"
 import { tapLogLines } from "../support/SecretWatch.ts"
 import { JournalDb, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 import { commentEvent, postWebhook, sign, uniqueId, webhookText } from "../support/Webhooks.ts"
+import { AdminClient, answered, problemsOf } from "../support/AdminClient.ts"
 import { Amqp } from "../support/Amqp.ts"
 import { eventually } from "../support/WorkerApps.ts"
 
@@ -14,10 +15,6 @@ type Line = typeof Line.Type
 const parseLines = (lines: ReadonlyArray<string>): ReadonlyArray<Line> =>
   lines.map((line) => Schema.decodeUnknownSync(Line)(JSON.parse(line)))
 
-const Issues = Schema.Struct({
-  detail: Schema.Array(Schema.Struct({ loc: Schema.Array(Schema.Union([Schema.String, Schema.Number])), msg: Schema.String, type: Schema.String }))
-})
-const decode = Schema.decodeUnknownSync
 
 layer(
   Layer.mergeAll(JournalDb, Amqp.layer("operators")).pipe(
@@ -81,7 +78,7 @@ layer(
       const app = yield* TestApp
       const created = yield* app.request<unknown>("/worker-apps/", { method: "POST", json: { name: "", extra: 1 } })
       assert.strictEqual(created.status, 422, created.text)
-      assert.deepStrictEqual(decode(Issues)(created.body).detail, [
+      assert.deepStrictEqual(problemsOf(created.body), [
         { loc: ["body", "extra"], msg: "Extra inputs are not permitted", type: "extra_forbidden" },
         { loc: ["body", "name"], msg: "must not be empty", type: "value_error" },
         { loc: ["body", "name"], msg: "must not be blank", type: "value_error" },
@@ -90,7 +87,7 @@ layer(
       ])
       const logs = yield* app.request<unknown>("/monitoring/webhook-logs?foo=1&status=nope&limit=0")
       assert.strictEqual(logs.status, 422, logs.text)
-      assert.deepStrictEqual(decode(Issues)(logs.body).detail.map((issue) => [issue.loc.join("."), issue.type]), [
+      assert.deepStrictEqual(problemsOf(logs.body).map((issue) => [issue.loc.join("."), issue.type]), [
         ["query.foo", "extra_forbidden"],
         ["query.status", "value_error"],
         ["query.limit", "value_error"]
@@ -98,7 +95,7 @@ layer(
       // A filter the service refuses has the same shape.
       const replay = yield* app.request<unknown>("/monitoring/replay", { method: "POST", json: {} })
       assert.strictEqual(replay.status, 422, replay.text)
-      assert.deepStrictEqual(decode(Issues)(replay.body).detail, [
+      assert.deepStrictEqual(problemsOf(replay.body), [
         { loc: ["body"], msg: "give at least one of status, owner_id, worker_app_id, since, until", type: "value_error" }
       ])
     }))
@@ -106,17 +103,17 @@ layer(
   it.effect("is_active accepts true, false, 1 and 0 in any case", () =>
     Effect.gen(function*() {
       const app = yield* TestApp
+      const client = yield* AdminClient
       const amqp = yield* Amqp
       const queue = amqp.queueName("active")
-      const made = yield* app.request<{ readonly id: string }>("/worker-apps/", {
-        method: "POST",
-        json: { name: queue, owner_id: uniqueId(), queue_name: queue, is_active: false }
-      })
-      assert.strictEqual(made.status, 201, made.text)
+      const made = yield* answered(client.workerApps.create({
+        payload: { name: queue, owner_id: uniqueId(), queue_name: queue, is_active: false }
+      }))
+      assert.strictEqual(made.status, 201)
       const ids = (value: string) =>
-        app.request<{ readonly items: ReadonlyArray<{ readonly id: string }> }>(`/worker-apps/?is_active=${value}`).pipe(
+        answered(client.workerApps.list({ query: { is_active: value } })).pipe(
           Effect.map((response) => {
-            assert.strictEqual(response.status, 200, `${value}: ${response.text}`)
+            assert.strictEqual(response.status, 200, value)
             return response.body.items.map((item) => item.id)
           })
         )
@@ -135,7 +132,7 @@ layer(
           json: { name: `n-${uniqueId()}`, owner_id: uniqueId(), queue_name: queue }
         })
         assert.strictEqual(response.status, 422, queue)
-        assert.deepStrictEqual(decode(Issues)(response.body).detail.map((issue) => issue.loc.join(".")), ["body.queue_name"], queue)
+        assert.deepStrictEqual(problemsOf(response.body).map((issue) => issue.loc.join(".")), ["body.queue_name"], queue)
       }
     }))
 
@@ -160,15 +157,13 @@ layer(
       assert.strictEqual((yield* postWebhook(app, body, { signature: sign(body, "another-key") })).status, 401)
       assert.strictEqual((yield* postWebhook(app, "not json", { signature: sign("not json") })).status, 400)
       yield* app.request(`/webhook?hub.mode=subscribe&hub.verify_token=${VERIFY_TOKEN}`, { auth: false })
+      const client = yield* AdminClient
       const queue = amqp.queueName("audited")
-      const made = yield* app.request<{ readonly id: string }>("/worker-apps/", {
-        method: "POST",
-        json: { name: queue, owner_id: uniqueId(), queue_name: queue }
-      })
-      yield* app.request(`/worker-apps/${made.body.id}/toggle`, { method: "POST" })
-      yield* app.request(`/worker-apps/${made.body.id}`, { method: "PUT", json: { description: "audited" } })
-      yield* app.request(`/worker-apps/${made.body.id}`, { method: "DELETE" })
-      yield* app.request("/monitoring/replay", { method: "POST", json: { status: "dead_lettered" } })
+      const made = yield* client.workerApps.create({ payload: { name: queue, owner_id: uniqueId(), queue_name: queue } })
+      yield* client.workerApps.toggle({ params: { id: made.id } })
+      yield* client.workerApps.update({ params: { id: made.id }, payload: { description: "audited" } })
+      yield* client.workerApps.remove({ params: { id: made.id } })
+      yield* client.monitoring.replay({ payload: { status: "dead_lettered" } })
 
       const lines = parseLines(tap.lines)
       const access = lines.filter((line) => line.message === "request")
@@ -228,6 +223,7 @@ layer(
     Effect.gen(function*() {
       const app = yield* TestApp
       const sql = yield* SqlClient.SqlClient
+      // Raw: the 503's body on the wire is checked too (no `_tag`).
       const health = () => app.request<{ readonly status: string; readonly failing?: ReadonlyArray<string>; readonly checks: Record<string, { readonly ok: boolean; readonly error?: string }> }>("/monitoring/health", { auth: false })
       const before = yield* health()
       assert.strictEqual(before.status, 200, before.text)

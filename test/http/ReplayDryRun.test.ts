@@ -1,6 +1,7 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
+import { AdminClient, answered } from "../support/AdminClient.ts"
 import { Amqp } from "../support/Amqp.ts"
 import { JournalDb, TestApp } from "../support/TestApp.ts"
 import { commentEvent, postWebhook, webhookText } from "../support/Webhooks.ts"
@@ -24,17 +25,18 @@ layer(environment, { excludeTestServices: true, timeout: "90 seconds" })("POST /
           .pipe(Effect.orDie, Effect.map((rows) => rows[0]?.n ?? 0))
       assert.strictEqual(yield* eventually(routed(first.id), (n) => n === 2), 2)
 
-      const dry = yield* app.request("/monitoring/replay", { method: "POST", json: { worker_app_id: first.id, dry_run: true } })
-      assert.strictEqual(dry.status, 200, dry.text)
+      const client = yield* AdminClient
+      const dry = yield* answered(client.monitoring.replay({ payload: { worker_app_id: first.id, dry_run: true } }))
+      assert.strictEqual(dry.status, 200)
       assert.deepStrictEqual(dry.body, { queued: 2, more: false })
-      const byStatus = yield* app.request("/monitoring/replay", { method: "POST", json: { status: "dead_lettered", worker_app_id: first.id, dry_run: true } })
-      assert.deepStrictEqual(byStatus.body, { queued: 0, more: false })
+      const byStatus = yield* client.monitoring.replay({ payload: { status: "dead_lettered", worker_app_id: first.id, dry_run: true } })
+      assert.deepStrictEqual(byStatus, { queued: 0, more: false })
       // Nothing moved: both are still routed and no message was published.
       assert.strictEqual(yield* routed(first.id), 2)
       assert.strictEqual(yield* amqp.queueMessageCount(first.queue_name), 0)
 
-      const real = yield* app.request("/monitoring/replay", { method: "POST", json: { worker_app_id: first.id, dry_run: false } })
-      assert.deepStrictEqual(real.body, { queued: 2, more: false })
+      const real = yield* client.monitoring.replay({ payload: { worker_app_id: first.id, dry_run: false } })
+      assert.deepStrictEqual(real, { queued: 2, more: false })
       assert.strictEqual((yield* amqp.drainQueue(first.queue_name, { expected: 2, firstMessageMs: 30_000 })).length, 2)
       assert.strictEqual(yield* amqp.queueMessageCount(second.queue_name), 0)
 

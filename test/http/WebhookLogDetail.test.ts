@@ -1,33 +1,13 @@
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
+import type { EventStatus } from "../../src/domain/WebhookLog.ts"
+import { AdminClient, answered } from "../support/AdminClient.ts"
 import { Amqp } from "../support/Amqp.ts"
 import { JournalDb, TestApp } from "../support/TestApp.ts"
 import { commentEvent, ENTRY_TIME, postWebhook, type SentEvent, uniqueId, webhookText } from "../support/Webhooks.ts"
 import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 
-
-const EventJson = Schema.Struct({
-  event_id: Schema.String,
-  received_at: Schema.String,
-  status: Schema.String,
-  object: Schema.String,
-  field: Schema.String,
-  entry_id: Schema.String,
-  entry_time: Schema.NullOr(Schema.Number),
-  media_id: Schema.NullOr(Schema.String),
-  owner_id: Schema.NullOr(Schema.String),
-  worker_app_id: Schema.NullOr(Schema.String),
-  attempts: Schema.Number,
-  last_error: Schema.NullOr(Schema.String),
-  delivered_at: Schema.NullOr(Schema.String),
-  value: Schema.Unknown,
-  routing_note: Schema.NullOr(Schema.String),
-  duplicates: Schema.Number,
-  trace_id: Schema.NullOr(Schema.String)
-})
-const PageJson = Schema.Struct({ items: Schema.Array(Schema.Struct({ event_id: Schema.String, status: Schema.String })) })
-const decode = Schema.decodeUnknownSync
 
 const eventIdOf = (event: SentEvent) =>
   Effect.gen(function*() {
@@ -57,9 +37,9 @@ layer(
       // Meta's redelivery of the same change: counted on the event, not delivered again.
       assert.strictEqual((yield* postWebhook(app, body)).status, 200)
 
-      const response = yield* app.request<unknown>(`/monitoring/webhook-logs/${eventId}`)
-      assert.strictEqual(response.status, 200, response.text)
-      const shown = decode(EventJson)(response.body)
+      const response = yield* answered((yield* AdminClient).monitoring.webhookLog({ params: { event_id: eventId } }))
+      assert.strictEqual(response.status, 200)
+      const shown = response.body
       assert.deepInclude(shown, {
         event_id: eventId,
         status: "routed",
@@ -96,6 +76,7 @@ layer(
   it.effect("?owner_id= finds a pending event by its entry's account, and a routed one by its owner", () =>
     Effect.gen(function*() {
       const app = yield* TestApp
+      const client = yield* AdminClient
       const sql = yield* SqlClient.SqlClient
       const worker = yield* createWorkerApp("owner")
       const routed = commentEvent(worker.owner_id)
@@ -113,17 +94,17 @@ layer(
         WHERE event_id = ${pendingId}
       `.pipe(Effect.orDie)
 
-      const list = (ownerId: string, status?: string) =>
-        app.request<unknown>(
-          `/monitoring/webhook-logs?${new URLSearchParams({ owner_id: ownerId, ...(status === undefined ? {} : { status }) })}`
-        ).pipe(Effect.map((response) => {
-          assert.strictEqual(response.status, 200, response.text)
-          return decode(PageJson)(response.body).items
-        }))
+      const list = (ownerId: string, status?: EventStatus) =>
+        answered(client.monitoring.webhookLogs({ query: { owner_id: ownerId, ...(status === undefined ? {} : { status }) } })).pipe(
+          Effect.map((response) => {
+            assert.strictEqual(response.status, 200)
+            return response.body.items.map((item) => ({ event_id: item.event_id, status: item.status }))
+          })
+        )
       assert.deepStrictEqual(yield* list(account), [{ event_id: pendingId, status: "pending" }])
       assert.deepStrictEqual(yield* list(account, "pending"), [{ event_id: pendingId, status: "pending" }])
       assert.deepStrictEqual(yield* list(worker.owner_id), [{ event_id: routedId, status: "routed" }])
-      const detail = yield* app.request<unknown>(`/monitoring/webhook-logs/${pendingId}`)
-      assert.deepInclude(decode(EventJson)(detail.body), { status: "pending", owner_id: null, entry_id: account })
+      const detail = yield* client.monitoring.webhookLog({ params: { event_id: pendingId } })
+      assert.deepInclude(detail, { status: "pending", owner_id: null, entry_id: account })
     }))
 })

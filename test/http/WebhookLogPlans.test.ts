@@ -2,12 +2,14 @@ import { assert, layer } from "@effect/vitest"
 import { Duration, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { createHash } from "node:crypto"
+import type { EventStatus, WebhookLogEntry } from "../../src/domain/WebhookLog.ts"
+import { WorkerAppId } from "../../src/domain/WorkerApp.ts"
 import { AppNoConfig } from "../../src/layers/App.ts"
 import { AppConfig } from "../../src/services/AppConfig.ts"
 import { webhookLogSelect, type WebhookLogQuery } from "../../src/services/Operations.ts"
 import { JournalDb, TestApp, testConfig } from "../support/TestApp.ts"
 import { eventually } from "../support/WorkerApps.ts"
-import { LogEntry, LogPage, allPages, assertNewestFirst, logs } from "../support/Monitoring.ts"
+import { allPages, assertNewestFirst, type LogPage, logs, type LogsQuery as EndpointQuery } from "../support/Monitoring.ts"
 
 // ---------------------------------------------------------------------------------------------
 // A journal of 100,000 rows: the webhook-logs queries are index scans, and the endpoint is right.
@@ -15,7 +17,7 @@ import { LogEntry, LogPage, allPages, assertNewestFirst, logs } from "../support
 
 const SEEDED = 100_000
 const SEEDED_DUPLICATES = 10_000
-const SEED_APPS = [0, 1, 2, 3, 4].map((k) => `00000000-0000-4000-8000-00000000000${k}`)
+const SEED_APPS = [0, 1, 2, 3, 4].map((k) => WorkerAppId.make(`00000000-0000-4000-8000-00000000000${k}`))
 const SEED_STATUSES = [
   "routed",
   "routed",
@@ -34,7 +36,7 @@ const seedBase = new Date(Math.floor(Date.now() / 1000) * 1000)
 interface SeededRow {
   readonly event_id: string
   readonly at: number
-  readonly status: string
+  readonly status: EventStatus
   readonly owner_id: string
   readonly worker_app_id: string | null
 }
@@ -209,7 +211,7 @@ layer(
     Effect.gen(function*() {
       yield* seedJournal
       const ids = (rows: ReadonlyArray<{ readonly event_id: string }>) => rows.map((r) => r.event_id)
-      const cases: ReadonlyArray<readonly [Record<string, string>, (row: SeededRow) => boolean, number]> = [
+      const cases: ReadonlyArray<readonly [EndpointQuery, (row: SeededRow) => boolean, number]> = [
         [{}, () => true, 2],
         [{ status: "routed" }, (r) => r.status === "routed", 2],
         [{ status: "unroutable" }, (r) => r.status === "unroutable", 2],
@@ -227,10 +229,10 @@ layer(
       ]
       for (const [query, keep, pagesToRead] of cases) {
         const want = expected.filter(keep)
-        const got: Array<LogEntry> = []
+        const got: Array<WebhookLogEntry> = []
         let cursor: string | null = null
         for (let page = 0; page < pagesToRead; page++) {
-          const response: LogPage = yield* logs(cursor === null ? { ...query, limit: "500" } : { ...query, limit: "500", cursor })
+          const response: LogPage = yield* logs(cursor === null ? { ...query, limit: 500 } : { ...query, limit: 500, cursor })
           got.push(...response.items)
           cursor = response.next_cursor
           if (cursor === null) break
@@ -253,7 +255,7 @@ layer(
       }
 
       // All 100,000, 500 at a time: each exactly once, in order, and the cursor ends.
-      const walked = yield* allPages({ limit: "500" })
+      const walked = yield* allPages({ limit: 500 })
       assert.strictEqual(walked.length, SEEDED / 500)
       assert.isNull(walked[walked.length - 1]!.next_cursor)
       const all = walked.flatMap((p) => ids(p.items))
@@ -261,7 +263,7 @@ layer(
       assert.deepStrictEqual(all, ids(expected))
 
       // Duplicates: newest first by arrival, paged without overlap.
-      const duplicates = yield* allPages({ status: "duplicate", limit: "500", since: new Date(seedBase.getTime() - 600_000).toISOString() })
+      const duplicates = yield* allPages({ status: "duplicate", limit: 500, since: new Date(seedBase.getTime() - 600_000).toISOString() })
       const items = duplicates.flatMap((p) => p.items)
       // Redelivery j arrives at base - floor(j / 3) s + 0.5 s: those with floor(j / 3) <= 600 are in.
       const inWindow = Array.from({ length: SEEDED_DUPLICATES }, (_, k) => k + 1).filter((j) => Math.floor(j / 3) <= 600)

@@ -1,6 +1,9 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
+import type { EventStatus, WebhookLogEntry } from "../../src/domain/WebhookLog.ts"
+import { WorkerAppId } from "../../src/domain/WorkerApp.ts"
+import { locsOf } from "../support/AdminClient.ts"
 import { Amqp } from "../support/Amqp.ts"
 import { TestApp } from "../support/TestApp.ts"
 import { commentEvent, uniqueId } from "../support/Webhooks.ts"
@@ -8,17 +11,14 @@ import { createWorkerApp } from "../support/WorkerApps.ts"
 import {
   allPages,
   assertNewestFirst,
-  decode,
   environment,
   eventIdOf,
-  LogEntry,
   logs,
   quiescent,
   send,
   sendEach,
   settledRows,
-  UNROUTABLE,
-  ValidationJson
+  UNROUTABLE
 } from "../support/Monitoring.ts"
 
 layer(environment("monitoring_logs"), { excludeTestServices: true, timeout: "90 seconds" })("webhook logs", (it) => {
@@ -63,7 +63,7 @@ layer(environment("monitoring_logs"), { excludeTestServices: true, timeout: "90 
       const byApp = yield* logs({ worker_app_id: appB.id })
       assert.deepStrictEqual(ids(byApp.items), ids(rowsB))
       assertNewestFirst(byApp.items)
-      const nobody = yield* logs({ worker_app_id: "00000000-0000-4000-8000-000000000000" })
+      const nobody = yield* logs({ worker_app_id: WorkerAppId.make("00000000-0000-4000-8000-000000000000") })
       assert.deepStrictEqual(nobody, { items: [], next_cursor: null })
 
       // status: only that status; ours of it in, ours of the others out; as many as the journal holds.
@@ -73,13 +73,13 @@ layer(environment("monitoring_logs"), { excludeTestServices: true, timeout: "90 
           Effect.orDie,
           Effect.map((rows) => rows[0]?.n ?? -1)
         )
-      const expectations: ReadonlyArray<readonly [string, ReadonlyArray<string>, ReadonlyArray<string>]> = [
+      const expectations: ReadonlyArray<readonly [EventStatus, ReadonlyArray<string>, ReadonlyArray<string>]> = [
         ["routed", ids([...rowsA, ...rowsB]), ids([...rowsU, rowIgnored!])],
         ["unroutable", ids(rowsU), ids([...rowsA, ...rowsB, rowIgnored!])],
         ["ignored", ids([rowIgnored!]), ids([...rowsA, ...rowsB, ...rowsU])]
       ]
       for (const [status, mine, notMine] of expectations) {
-        const pages = yield* allPages({ status, limit: "500" })
+        const pages = yield* allPages({ status, limit: 500 })
         const items = pages.flatMap((p) => p.items)
         assert.isTrue(items.every((e) => e.status === status), status)
         for (const id of mine) assert.include(items.map((e) => e.event_id), id, status)
@@ -105,7 +105,7 @@ layer(environment("monitoring_logs"), { excludeTestServices: true, timeout: "90 
       const since = middle?.received_at ?? ""
       const sinceA = yield* logs({ owner_id: appA.owner_id, since })
       assert.deepStrictEqual(ids(sinceA.items), ids(rowsA.slice(1)))
-      const sinceAll = yield* allPages({ since, limit: "500" })
+      const sinceAll = yield* allPages({ since, limit: 500 })
       const sinceItems = sinceAll.flatMap((p) => p.items)
       assert.isTrue(sinceItems.every((e) => Date.parse(e.received_at) >= Date.parse(since)))
       for (const id of ids([...rowsA.slice(1), ...rowsB, ...rowsU])) assert.include(sinceItems.map((e) => e.event_id), id)
@@ -117,10 +117,10 @@ layer(environment("monitoring_logs"), { excludeTestServices: true, timeout: "90 
       assert.deepStrictEqual(future.items, [])
 
       // limit: the newest `limit`, and a cursor to the rest.
-      const two = yield* logs({ owner_id: appA.owner_id, limit: "2" })
+      const two = yield* logs({ owner_id: appA.owner_id, limit: 2 })
       assert.deepStrictEqual(two.items.map((e) => e.event_id), byOwner.items.slice(0, 2).map((e) => e.event_id))
       assert.isString(two.next_cursor)
-      const exact = yield* logs({ owner_id: appA.owner_id, limit: "3" })
+      const exact = yield* logs({ owner_id: appA.owner_id, limit: 3 })
       assert.strictEqual(exact.items.length, 3)
       assert.isNull(exact.next_cursor, "no cursor when nothing follows")
 
@@ -151,7 +151,7 @@ layer(environment("monitoring_logs"), { excludeTestServices: true, timeout: "90 
 
       const sql = yield* SqlClient.SqlClient
       const total = (yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM webhook_events`.pipe(Effect.orDie))[0]?.n
-      const everything = yield* logs({ limit: "500" })
+      const everything = yield* logs({ limit: 500 })
       assert.strictEqual(everything.items.length, total)
       assert.isNull(everything.next_cursor)
       assertNewestFirst(everything.items)
@@ -166,7 +166,7 @@ layer(environment("monitoring_logs"), { excludeTestServices: true, timeout: "90 
       ) {
         assert.isAtLeast(expected.length, 10, JSON.stringify(query))
         for (const limit of [1, 2, 3, 4]) {
-          const pages = yield* allPages({ ...query, limit: String(limit) })
+          const pages = yield* allPages({ ...query, limit })
           const seen = pages.flatMap((p) => p.items.map((e) => e.event_id))
           assert.deepStrictEqual(seen, expected, `${JSON.stringify(query)} limit=${limit}`)
           assert.strictEqual(pages.length, Math.ceil(expected.length / limit))
@@ -176,11 +176,11 @@ layer(environment("monitoring_logs"), { excludeTestServices: true, timeout: "90 
       }
 
       // Duplicates page by their own order (arrival, then id): every one once.
-      const duplicates = yield* logs({ status: "duplicate", limit: "500" })
+      const duplicates = yield* logs({ status: "duplicate", limit: 500 })
       assert.isAtLeast(duplicates.items.length, 3)
-      const key = (e: LogEntry) => `${e.event_id}@${e.received_at}`
+      const key = (e: WebhookLogEntry) => `${e.event_id}@${e.received_at}`
       for (const limit of [1, 2]) {
-        const pages = yield* allPages({ status: "duplicate", limit: String(limit) })
+        const pages = yield* allPages({ status: "duplicate", limit })
         assert.deepStrictEqual(pages.flatMap((p) => p.items.map(key)), duplicates.items.map(key), `limit=${limit}`)
         assert.isNull(pages[pages.length - 1]!.next_cursor)
       }
@@ -224,7 +224,7 @@ layer(environment("monitoring_logs"), { excludeTestServices: true, timeout: "90 
       ) {
         const response = yield* app.request<unknown>(`/monitoring/webhook-logs?${query}`)
         assert.strictEqual(response.status, 422, `${query}: ${response.text}`)
-        assert.include(decode(ValidationJson)(response.body).detail.map((d) => d.loc.join(".")), loc, query)
+        assert.include(locsOf(response.body), loc, query)
       }
     }))
 
@@ -237,7 +237,7 @@ layer(environment("monitoring_logs"), { excludeTestServices: true, timeout: "90 
       const workerApp = yield* createWorkerApp("cross-cursor")
       yield* sendEach(workerApp.owner_id, 2)
       assert.strictEqual((yield* amqp.drainQueue(workerApp.queue_name, { expected: 2 })).length, 2)
-      const first = yield* logs({ owner_id: workerApp.owner_id, limit: "1" })
+      const first = yield* logs({ owner_id: workerApp.owner_id, limit: 1 })
       assert.isString(first.next_cursor)
       const forged = Buffer.from(JSON.stringify(["2026-01-01T00:00:00.000Z", "x"])).toString("base64url")
       // A time JavaScript reads but Postgres cannot hold.

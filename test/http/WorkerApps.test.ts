@@ -1,24 +1,8 @@
 import { assert, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
+import { WorkerApp, WorkerAppConflict, type WorkerAppCreate, WorkerAppId } from "../../src/domain/WorkerApp.ts"
+import { AdminClient, answered, locsOf, makeAdminClient, refused } from "../support/AdminClient.ts"
 import { TestApp } from "../support/TestApp.ts"
-
-interface WorkerAppJson {
-  readonly id: string
-  readonly name: string
-  readonly owner_id: string
-  readonly queue_name: string
-  readonly is_active: boolean
-  readonly description: string | null
-  readonly created_at: string
-  readonly updated_at: string
-}
-interface ListJson {
-  readonly items: ReadonlyArray<WorkerAppJson>
-  readonly total: number
-}
-interface ValidationJson {
-  readonly detail: ReadonlyArray<{ readonly loc: ReadonlyArray<string | number>; readonly msg: string }>
-}
 
 let counter = 0
 const unique = () => {
@@ -26,28 +10,30 @@ const unique = () => {
   return { name: `app-${counter}`, owner_id: `1784140000${counter}`, queue_name: `wa.test.q${counter}` }
 }
 
-const create = (body: Record<string, unknown>) =>
-  Effect.flatMap(TestApp, (app) => app.request<WorkerAppJson>("/worker-apps/", { method: "POST", json: body }))
+const create = (payload: WorkerAppCreate) =>
+  Effect.flatMap(AdminClient, (client) => answered(client.workerApps.create({ payload })))
 
-const locs = (body: ValidationJson) => body.detail.map((d) => d.loc.join("."))
+// The client's paths have no trailing slash: the slashed forms are sent as written.
+const decodeApp = Schema.decodeUnknownSync(WorkerApp)
 
 layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 seconds" })("worker apps admin API", (it) => {
   it.effect("creates an app with defaults and reads it back, with and without the trailing slash", () =>
     Effect.gen(function*() {
       const app = yield* TestApp
+      const client = yield* AdminClient
       const input = unique()
       const created = yield* create(input)
       assert.strictEqual(created.status, 201)
       assert.deepInclude(created.body, { ...input, is_active: true, description: null })
       assert.match(created.body.id, /^[0-9a-f-]{36}$/)
       assert.isFalse(Number.isNaN(Date.parse(created.body.created_at)))
-      const got = yield* app.request<WorkerAppJson>(`/worker-apps/${created.body.id}`)
+      const got = yield* answered(client.workerApps.get({ params: { id: created.body.id } }))
       assert.strictEqual(got.status, 200)
       assert.deepStrictEqual(got.body, created.body)
-      const gotSlash = yield* app.request<WorkerAppJson>(`/worker-apps/${created.body.id}/`)
+      const gotSlash = yield* app.request(`/worker-apps/${created.body.id}/`)
       assert.strictEqual(gotSlash.status, 200)
-      const noSlash = yield* app.request<WorkerAppJson>("/worker-apps", { method: "POST", json: unique() })
-      assert.strictEqual(noSlash.status, 201)
+      const slash = yield* app.request("/worker-apps/", { method: "POST", json: unique() })
+      assert.strictEqual(slash.status, 201)
     }))
 
   it.effect("creates with a description and inactive", () =>
@@ -60,38 +46,41 @@ layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 se
 
   it.effect("lists with each filter and pages", () =>
     Effect.gen(function*() {
-      const app = yield* TestApp
+      const client = yield* AdminClient
+      const list = (query: Parameters<typeof client.workerApps.list>[0]["query"]) =>
+        answered(client.workerApps.list({ query }))
       const a = yield* create({ ...unique(), is_active: true })
       const b = yield* create({ ...unique(), is_active: false })
-      const all = yield* app.request<ListJson>("/worker-apps/?limit=500")
+      const all = yield* list({ limit: 500 })
       assert.strictEqual(all.status, 200)
       assert.strictEqual(all.body.total, all.body.items.length)
       assert.isTrue(all.body.items.some((w) => w.id === a.body.id))
 
-      const active = yield* app.request<ListJson>("/worker-apps?is_active=true&limit=500")
+      const active = yield* list({ is_active: "true", limit: 500 })
       assert.isTrue(active.body.items.every((w) => w.is_active))
       assert.isTrue(active.body.items.some((w) => w.id === a.body.id))
-      const inactive = yield* app.request<ListJson>("/worker-apps?is_active=false&limit=500")
+      const inactive = yield* list({ is_active: "false", limit: 500 })
       assert.isTrue(inactive.body.items.every((w) => !w.is_active))
       assert.isTrue(inactive.body.items.some((w) => w.id === b.body.id))
       assert.strictEqual(active.body.total + inactive.body.total, all.body.total)
 
-      const byOwner = yield* app.request<ListJson>(`/worker-apps?owner_id=${b.body.owner_id}`)
+      const byOwner = yield* list({ owner_id: b.body.owner_id })
       assert.deepStrictEqual(byOwner.body, { items: [b.body], total: 1 })
 
-      const page1 = yield* app.request<ListJson>("/worker-apps?limit=1&offset=0")
-      const page2 = yield* app.request<ListJson>("/worker-apps?limit=1&offset=1")
+      const page1 = yield* list({ limit: 1, offset: 0 })
+      const page2 = yield* list({ limit: 1, offset: 1 })
       assert.strictEqual(page1.body.items.length, 1)
       assert.strictEqual(page2.body.items.length, 1)
       assert.notStrictEqual(page1.body.items[0]!.id, page2.body.items[0]!.id)
       assert.strictEqual(page1.body.total, all.body.total)
-      const beyond = yield* app.request<ListJson>(`/worker-apps?offset=${all.body.total}`)
+      const beyond = yield* list({ offset: all.body.total })
       assert.deepStrictEqual(beyond.body.items, [])
     }))
 
   it.effect("updates each field, alone and together", () =>
     Effect.gen(function*() {
       const app = yield* TestApp
+      const client = yield* AdminClient
       const created = yield* create(unique())
       const id = created.body.id
       const next = unique()
@@ -105,18 +94,19 @@ layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 se
           { is_active: false }
         ]
       ) {
-        const updated = yield* app.request<WorkerAppJson>(`/worker-apps/${id}`, { method: "PUT", json: change })
+        const updated = yield* answered(client.workerApps.update({ params: { id }, payload: change }))
         assert.strictEqual(updated.status, 200, JSON.stringify(change))
         assert.deepInclude(updated.body, change)
       }
-      const both = yield* app.request<WorkerAppJson>(`/worker-apps/${id}/`, {
+      const both = yield* app.request(`/worker-apps/${id}/`, {
         method: "PUT",
         json: { name: `${next.name}-b`, is_active: true }
       })
       assert.strictEqual(both.status, 200)
-      assert.deepInclude(both.body, { ...next, name: `${next.name}-b`, is_active: true, description: null })
-      assert.isTrue(Date.parse(both.body.updated_at) >= Date.parse(created.body.updated_at))
-      const empty = yield* app.request<WorkerAppJson>(`/worker-apps/${id}`, { method: "PUT", json: {} })
+      const bothApp = decodeApp(both.body)
+      assert.deepInclude(bothApp, { ...next, name: `${next.name}-b`, is_active: true, description: null })
+      assert.isTrue(Date.parse(bothApp.updated_at) >= Date.parse(created.body.updated_at))
+      const empty = yield* answered(client.workerApps.update({ params: { id }, payload: {} }))
       assert.strictEqual(empty.status, 200)
       assert.strictEqual(empty.body.name, `${next.name}-b`)
     }))
@@ -124,17 +114,19 @@ layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 se
   it.effect("toggles and deletes", () =>
     Effect.gen(function*() {
       const app = yield* TestApp
+      const client = yield* AdminClient
       const created = yield* create(unique())
       const id = created.body.id
-      const off = yield* app.request<WorkerAppJson>(`/worker-apps/${id}/toggle`, { method: "POST" })
+      const off = yield* answered(client.workerApps.toggle({ params: { id } }))
       assert.strictEqual(off.status, 200)
       assert.isFalse(off.body.is_active)
-      const on = yield* app.request<WorkerAppJson>(`/worker-apps/${id}/toggle/`, { method: "POST" })
-      assert.isTrue(on.body.is_active)
+      const on = yield* app.request(`/worker-apps/${id}/toggle/`, { method: "POST" })
+      assert.isTrue(decodeApp(on.body).is_active)
+      // Raw: the 204 must have an empty body.
       const deleted = yield* app.request(`/worker-apps/${id}`, { method: "DELETE" })
       assert.strictEqual(deleted.status, 204)
       assert.strictEqual(deleted.text, "")
-      const gone = yield* app.request(`/worker-apps/${id}`)
+      const gone = yield* refused(client.workerApps.get({ params: { id } }))
       assert.strictEqual(gone.status, 404)
       const again = yield* app.request(`/worker-apps/${id}/`, { method: "DELETE" })
       assert.strictEqual(again.status, 404)
@@ -142,18 +134,17 @@ layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 se
 
   it.effect("answers 404 for an unknown id on every route", () =>
     Effect.gen(function*() {
-      const app = yield* TestApp
-      const id = "00000000-0000-4000-8000-000000000000"
-      for (
-        const [method, path, json] of [
-          ["GET", `/worker-apps/${id}`, undefined],
-          ["PUT", `/worker-apps/${id}`, { name: "x" }],
-          ["DELETE", `/worker-apps/${id}`, undefined],
-          ["POST", `/worker-apps/${id}/toggle`, undefined]
-        ] as const
-      ) {
-        const response = yield* app.request(path, { method, json })
-        assert.strictEqual(response.status, 404, `${method} ${path}`)
+      const client = yield* AdminClient
+      const id = WorkerAppId.make("00000000-0000-4000-8000-000000000000")
+      const calls: ReadonlyArray<readonly [string, Effect.Effect<unknown, unknown>]> = [
+        [`GET /worker-apps/${id}`, client.workerApps.get({ params: { id } })],
+        [`PUT /worker-apps/${id}`, client.workerApps.update({ params: { id }, payload: { name: "x" } })],
+        [`DELETE /worker-apps/${id}`, client.workerApps.remove({ params: { id } })],
+        [`POST /worker-apps/${id}/toggle`, client.workerApps.toggle({ params: { id } })]
+      ]
+      for (const [route, call] of calls) {
+        const response = yield* refused(call)
+        assert.strictEqual(response.status, 404, route)
       }
     }))
 
@@ -182,8 +173,8 @@ layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 se
         assert.strictEqual(basic.status, 401)
       }
       // Nothing changed behind the 401s.
-      const still = yield* app.request<WorkerAppJson>(`/worker-apps/${created.body.id}`)
-      assert.deepStrictEqual(still.body, created.body)
+      const still = yield* (yield* AdminClient).workerApps.get({ params: { id: created.body.id } })
+      assert.deepStrictEqual(still, created.body)
     }))
 
   it.effect("answers 422 naming the field for each invalid input", () =>
@@ -208,27 +199,27 @@ layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 se
         [{ name: "no-queue", owner_id: "2" }, "body.queue_name"]
       ]
       for (const [body, loc] of cases) {
-        const response = yield* app.request<ValidationJson>("/worker-apps/", { method: "POST", json: body })
+        const response = yield* app.request("/worker-apps/", { method: "POST", json: body })
         assert.strictEqual(response.status, 422, JSON.stringify(body))
-        assert.include(locs(response.body), loc, JSON.stringify(response.body))
+        assert.include(locsOf(response.body), loc, JSON.stringify(response.body))
       }
       const created = yield* create(unique())
-      const badUpdate = yield* app.request<ValidationJson>(`/worker-apps/${created.body.id}`, {
+      const badUpdate = yield* app.request(`/worker-apps/${created.body.id}`, {
         method: "PUT",
         json: { queue_name: "amq.nope" }
       })
       assert.strictEqual(badUpdate.status, 422)
-      assert.include(locs(badUpdate.body), "body.queue_name")
-      const nullActive = yield* app.request<ValidationJson>(`/worker-apps/${created.body.id}`, {
+      assert.include(locsOf(badUpdate.body), "body.queue_name")
+      const nullActive = yield* app.request(`/worker-apps/${created.body.id}`, {
         method: "PUT",
         json: { is_active: null }
       })
       assert.strictEqual(nullActive.status, 422)
 
       for (const path of ["/worker-apps/not-a-uuid", "/worker-apps/123/toggle"]) {
-        const response = yield* app.request<ValidationJson>(path, { method: path.endsWith("toggle") ? "POST" : "GET" })
+        const response = yield* app.request(path, { method: path.endsWith("toggle") ? "POST" : "GET" })
         assert.strictEqual(response.status, 422, path)
-        assert.include(locs(response.body), "path.id")
+        assert.include(locsOf(response.body), "path.id")
       }
       for (
         const [query, loc] of [
@@ -240,9 +231,9 @@ layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 se
           ["owner_id=abc", "query.owner_id"]
         ] as const
       ) {
-        const response = yield* app.request<ValidationJson>(`/worker-apps/?${query}`)
+        const response = yield* app.request(`/worker-apps/?${query}`)
         assert.strictEqual(response.status, 422, query)
-        assert.include(locs(response.body), loc)
+        assert.include(locsOf(response.body), loc)
       }
       const notJson = yield* app.request("/worker-apps/", {
         method: "POST",
@@ -254,22 +245,20 @@ layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 se
 
   it.effect("answers 409 for each unique field, on create and on update", () =>
     Effect.gen(function*() {
-      const app = yield* TestApp
+      const client = yield* AdminClient
       const first = yield* create(unique())
       for (const field of ["name", "owner_id", "queue_name"] as const) {
-        const response = yield* app.request<{ field: string }>("/worker-apps/", {
-          method: "POST",
-          json: { ...unique(), [field]: first.body[field] }
-        })
+        const response = yield* refused(client.workerApps.create({ payload: { ...unique(), [field]: first.body[field] } }))
         assert.strictEqual(response.status, 409, field)
-        assert.strictEqual(response.body.field, field)
+        assert.instanceOf(response.error, WorkerAppConflict)
+        assert.strictEqual(response.error.field, field)
       }
       const second = yield* create(unique())
       for (const field of ["name", "owner_id", "queue_name"] as const) {
-        const response = yield* app.request(`/worker-apps/${second.body.id}`, {
-          method: "PUT",
-          json: { [field]: first.body[field] }
-        })
+        const response = yield* refused(client.workerApps.update({
+          params: { id: second.body.id },
+          payload: { [field]: first.body[field] }
+        }))
         assert.strictEqual(response.status, 409, field)
       }
     }))
@@ -315,14 +304,11 @@ layer(TestApp.layer("worker_apps"), { excludeTestServices: true, timeout: "60 se
 
   it.effect("reports the database in /monitoring/health without auth", () =>
     Effect.gen(function*() {
-      const app = yield* TestApp
-      const health = yield* app.request<{ status: string; checks: { database: { ok: boolean } } }>(
-        "/monitoring/health",
-        { auth: false }
-      )
+      const anonymous = yield* makeAdminClient((yield* TestApp).baseUrl, null)
+      const health = yield* answered(anonymous.health.health())
       assert.strictEqual(health.status, 200)
       assert.strictEqual(health.body.status, "ok")
-      assert.isTrue(health.body.checks.database.ok)
+      assert.isTrue(health.body.checks["database"]?.ok)
     }))
 })
 

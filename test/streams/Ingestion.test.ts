@@ -2,9 +2,11 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { createHmac } from "node:crypto"
+import type { WorkerApp } from "../../src/domain/WorkerApp.ts"
+import { AdminClient, answered } from "../support/AdminClient.ts"
 import { Amqp, type ReceivedMessage } from "../support/Amqp.ts"
 import { APP_SECRET, JournalDb, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
-import { createWorkerApp, decodeWorkerApp, eventually, type WorkerAppJson } from "../support/WorkerApps.ts"
+import { createWorkerApp, eventually } from "../support/WorkerApps.ts"
 import {
   bodyAcrossOwners,
   bytesOf,
@@ -73,12 +75,12 @@ const decodeXDeath = Schema.decodeUnknownSync(Schema.Array(Schema.Struct({
 
 
 
-const toggle = (workerApp: WorkerAppJson) =>
+const toggle = (workerApp: WorkerApp) =>
   Effect.gen(function*() {
-    const app = yield* TestApp
-    const response = yield* app.request<unknown>(`/worker-apps/${workerApp.id}/toggle`, { method: "POST" })
-    assert.strictEqual(response.status, 200, response.text)
-    return decodeWorkerApp(response.body)
+    const client = yield* AdminClient
+    const response = yield* answered(client.workerApps.toggle({ params: { id: workerApp.id } }))
+    assert.strictEqual(response.status, 200)
+    return response.body
   })
 
 /** POSTs a signed body and expects it accepted. */
@@ -153,7 +155,7 @@ const valueText = (message: ReceivedMessage) => {
 const checkMessage = (
   message: ReceivedMessage,
   sent: SentEvent,
-  destination: { readonly workerApp: WorkerAppJson | null },
+  destination: { readonly workerApp: WorkerApp | null },
   row?: JournalRow
 ) => {
   assert.strictEqual(valueText(message), sent.valueRaw)

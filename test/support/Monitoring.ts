@@ -1,6 +1,8 @@
 import { assert } from "@effect/vitest"
 import { Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
+import { type ReplayFilter, type WebhookLogEntry, WebhookLogPage } from "../../src/domain/WebhookLog.ts"
+import { AdminClient, answered } from "./AdminClient.ts"
 import { Amqp, type ReceivedMessage } from "./Amqp.ts"
 import { JournalDb, TestApp } from "./TestApp.ts"
 import { commentEvent, postWebhook, type SentEvent, webhookText } from "./Webhooks.ts"
@@ -19,57 +21,13 @@ export const environment = (name: string) =>
 export const UNROUTABLE = "chatico.unroutable"
 export const HEX64 = /^[0-9a-f]{64}$/
 
-export const LogEntry = Schema.Struct({
-  event_id: Schema.String,
-  received_at: Schema.String,
-  status: Schema.String,
-  object: Schema.String,
-  field: Schema.String,
-  entry_id: Schema.String,
-  media_id: Schema.NullOr(Schema.String),
-  owner_id: Schema.NullOr(Schema.String),
-  worker_app_id: Schema.NullOr(Schema.String),
-  attempts: Schema.Number,
-  last_error: Schema.NullOr(Schema.String),
-  delivered_at: Schema.NullOr(Schema.String),
-  value: Schema.Unknown
-})
-export type LogEntry = typeof LogEntry.Type
-export const LogPage = Schema.Struct({ items: Schema.Array(LogEntry), next_cursor: Schema.NullOr(Schema.String) })
-export type LogPage = typeof LogPage.Type
+export type LogPage = typeof WebhookLogPage.Type
+type Client = Effect.Success<typeof AdminClient>
+export type LogsQuery = Parameters<Client["monitoring"]["webhookLogs"]>[0]["query"]
 
-export const ReplayJson = Schema.Struct({ queued: Schema.Number, more: Schema.Boolean })
-export const Counts = Schema.NullOr(Schema.Struct({ messages: Schema.Number, consumers: Schema.Number }))
-export const QueuesJson = Schema.Struct({
-  items: Schema.Array(Schema.Struct({
-    worker_app_id: Schema.String,
-    name: Schema.String,
-    owner_id: Schema.String,
-    is_active: Schema.Boolean,
-    queue_name: Schema.String,
-    queue: Counts,
-    dead_letter_queue: Counts
-  })),
-  unroutable: Counts,
-  broker_error: Schema.NullOr(Schema.String)
-})
-export const Check = Schema.Struct({
-  ok: Schema.Boolean,
-  latency_ms: Schema.optional(Schema.Number),
-  error: Schema.optional(Schema.String),
-  detail: Schema.optional(Schema.Record(Schema.String, Schema.Unknown))
-})
-export const HealthJson = Schema.Struct({
-  status: Schema.Literal("ok"),
-  checks: Schema.Struct({
-    database: Check,
-    rabbitmq: Check,
-    pipeline: Schema.Struct({
-      ok: Schema.Boolean,
-      detail: Schema.Struct({ journal_mailbox: Schema.Number, delivery_mailbox: Schema.Number, in_flight: Schema.Number })
-    })
-  })
-})
+/** The pipeline check's detail (the contract leaves a check's detail open). */
+export const PipelineDetail = Schema.Struct({ journal_mailbox: Schema.Number, delivery_mailbox: Schema.Number, in_flight: Schema.Number })
+/** `/monitoring/metrics` entries (the contract leaves their shape open). */
 export const MetricsJson = Schema.Record(
   Schema.String,
   Schema.Array(Schema.Struct({
@@ -80,7 +38,6 @@ export const MetricsJson = Schema.Record(
   }))
 )
 export type MetricEntry = (typeof MetricsJson.Type)[string][number]
-export const ValidationJson = Schema.Struct({ detail: Schema.Array(Schema.Struct({ loc: Schema.Array(Schema.Union([Schema.String, Schema.Number])) })) })
 
 export const decode = Schema.decodeUnknownSync
 
@@ -149,10 +106,10 @@ export const livePending = Effect.gen(function*() {
 
 /** Waits until nothing is pending, in a mailbox or in flight: every outcome is counted and recorded. */
 export const quiescent = Effect.gen(function*() {
-  const app = yield* TestApp
+  const client = yield* AdminClient
   const state = Effect.gen(function*() {
-    const health = yield* app.request<unknown>("/monitoring/health", { auth: false })
-    const detail = decode(HealthJson)(health.body).checks.pipeline.detail
+    const health = yield* client.health.health()
+    const detail = decode(PipelineDetail)(health.checks["pipeline"]?.detail)
     return { ...detail, pending: yield* livePending }
   })
   const last = yield* eventually(
@@ -162,16 +119,16 @@ export const quiescent = Effect.gen(function*() {
   assert.deepStrictEqual(last, { journal_mailbox: 0, delivery_mailbox: 0, in_flight: 0, pending: 0 })
 })
 
-export const logs = (query: Record<string, string>) =>
+export const logs = (query: LogsQuery) =>
   Effect.gen(function*() {
-    const app = yield* TestApp
-    const response = yield* app.request<unknown>(`/monitoring/webhook-logs?${new URLSearchParams(query).toString()}`)
-    assert.strictEqual(response.status, 200, `${JSON.stringify(query)}: ${response.text}`)
-    return decode(LogPage)(response.body)
+    const client = yield* AdminClient
+    const response = yield* answered(client.monitoring.webhookLogs({ query }))
+    assert.strictEqual(response.status, 200, JSON.stringify(query))
+    return response.body
   })
 
 /** Every page of a listing, following `next_cursor` until it is null. */
-export const allPages = (query: Record<string, string>) =>
+export const allPages = (query: LogsQuery) =>
   Effect.gen(function*() {
     const pages: Array<LogPage> = []
     let cursor: string | null = null
@@ -185,7 +142,7 @@ export const allPages = (query: Record<string, string>) =>
   })
 
 /** Newest first: `received_at` descending, then `event_id` descending (the journal's order). */
-export const assertNewestFirst = (items: ReadonlyArray<LogEntry>, tieByEventId = true) => {
+export const assertNewestFirst = (items: ReadonlyArray<WebhookLogEntry>, tieByEventId = true) => {
   for (let i = 1; i < items.length; i++) {
     const a = items[i - 1]!
     const b = items[i]!
@@ -196,20 +153,20 @@ export const assertNewestFirst = (items: ReadonlyArray<LogEntry>, tieByEventId =
   }
 }
 
-export const replay = (filter: Record<string, string>) =>
+export const replay = (filter: ReplayFilter) =>
   Effect.gen(function*() {
-    const app = yield* TestApp
-    const response = yield* app.request<unknown>("/monitoring/replay", { method: "POST", json: filter })
-    assert.strictEqual(response.status, 200, `${JSON.stringify(filter)}: ${response.text}`)
-    return decode(ReplayJson)(response.body)
+    const client = yield* AdminClient
+    const response = yield* answered(client.monitoring.replay({ payload: filter }))
+    assert.strictEqual(response.status, 200, JSON.stringify(filter))
+    return response.body
   })
 
 export const replayOne = (eventId: string) =>
   Effect.gen(function*() {
-    const app = yield* TestApp
-    const response = yield* app.request<unknown>(`/monitoring/webhook-logs/${eventId}/replay`, { method: "POST" })
-    assert.strictEqual(response.status, 200, response.text)
-    return decode(ReplayJson)(response.body)
+    const client = yield* AdminClient
+    const response = yield* answered(client.monitoring.replayOne({ params: { event_id: eventId } }))
+    assert.strictEqual(response.status, 200)
+    return response.body
   })
 
 export const attemptOf = (message: ReceivedMessage): unknown => message.properties.headers?.["x-attempt"]
@@ -242,8 +199,8 @@ export const metricsText = Effect.gen(function*() {
 })
 
 export const metricsJson = Effect.gen(function*() {
-  const app = yield* TestApp
-  const response = yield* app.request<unknown>("/monitoring/metrics")
-  assert.strictEqual(response.status, 200, response.text)
+  const client = yield* AdminClient
+  const response = yield* answered(client.monitoring.metricsJson())
+  assert.strictEqual(response.status, 200)
   return decode(MetricsJson)(response.body)
 })
