@@ -18,6 +18,7 @@ import { AppConfig } from "../services/AppConfig.ts"
 import { LoggingLive } from "./Logging.ts"
 import { ObservabilityLive } from "./Observability.ts"
 import { Database } from "../services/Database.ts"
+import { JournalStore } from "../services/JournalStore.ts"
 
 /**
  * The delivery pipeline behind the HTTP server: journal → lanes → publish,
@@ -28,6 +29,7 @@ export const PipelineLive = Layer.mergeAll(Journal.layer, RecoveryLive, Retentio
   Layer.provideMerge(Delivery.layer),
   Layer.provideMerge(Router.layer),
   Layer.provideMerge(MediaOwners.layer),
+  Layer.provideMerge(JournalStore.layer),
   Layer.provideMerge(Layer.mergeAll(Broker.layer, SignatureVerifier.layer, RateLimiter.layer, Lanes.layer, RedisLink.layer))
 )
 

@@ -1,9 +1,8 @@
-import { PgTypes } from "@effect/sql-pg"
 import { Context, Duration, Effect, Exit, Layer, Queue, Schedule, type Tracer } from "effect"
-import { SqlClient } from "effect/sql"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import { AppConfig } from "../services/AppConfig.ts"
-import { Database, pgArray } from "../services/Database.ts"
+import { Database } from "../services/Database.ts"
+import { JournalStore, type OutcomeRow } from "../services/JournalStore.ts"
 import { Broker, deadLetterQueue, type PublishError } from "../services/Broker.ts"
 import { INSTANCE_GONE_AFTER_SECONDS, INSTANCE_HEARTBEAT, Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
 import { throttledLog } from "../services/LogThrottle.ts"
@@ -71,7 +70,7 @@ export class Delivery extends Context.Service<Delivery, {
   static readonly layer = Layer.effect(
     Delivery,
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
+      const store = yield* JournalStore
       const broker = yield* Broker
       const router = yield* Router
       const lanes = yield* Lanes
@@ -301,38 +300,21 @@ export class Delivery extends Context.Service<Delivery, {
           }
         })
 
-      // One array parameter per column (`unnest`): the statement's text is the same for every batch,
-      // so each connection prepares it once instead of once per batch size.
-      const writeOutcomes = (batch: ReadonlyArray<Outcome>) =>
-        Effect.gen(function*() {
-          const now = new Date()
-          // One row per event (an UPDATE … FROM would pick any of two): a later outcome replaces a note.
-          const latest = new Map<string, Outcome>()
-          for (const outcome of batch) latest.set(outcome.event.eventId, outcome)
-          const rows = Array.from(latest.values())
-          const [ids, statuses, owners, apps, attempts, errors, delivered] = yield* Effect.all([
-            pgArray(rows.map((o) => o.event.eventId), PgTypes.OID.text),
-            pgArray(rows.map((o) => o.status), PgTypes.OID.text),
-            pgArray(rows.map((o) => o.ownerId), PgTypes.OID.text),
-            pgArray(rows.map((o) => o.appId), PgTypes.OID.uuid),
-            pgArray(rows.map((o) => o.attempts), PgTypes.OID.int4),
-            pgArray(rows.map((o) => o.lastError), PgTypes.OID.text),
-            pgArray(rows.map((o) => o.status === "pending" ? null : now), PgTypes.OID.timestamptz)
-          ])
-          return yield* sql`
-            UPDATE webhook_events AS w SET
-              status = v.status,
-              owner_id = COALESCE(v.owner_id, w.owner_id),
-              worker_app_id = COALESCE(v.worker_app_id, w.worker_app_id),
-              attempts = v.attempts,
-              last_error = v.last_error,
-              delivered_at = v.delivered_at
-            FROM unnest(${ids}::text[], ${statuses}::text[], ${owners}::text[], ${apps}::uuid[], ${attempts}::int[],
-                        ${errors}::text[], ${delivered}::timestamptz[])
-              AS v(event_id, status, owner_id, worker_app_id, attempts, last_error, delivered_at)
-            WHERE w.event_id = v.event_id AND w.status = 'pending'
-          `
-        })
+      const writeOutcomes = (batch: ReadonlyArray<Outcome>) => {
+        // One row per event (an UPDATE … FROM would pick any of two): a later outcome replaces a note.
+        const latest = new Map<string, OutcomeRow>()
+        for (const o of batch) {
+          latest.set(o.event.eventId, {
+            eventId: o.event.eventId,
+            status: o.status,
+            ownerId: o.ownerId,
+            appId: o.appId,
+            attempts: o.attempts,
+            lastError: o.lastError
+          })
+        }
+        return store.writeOutcomes(Array.from(latest.values()))
+      }
 
       const countOutcomes = (batch: ReadonlyArray<Outcome>) => {
         const byOutcome = new Map<string, number>()
@@ -371,10 +353,7 @@ export class Delivery extends Context.Service<Delivery, {
         yield* lanes.release(batch.flatMap((outcome) => outcome.status === "pending" ? [] : [outcome.event.eventId]))
       })
 
-      const renewLeases = sql`
-        UPDATE webhook_events SET lease_until = now() + make_interval(secs => ${Duration.toSeconds(deliveryLease)})
-        WHERE status = 'pending' AND claimed_by = ${lanes.instanceId}
-      `.pipe(
+      const renewLeases = store.renewLeases.pipe(
         Effect.withTracerEnabled(false),
         Effect.catch((error) => Effect.logWarning("delivery leases not renewed", error.message))
       )
@@ -389,10 +368,7 @@ export class Delivery extends Context.Service<Delivery, {
       // is logged (once per interval): past INSTANCE_GONE_AFTER_SECONDS others take over its events.
       let lastBeat = Date.now()
       const logLate = throttledLog(HEARTBEAT_LATE_LOG_INTERVAL_MS)
-      const heartbeat = sql`
-        INSERT INTO delivery_instances (id, seen_at) VALUES (${lanes.instanceId}::uuid, now())
-        ON CONFLICT (id) DO UPDATE SET seen_at = now()
-      `.pipe(
+      const heartbeat = store.heartbeat.pipe(
         Effect.andThen(Effect.suspend(() => {
           const gapMs = Date.now() - lastBeat
           lastBeat = Date.now()
@@ -413,14 +389,8 @@ export class Delivery extends Context.Service<Delivery, {
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           yield* lanes.drained.pipe(Effect.timeout(DRAIN_TIMEOUT), Effect.ignore)
-          yield* sql`
-            UPDATE webhook_events SET lease_until = NULL, claimed_by = NULL
-            WHERE status = 'pending' AND claimed_by = ${lanes.instanceId}
-          `.pipe(Effect.timeout("2 seconds"), Effect.ignore)
-          yield* sql`DELETE FROM delivery_instances WHERE id = ${lanes.instanceId}::uuid OR seen_at < now() - interval '1 day'`.pipe(
-            Effect.timeout("1 second"),
-            Effect.ignore
-          )
+          yield* store.releaseLeases.pipe(Effect.timeout("2 seconds"), Effect.ignore)
+          yield* store.forgetInstance.pipe(Effect.timeout("1 second"), Effect.ignore)
         })
       )
 

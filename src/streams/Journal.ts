@@ -1,11 +1,10 @@
-import { PgTypes } from "@effect/sql-pg"
 import { Cause, Context, Deferred, Duration, Effect, Fiber, Layer, Option, Queue, Schema } from "effect"
-import { SqlClient, type SqlError } from "effect/sql"
 import { type JournaledEvent, toJournaled } from "../domain/JournaledEvent.ts"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../services/AppConfig.ts"
-import { Database, pgArray } from "../services/Database.ts"
-import { INSTANCE_GONE_AFTER_SECONDS, Lanes } from "../services/Lanes.ts"
+import { Database } from "../services/Database.ts"
+import { JournalStore, type JournalStoreError } from "../services/JournalStore.ts"
+import { Lanes } from "../services/Lanes.ts"
 import { throttledLog } from "../services/LogThrottle.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { journalTraceContext, type RequestTrace, TracingOn } from "../services/TraceContext.ts"
@@ -14,13 +13,8 @@ import { journalTraceContext, type RequestTrace, TracingOn } from "../services/T
 export const JOURNAL_MAILBOX = 2048
 /** Events one journal transaction carries at most (a bigger request is written alone, whole). */
 export const JOURNAL_EVENTS_PER_TRANSACTION = 20_000
-/** Retries of a transaction Postgres aborted as a deadlock or a serialization failure. */
-export const JOURNAL_CONFLICT_RETRIES = 3
 // Hot path: a stack trace captured per span would cost more than the span.
 const noStackTrace = { captureStackTrace: false } as const
-
-/** SQL failures that say the database is away rather than that a row is bad. */
-const connectionFaults = new Set(["ConnectionError", "AuthenticationError", "AuthorizationError"])
 
 /** Journal writes in flight at once (the pool has room for them and for the rest). */
 export const JOURNAL_WRITERS = 4
@@ -60,12 +54,6 @@ interface Row {
 /** The journal status an event starts with: only `instagram` events that can be delivered are `pending`. */
 const statusOf = (event: WebhookEvent, routable: boolean) =>
   event.disposition === "invalid" ? "invalid" : event.disposition === "ignored" || !routable ? "ignored" : "pending"
-
-const textArray = (values: ReadonlyArray<string | null>) => pgArray(values, PgTypes.OID.text)
-const timeArray = (values: ReadonlyArray<Date>) => pgArray(values, PgTypes.OID.timestamptz)
-
-const isConflict = (error: SqlError.SqlError) =>
-  error.reason._tag === "DeadlockError" || error.reason._tag === "SerializationError"
 
 /** Consecutive requests grouped so a group holds at most `maxEvents` events (one bigger request stands alone). */
 const chunksOf = (batch: ReadonlyArray<Pending>, maxEvents: number): Array<Array<Pending>> => {
@@ -108,83 +96,16 @@ export class Journal extends Context.Service<Journal, {
   static readonly layer = Layer.effect(
     Journal,
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
+      const store = yield* JournalStore
       const database = yield* Database
       const lanes = yield* Lanes
       // Ended at shutdown: the writers take what is left, then stop.
       const mailbox = yield* Queue.bounded<Pending, Cause.Done>(JOURNAL_MAILBOX)
       let closing = false
-      // Rows written here belong to this instance for the lease; then the recovery sweeper may claim them.
       const config = yield* AppConfig
       const tracing = yield* TracingOn
-      const leaseMillis = Duration.toMillis(config.deliveryLease)
       const batchRequests = config.journalBatchRequests
       const batchWindow = config.journalBatchWindow
-
-      // One statement per batch: its events and its duplicates commit together or not at all, in one
-      // round trip (no BEGIN/COMMIT). Every column is one array parameter (`unnest`), so the statement
-      // is the same whatever the number of rows; WITH ORDINALITY keeps the body's order.
-      const insertBatch = (rows: ReadonlyArray<Row>, repeats: ReadonlyArray<Row>) => {
-        const leaseUntil = new Date(Date.now() + leaseMillis)
-        return Effect.gen(function*() {
-          const columns = yield* Effect.all([
-            textArray(rows.map(({ event }) => event.eventId)),
-            timeArray(rows.map(({ pending }) => pending.receivedAt)),
-            textArray(rows.map(({ event }) => event.object)),
-            textArray(rows.map(({ event }) => event.field)),
-            textArray(rows.map(({ event }) => event.entryId)),
-            textArray(rows.map(({ event }) => event.entryTimeText)),
-            textArray(rows.map(({ event }) => event.mediaId)),
-            textArray(rows.map(({ event, pending }) => statusOf(event, pending.routable))),
-            textArray(rows.map(({ event }) => event.valueRaw)),
-            textArray(rows.map(({ pending }) => pending.traceContext)),
-            textArray(rows.map(({ event }) => event.problem)),
-            textArray(repeats.map(({ event }) => event.eventId)),
-            timeArray(repeats.map(({ pending }) => pending.receivedAt))
-          ])
-          const [ids, receivedAts, objects, fields, entryIds, entryTimes, mediaIds, statuses, raws, traces, problems] = columns
-          const [repeatIds, repeatTimes] = [columns[11], columns[12]]
-          // A row not inserted (its id is already journaled) and a repeat within the batch are
-          // recorded as duplicates. `behind`: an older event of the same key is pending under a
-          // holder that is gone (crashed, stopped, or none): this key's events are read back in
-          // journal order, that one first. An older event another live instance holds is not
-          // waited for (see the README's order limits).
-          return yield* sql<{ readonly event_id: string; readonly behind: boolean }>`
-            WITH u AS (
-              SELECT * FROM unnest(${ids}::text[], ${receivedAts}::timestamptz[], ${objects}::text[], ${fields}::text[],
-                                   ${entryIds}::text[], ${entryTimes}::text[], ${mediaIds}::text[], ${statuses}::text[],
-                                   ${raws}::text[], ${traces}::text[], ${problems}::text[])
-                WITH ORDINALITY AS u(event_id, received_at, object, field, entry_id, entry_time, media_id, status,
-                                     value_raw, trace_context, last_error, position)
-            ), inserted AS (
-              INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, entry_time, media_id, status,
-                                          value_raw, trace_context, last_error, lease_until, claimed_by)
-              SELECT u.event_id, u.received_at, u.object, u.field, u.entry_id, u.entry_time, u.media_id, u.status,
-                     u.value_raw, u.trace_context::jsonb, u.last_error, ${leaseUntil},
-                     ${lanes.instanceId}::uuid
-              FROM u
-              ORDER BY u.position
-              ON CONFLICT (event_id) DO NOTHING
-              RETURNING event_id, entry_id, seq, status
-            ), duplicates AS (
-              INSERT INTO webhook_duplicates (event_id, received_at)
-              SELECT u.event_id, u.received_at FROM u WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.event_id = u.event_id)
-              UNION ALL
-              SELECT * FROM unnest(${repeatIds}::text[], ${repeatTimes}::timestamptz[])
-            )
-            SELECT i.event_id, i.status = 'pending' AND EXISTS (
-              SELECT 1 FROM webhook_events p
-              WHERE p.status = 'pending' AND p.entry_id = i.entry_id AND p.seq < i.seq
-                AND p.claimed_by IS DISTINCT FROM ${lanes.instanceId}::uuid
-                AND NOT EXISTS (
-                  SELECT 1 FROM delivery_instances d
-                  WHERE d.id = p.claimed_by AND d.seen_at > now() - make_interval(secs => ${INSTANCE_GONE_AFTER_SECONDS})
-                )
-            ) AS behind
-            FROM inserted i
-          `
-        })
-      }
 
       const commitBatch = (batch: ReadonlyArray<Pending>) =>
         Effect.gen(function*() {
@@ -204,15 +125,21 @@ export class Journal extends Context.Service<Journal, {
           }
           const inserted = new Set<string>()
           const behind = new Set<string>()
-          for (const row of yield* insertBatch(rows, repeats)) {
+          const written = yield* store.insert(
+            rows.map(({ event, pending }) => ({
+              event,
+              receivedAt: pending.receivedAt,
+              status: statusOf(event, pending.routable),
+              traceContext: pending.traceContext
+            })),
+            repeats.map(({ event, pending }) => ({ eventId: event.eventId, receivedAt: pending.receivedAt }))
+          )
+          for (const row of written) {
             inserted.add(row.event_id)
             if (row.behind) behind.add(row.event_id)
           }
           return { rows, repeats, inserted, behind }
-        }).pipe(
-          // Two statements inserting the same ids in other orders may deadlock; Postgres aborts one.
-          Effect.retry({ while: isConflict, times: JOURNAL_CONFLICT_RETRIES })
-        )
+        })
 
       // Only after the commit: each request is answered and its new events go on to delivery.
       const writeBatch = Effect.fnUntraced(function*(batch: ReadonlyArray<Pending>) {
@@ -245,10 +172,8 @@ export class Journal extends Context.Service<Journal, {
           { discard: true }
         )
 
-      const isConnectionFault = (cause: Cause.Cause<SqlError.SqlError>) =>
-        Cause.findErrorOption(cause).pipe(
-          Option.exists((error) => connectionFaults.has(error.reason._tag))
-        )
+      const isConnectionFault = (cause: Cause.Cause<JournalStoreError>) =>
+        Cause.findErrorOption(cause).pipe(Option.exists((error) => error.reason === "unavailable"))
 
       // One request alone, in its own transaction; it fails only for a fault of ours, and is logged.
       const writeOne = (pending: Pending) =>

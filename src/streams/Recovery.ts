@@ -1,9 +1,9 @@
 import { Duration, Effect, Layer, Schedule } from "effect"
-import { SqlClient } from "effect/sql"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Database } from "../services/Database.ts"
-import { type BacklogKey, INSTANCE_GONE_AFTER_SECONDS, Lanes } from "../services/Lanes.ts"
+import { JournalStore, type PendingRow } from "../services/JournalStore.ts"
+import { type BacklogKey, Lanes } from "../services/Lanes.ts"
 import { traceFromJournal } from "../services/TraceContext.ts"
 
 /** Pending events read back per backlog key and round. */
@@ -12,22 +12,6 @@ export const BACKLOG_READ_PER_KEY = 500
 export const BACKLOG_POLL = Duration.millis(100)
 /** Keys with abandoned pending events (lease over, holder gone) put in backlog per sweep. */
 export const SWEEP_KEYS = 500
-
-interface PendingRow {
-  readonly event_id: string
-  readonly object: string
-  readonly field: string
-  readonly entry_id: string
-  readonly entry_time: string | null
-  readonly media_id: string | null
-  readonly value_raw: string
-  readonly received_at: Date | string
-  readonly attempts: number
-  readonly trace_context: unknown
-  readonly seq: string
-  readonly mine: boolean
-  readonly free: boolean
-}
 
 const toEvent = (row: PendingRow): JournaledEvent => ({
   eventId: row.event_id,
@@ -49,48 +33,18 @@ const toEvent = (row: PendingRow): JournaledEvent => ({
  * renewing its lease: a crash, a shutdown) in backlog. Replays and a full lanes go the same way.
  */
 export const RecoveryLive = Layer.effectDiscard(Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
+  const store = yield* JournalStore
   const database = yield* Database
   const lanes = yield* Lanes
   const config = yield* AppConfig
-  const leaseSeconds = Duration.toSeconds(config.deliveryLease)
-  const me = lanes.instanceId
   // Per backlog key, the journal sequence read up to, so a long backlog is read in pieces.
   const cursors = new Map<string, string>()
-
-  // Free to take: its lease ran out, or its holder is gone (not seen for INSTANCE_GONE_AFTER_SECONDS).
-  const free = (row: string) =>
-    sql`(${sql.literal(row)}.lease_until IS NULL OR ${sql.literal(row)}.lease_until < now() OR (${sql.literal(row)}.claimed_by IS NOT NULL AND NOT EXISTS (
-      SELECT 1 FROM delivery_instances d
-      WHERE d.id = ${sql.literal(row)}.claimed_by AND d.seen_at > now() - make_interval(secs => ${INSTANCE_GONE_AFTER_SECONDS})
-    )))`
-
-  const readBacklog = (keys: ReadonlyArray<string>, after: ReadonlyArray<string>, perKey: number) =>
-    sql<PendingRow>`
-      SELECT e.event_id, e.object, e.field, e.entry_id, e.entry_time, e.media_id, e.value_raw, e.received_at,
-             e.attempts, e.trace_context, e.seq::text AS seq, e.claimed_by IS NOT DISTINCT FROM ${me}::uuid AS mine,
-             ${free("e")} AS free
-      FROM unnest(${keys}::text[], ${after}::text[]) AS k(key, after)
-      CROSS JOIN LATERAL (
-        SELECT * FROM webhook_events w
-        WHERE w.status = 'pending' AND w.entry_id = k.key AND w.seq > k.after::bigint
-        ORDER BY w.seq LIMIT ${perKey}
-      ) e
-      ORDER BY e.entry_id, e.seq
-    `
-
-  const claim = (eventIds: ReadonlyArray<string>) =>
-    sql<{ readonly event_id: string }>`
-      UPDATE webhook_events SET claimed_by = ${me}::uuid, lease_until = now() + make_interval(secs => ${leaseSeconds})
-      WHERE event_id = ANY(${eventIds}::text[]) AND status = 'pending' AND ${free("webhook_events")}
-      RETURNING event_id
-    `
 
   /** One round over some backlog keys; true when a key still waits for another instance's event. */
   const readRound = (keys: ReadonlyArray<BacklogKey>, room: number) =>
     Effect.gen(function*() {
       const perKey = Math.max(1, Math.min(BACKLOG_READ_PER_KEY, Math.floor(room / keys.length)))
-      const rows = yield* readBacklog(keys.map((k) => k.key), keys.map((k) => cursors.get(k.key) ?? "0"), perKey)
+      const rows = yield* store.readBacklog(keys.map((k) => k.key), keys.map((k) => cursors.get(k.key) ?? "0"), perKey)
       const byKey = new Map<string, Array<PendingRow>>()
       for (const row of rows) {
         const list = byKey.get(row.entry_id)
@@ -106,7 +60,7 @@ export const RecoveryLive = Layer.effectDiscard(Effect.gen(function*() {
         runs.set(key, { rows: run, blocked: stop !== -1 })
         for (const row of run) if (!row.mine) toClaim.push(row.event_id)
       }
-      const claimed = toClaim.length === 0 ? new Set<string>() : new Set((yield* claim(toClaim)).map((r) => r.event_id))
+      const claimed = toClaim.length === 0 ? new Set<string>() : new Set(yield* store.claim(toClaim))
       let waiting = false
       for (const backlogKey of keys) {
         const found = runs.get(backlogKey.key)
@@ -143,17 +97,11 @@ export const RecoveryLive = Layer.effectDiscard(Effect.gen(function*() {
   )
 
   // Abandoned events: their holder's lease is over, or the holder is gone. Their keys are read back in journal order.
-  const sweep = sql<{ readonly entry_id: string }>`
-    SELECT DISTINCT entry_id FROM (
-      SELECT entry_id FROM webhook_events
-      WHERE status = 'pending' AND ${free("webhook_events")}
-      LIMIT ${SWEEP_KEYS * 10}
-    ) abandoned LIMIT ${SWEEP_KEYS}
-  `.pipe(
-    Effect.flatMap((rows) =>
-      rows.length === 0 ? Effect.void : Effect.andThen(
-        Effect.logInfo("recovering pending events").pipe(Effect.annotateLogs({ keys: rows.length })),
-        lanes.backlog(rows.map((row) => row.entry_id))
+  const sweep = store.abandonedKeys(SWEEP_KEYS).pipe(
+    Effect.flatMap((keys) =>
+      keys.length === 0 ? Effect.void : Effect.andThen(
+        Effect.logInfo("recovering pending events").pipe(Effect.annotateLogs({ keys: keys.length })),
+        lanes.backlog(keys)
       )
     ),
     Effect.catchCause((cause) => Effect.logWarning("recovery sweep failed", cause)),

@@ -1,10 +1,11 @@
 import { PgClient } from "@effect/sql-pg"
-import { Array as Arr, Cause, Context, Deferred, Duration, Effect, Fiber, Layer, Queue, Schedule, type Tracer } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Fiber, Layer, Queue, Schedule, type Tracer } from "effect"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import type { WorkerApp } from "../domain/WorkerApp.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Database } from "../services/Database.ts"
 import { GraphApi } from "../services/GraphApi.ts"
+import { JournalStore } from "../services/JournalStore.ts"
 import { MediaOwners, type OwnerLookup } from "../services/MediaOwners.ts"
 import { underSpan } from "../services/TraceContext.ts"
 import { WORKER_APPS_CHANNEL, WorkerApps } from "../services/WorkerApps.ts"
@@ -54,6 +55,7 @@ export class Router extends Context.Service<Router, {
       const workerApps = yield* WorkerApps
       const database = yield* Database
       const pg = yield* PgClient.PgClient
+      const store = yield* JournalStore
       const { ownerResolution: mode } = yield* AppConfig
       const graph = yield* GraphApi
       const mediaOwners = yield* MediaOwners
@@ -96,12 +98,9 @@ export class Router extends Context.Service<Router, {
       const notes = yield* Queue.bounded<{ readonly eventId: string; readonly note: string }, Cause.Done>(NOTES_MAILBOX)
       const writeNotes = Effect.gen(function*() {
         const batch = yield* Queue.takeBetween(notes, 1, NOTES_PER_WRITE)
-        const rows = Arr.map(batch, ({ eventId, note }) => pg`(${eventId}, ${note})`)
-        yield* pg`
-          UPDATE webhook_events AS w SET routing_note = v.note
-          FROM (VALUES ${pg.csv(rows)}) AS v(event_id, note)
-          WHERE w.event_id = v.event_id
-        `.pipe(Effect.catch((error) => Effect.logWarning("routing notes not recorded", error.message)))
+        yield* store.writeRoutingNotes(batch).pipe(
+          Effect.catch((error) => Effect.logWarning("routing notes not recorded", error.message))
+        )
       })
       const noteWriter = yield* Effect.forkScoped(Effect.forever(writeNotes).pipe(Effect.catchIf(Cause.isDone, () => Effect.void)))
       // At shutdown the notes already queued are written, for at most NOTES_DRAIN_TIMEOUT.
