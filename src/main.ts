@@ -2,7 +2,7 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit, Layer } from "effect"
 import * as Runtime from "effect/Runtime"
 import { AppLive } from "./layers/App.ts"
-import { InvalidConfig, MissingConfig } from "./services/AppConfig.ts"
+import { AppConfigError } from "./services/AppConfig.ts"
 import { BootLogging } from "./layers/Logging.ts"
 
 // SIGTERM/SIGINT interrupt the app; a clean shutdown after that is a success (exit 0).
@@ -31,7 +31,7 @@ const oneLine = (error: unknown): string => {
 const reportFailure = (cause: Cause.Cause<unknown>) => {
   if (Cause.hasInterruptsOnly(cause)) return Effect.void
   const error = Cause.squash(cause)
-  if (error instanceof MissingConfig || error instanceof InvalidConfig) return Effect.logFatal(error.message)
+  if (error instanceof AppConfigError) return Effect.logFatal(error.message)
   return Effect.logFatal(`chatico-mapper stopped: ${oneLine(error)}`)
 }
 

@@ -105,4 +105,8 @@ export class WorkerAppConflict extends Schema.TaggedError<WorkerAppConflict>()(
 /** The one error of the WorkerApps service. */
 export class WorkerAppsError extends Schema.TaggedError<WorkerAppsError>()("WorkerAppsError", {
   reason: Schema.Union([WorkerAppNotFound, WorkerAppConflict, DatabaseUnavailable])
-}) {}
+}) {
+  override get message() {
+    return `${this.reason._tag}: ${this.reason.detail}`
+  }
+}

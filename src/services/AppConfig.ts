@@ -2,30 +2,32 @@ import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema } fr
 import * as Runtime from "effect/Runtime"
 import { MAX_EVENTS_PER_BODY } from "../domain/Webhook.ts"
 
-/**
- * A required variable that is absent (or empty) where it must be set. Its
- * message is the one line start-up prints before exiting.
- */
-export class MissingConfig extends Schema.TaggedError<MissingConfig>()("MissingConfig", {
+/** A required variable that is absent (or empty) where it must be set. */
+export class MissingConfig extends Schema.TaggedClass<MissingConfig>()("MissingConfig", {
   variable: Schema.String,
   hint: Schema.String
+}) {}
+
+/** A variable that is set but refused (never with its value: it may be a secret). */
+export class InvalidConfig extends Schema.TaggedClass<InvalidConfig>()("InvalidConfig", {
+  variable: Schema.String,
+  problem: Schema.String
+}) {}
+
+/** The one error of AppConfig. Its message is the one line start-up prints before exiting. */
+export class AppConfigError extends Schema.TaggedError<AppConfigError>()("AppConfigError", {
+  reason: Schema.Union([MissingConfig, InvalidConfig])
 }) {
   override readonly [Runtime.errorReported] = false
   override get message() {
-    return `missing required environment variable ${this.variable}: ${this.hint}`
+    return this.reason._tag === "MissingConfig"
+      ? `missing required environment variable ${this.reason.variable}: ${this.reason.hint}`
+      : `invalid environment variable ${this.reason.variable}: ${this.reason.problem}`
   }
 }
 
-/** A variable that is set but refused (never with its value: it may be a secret). */
-export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
-  variable: Schema.String,
-  reason: Schema.String
-}) {
-  override readonly [Runtime.errorReported] = false
-  override get message() {
-    return `invalid environment variable ${this.variable}: ${this.reason}`
-  }
-}
+const missing = (variable: string, hint: string) => new AppConfigError({ reason: new MissingConfig({ variable, hint }) })
+const invalid = (variable: string, problem: string) => new AppConfigError({ reason: new InvalidConfig({ variable, problem }) })
 
 export type NodeEnv = "production" | "development" | "test"
 
@@ -144,21 +146,19 @@ const checkedSecret = (
   name: string,
   value: string,
   policy: SecretPolicy
-): Effect.Effect<Redacted.Redacted<string>, InvalidConfig> => {
+): Effect.Effect<Redacted.Redacted<string>, AppConfigError> => {
   const reason = policy.production ? placeholderReason(name, value) : undefined
   return reason === undefined
     ? Effect.succeed(Redacted.make(value, { label: name }))
-    : Effect.fail(new InvalidConfig({ variable: name, reason }))
+    : Effect.fail(invalid(name, reason))
 }
 
 const requiredSecret = (name: keyof typeof devDefaults, policy: SecretPolicy, hint: string) =>
-  Effect.flatMap(optionalString(name), (value): Effect.Effect<Redacted.Redacted<string>, InvalidConfig | MissingConfig> => {
+  Effect.flatMap(optionalString(name), (value): Effect.Effect<Redacted.Redacted<string>, AppConfigError> => {
     if (Option.isSome(value)) return checkedSecret(name, value.value, policy)
-    if (policy.production) return Effect.fail(new MissingConfig({ variable: name, hint }))
+    if (policy.production) return Effect.fail(missing(name, hint))
     if (!isLoopback(policy.host)) {
-      return Effect.fail(
-        new MissingConfig({ variable: name, hint: `${hint} (development defaults are only used on a loopback HOST)` })
-      )
+      return Effect.fail(missing(name, `${hint} (development defaults are only used on a loopback HOST)`))
     }
     return Effect.as(
       Effect.logWarning(`${name} is not set: using the development default, served on ${policy.host} only`),
@@ -174,7 +174,7 @@ const logLevels = { debug: "Debug", info: "Info", warn: "Warn", error: "Error" }
 const load = Effect.gen(function*() {
   const nodeEnv = Option.getOrElse(yield* optionalString("NODE_ENV"), () => "development")
   if (nodeEnv !== "production" && nodeEnv !== "development" && nodeEnv !== "test") {
-    return yield* new InvalidConfig({ variable: "NODE_ENV", reason: "must be production, development or test" })
+    return yield* invalid("NODE_ENV", "must be production, development or test")
   }
   const production = nodeEnv === "production"
   const port = yield* Config.Port("PORT").pipe(Config.withDefault(8000))
@@ -188,7 +188,7 @@ const load = Effect.gen(function*() {
   )
   const instagramAppId = yield* optionalString("INSTAGRAM_APP_ID")
   if (production && Option.isNone(instagramAppId)) {
-    return yield* new MissingConfig({ variable: "INSTAGRAM_APP_ID", hint: "the Meta app id" })
+    return yield* missing("INSTAGRAM_APP_ID", "the Meta app id")
   }
   const instagramAppSecret = yield* requiredSecret(
     "INSTAGRAM_APP_SECRET",
@@ -273,10 +273,10 @@ const load = Effect.gen(function*() {
   const graphOutageAlert = yield* Config.Duration("GRAPH_API_OUTAGE_ALERT").pipe(Config.withDefault(Duration.minutes(2)))
   const unroutableQueue = Option.getOrElse(yield* optionalString("UNROUTABLE_QUEUE"), () => "chatico.unroutable")
   if (!QUEUE_NAME.test(unroutableQueue) || unroutableQueue.toLowerCase().startsWith("amq.")) {
-    return yield* new InvalidConfig({
-      variable: "UNROUTABLE_QUEUE",
-      reason: "must be 1 to 200 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', not starting with 'amq.'"
-    })
+    return yield* invalid(
+      "UNROUTABLE_QUEUE",
+      "must be 1 to 200 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', not starting with 'amq.'"
+    )
   }
   const traceUiUrl = yield* optionalString("TRACE_UI_URL")
   const redisUrl = Option.map(yield* optionalString("REDIS_URL"), (url) => Redacted.make(url, { label: "REDIS_URL" }))

@@ -194,7 +194,7 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
       )
       if (wait === undefined) {
         // A pause another instance saw meanwhile holds: the token is given up.
-        if (!(yield* syncShared)) return yield* Effect.fail("redis")
+        if (!(yield* syncShared)) return yield* localSlot
         return pausedLocally()
       }
       // Jittered, so the waiters of all instances do not ask Redis in the same millisecond.

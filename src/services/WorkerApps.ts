@@ -83,7 +83,7 @@ export class WorkerApps extends Context.Service<WorkerApps, {
   toggle(id: WorkerAppId): Effect.Effect<WorkerApp, WorkerAppsError>
   remove(id: WorkerAppId): Effect.Effect<void, WorkerAppsError>
   /** Every worker app, for the router's in-memory snapshot. */
-  readonly all: Effect.Effect<ReadonlyArray<WorkerApp>, SqlError.SqlError>
+  readonly all: Effect.Effect<ReadonlyArray<WorkerApp>, WorkerAppsError>
 }>()("chatico/services/WorkerApps") {
   static readonly layerNoDeps = Layer.effect(
     WorkerApps,
@@ -187,9 +187,13 @@ export class WorkerApps extends Context.Service<WorkerApps, {
         yield* announce(id)
       })
 
+      // Never on the wire (the router logs it), so the reason keeps what Postgres said.
       const all = Effect.andThen(
         database.awaitReady,
-        sql<WorkerAppRow>`SELECT * FROM worker_apps`.pipe(Effect.map((rows) => rows.map(fromRow)))
+        sql<WorkerAppRow>`SELECT * FROM worker_apps`.pipe(
+          Effect.map((rows) => rows.map(fromRow)),
+          Effect.mapError((error) => new WorkerAppsError({ reason: new DatabaseUnavailable({ detail: error.message }) }))
+        )
       )
 
       return WorkerApps.of({ create, get, list, update, toggle, remove, all })
