@@ -4,23 +4,10 @@ import { randomInt } from "node:crypto"
 import { performance } from "node:perf_hooks"
 import { setTimeout as sleep } from "node:timers/promises"
 import { promisify } from "node:util"
-import {
-  type Consumers,
-  type ConsumerStats,
-  fmt,
-  formatCounts,
-  groupCpuDelta,
-  groupCpuSeconds,
-  type LoadResult,
-  log,
-  makeBodyFactory,
-  mediaIdsFor,
-  queueDepth,
-  runLoad,
-  startConsumers
-} from "./load.ts"
+import { type Consumers, type ConsumerStats, queueDepth, startConsumers } from "./Deliveries.ts"
+import { fmt, formatCounts, type LoadResult, log, makeBodyFactory, mediaIdsFor, runLoad } from "./load.ts"
 import type { GraphFigures } from "./OwnerLookups.ts"
-import type { Child } from "./Processes.ts"
+import { type Child, groupCpuDelta, groupCpuSeconds } from "./Processes.ts"
 import type { ServicePhase, Settings } from "./Settings.ts"
 
 export interface PhaseResult {

@@ -1,5 +1,6 @@
 /** What the command line and the BENCH_* environment ask for, and the settings line that says it. */
-import { log, type QueueType } from "./load.ts"
+import type { QueueType } from "./Deliveries.ts"
+import { log } from "./load.ts"
 
 export interface Settings {
   readonly durationS: number
