@@ -164,17 +164,22 @@ export class Samples {
   }
 }
 
-const bump = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1)
+export const bump = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1)
 
-type Outcome = number | string
+/** What one request got: its status, or the error code when no answer came; and whether the answer had a Retry-After. */
+export interface Answer {
+  readonly outcome: number | string
+  readonly retryAfter: boolean
+}
 
-const postOnce = (agent: http.Agent, options: LoadOptions, body: Buffer, signature: string) =>
-  new Promise<Outcome>((resolve) => {
+export const postOnce = (agent: http.Agent, options: LoadOptions, body: Buffer, signature: string) =>
+  new Promise<Answer>((resolve) => {
     let settled = false
-    const done = (outcome: Outcome) => {
+    let retryAfter = false
+    const done = (outcome: number | string) => {
       if (!settled) {
         settled = true
-        resolve(outcome)
+        resolve({ outcome, retryAfter })
       }
     }
     const req = http.request(
@@ -192,6 +197,7 @@ const postOnce = (agent: http.Agent, options: LoadOptions, body: Buffer, signatu
       },
       (res) => {
         const status = res.statusCode ?? 0
+        retryAfter = res.headers["retry-after"] !== undefined
         res.on("error", () => done("response-error"))
         res.on("end", () => done(status))
         res.resume()
@@ -202,20 +208,24 @@ const postOnce = (agent: http.Agent, options: LoadOptions, body: Buffer, signatu
     req.end(body)
   })
 
-export const runLoad = async (options: LoadOptions): Promise<LoadResult> => {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency, maxFreeSockets: options.concurrency })
+/**
+ * The clock and the tally of one load run, shared by the closed loop (runLoad) and the paced one
+ * (PacedLoad.ts): the window's bounds, the bench's CPU over it, and what each request got.
+ * `at` is the instant a request counts from: when it was sent (closed loop) or when it was due (paced).
+ */
+export const openTally = (warmupMs: number, durationMs: number) => {
   const loadStart = performance.now()
   const loadStartWall = Date.now()
-  const measureStart = loadStart + options.warmupMs
-  const measureEnd = measureStart + options.durationMs
+  const measureStart = loadStart + warmupMs
+  const measureEnd = measureStart + durationMs
   let measureStartWall = 0
   let cpuAtStart: NodeJS.CpuUsage | undefined
   let cpuAtEnd: NodeJS.CpuUsage | undefined
   const startTimer = setTimeout(() => {
     measureStartWall = Date.now()
     cpuAtStart = process.cpuUsage()
-  }, options.warmupMs)
-  const endTimer = setTimeout(() => (cpuAtEnd = process.cpuUsage()), options.warmupMs + options.durationMs)
+  }, warmupMs)
+  const endTimer = setTimeout(() => (cpuAtEnd = process.cpuUsage()), warmupMs + durationMs)
 
   let measuredRequests = 0
   let measuredOk = 0
@@ -226,55 +236,68 @@ export const runLoad = async (options: LoadOptions): Promise<LoadResult> => {
   const okLatencies = new Samples()
   const allLatencies = new Samples()
 
+  const record = (at: number, outcome: number | string) => {
+    const elapsed = performance.now() - at
+    totalRequests++
+    const measured = at >= measureStart
+    if (outcome === 200) {
+      totalOk++
+      if (measured) {
+        measuredOk++
+        okLatencies.push(elapsed)
+      }
+    } else {
+      bump(measured ? measuredFailures : warmupFailures, String(outcome))
+    }
+    if (measured) {
+      measuredRequests++
+      allLatencies.push(elapsed)
+    }
+  }
+  const finish = (): LoadResult => {
+    clearTimeout(startTimer)
+    clearTimeout(endTimer)
+    const start = cpuAtStart ?? process.cpuUsage()
+    const end = cpuAtEnd ?? process.cpuUsage()
+    return {
+      loadStart,
+      loadStartWall,
+      measureStart,
+      measureEnd,
+      measureStartWall: measureStartWall || loadStartWall + warmupMs,
+      measuredRequests,
+      measuredOk,
+      measuredFailures,
+      warmupFailures,
+      totalOk,
+      totalRequests,
+      okLatencies: okLatencies.values(),
+      allLatencies: allLatencies.values(),
+      benchCpuMicros: end.user + end.system - start.user - start.system
+    }
+  }
+  return { loadStart, measureStart, measureEnd, record, finish }
+}
+
+export const keepAliveAgent = (connections: number) => new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections })
+
+export const runLoad = async (options: LoadOptions): Promise<LoadResult> => {
+  const agent = keepAliveAgent(options.concurrency)
+  const tally = openTally(options.warmupMs, options.durationMs)
   const worker = async () => {
     for (;;) {
       const t0 = performance.now()
-      if (t0 >= measureEnd) return
+      if (t0 >= tally.measureEnd) return
       const body = options.factory.next()
-      const signature = sign(options.secret, body)
-      const outcome = await postOnce(agent, options, body, signature)
-      const elapsed = performance.now() - t0
-      totalRequests++
-      const measured = t0 >= measureStart
-      if (outcome === 200) {
-        totalOk++
-        if (measured) {
-          measuredOk++
-          okLatencies.push(elapsed)
-        }
-      } else {
-        bump(measured ? measuredFailures : warmupFailures, String(outcome))
-        // Don't spin when the target refuses connections outright.
-        if (typeof outcome === "string") await new Promise((r) => setTimeout(r, 5))
-      }
-      if (measured) {
-        measuredRequests++
-        allLatencies.push(elapsed)
-      }
+      const { outcome } = await postOnce(agent, options, body, sign(options.secret, body))
+      tally.record(t0, outcome)
+      // Don't spin when the target refuses connections outright.
+      if (typeof outcome === "string") await new Promise((r) => setTimeout(r, 5))
     }
   }
   await Promise.all(Array.from({ length: options.concurrency }, worker))
-  clearTimeout(startTimer)
-  clearTimeout(endTimer)
   agent.destroy()
-  const start = cpuAtStart ?? process.cpuUsage()
-  const end = cpuAtEnd ?? process.cpuUsage()
-  return {
-    loadStart,
-    loadStartWall,
-    measureStart,
-    measureEnd,
-    measureStartWall: measureStartWall || loadStartWall + options.warmupMs,
-    measuredRequests,
-    measuredOk,
-    measuredFailures,
-    warmupFailures,
-    totalOk,
-    totalRequests,
-    okLatencies: okLatencies.values(),
-    allLatencies: allLatencies.values(),
-    benchCpuMicros: end.user + end.system - start.user - start.system
-  }
+  return tally.finish()
 }
 
 // ---------------------------------------------------------------------------------------------
