@@ -5,7 +5,8 @@ import { freePort } from "../test/support/ServiceProcess.ts"
 import { onCleanup } from "./Cleanup.ts"
 import { declareAppQueue, deleteQueues } from "./Deliveries.ts"
 import { log } from "./load.ts"
-import { bodiesFor, measurePhase, type Workload } from "./Measure.ts"
+import { bodiesFor, type Workload } from "./Measure.ts"
+import { measureTarget } from "./Overload.ts"
 import { reportFailure, startChild, stopChild, waitHttp200 } from "./Processes.ts"
 import type { Settings } from "./Settings.ts"
 
@@ -51,7 +52,7 @@ export const runBaselinePhase = async (settings: Settings, runId: string, worklo
   onCleanup("stop the baseline", stop)
   try {
     await waitHttp200(proc, `http://127.0.0.1:${port}/health`, 30_000)
-    const result = await measurePhase(
+    const result = await measureTarget(
       "baseline",
       settings,
       { port, secret, proc },

@@ -170,6 +170,21 @@ export const sampleProcess = (pid: number, everyMs = 500): ProcSampler => {
   }
 }
 
+/** VmRSS of a process in MB every `everyMs` from now (the first sample at once), until `stop` returns them. */
+export const sampleRssSeries = (pid: number, everyMs = 1_000) => {
+  const series: Array<number> = []
+  const sample = () => series.push((readStatusKb(pid, "VmRSS") ?? Number.NaN) / 1024)
+  sample()
+  const timer = setInterval(sample, everyMs)
+  timer.unref()
+  return {
+    stop: (): ReadonlyArray<number> => {
+      clearInterval(timer)
+      return series
+    }
+  }
+}
+
 /**
  * utime+stime in seconds of every process whose command name (`/proc/<pid>/comm`) is `comm` and
  * whose command line `keep` accepts, by pid: Postgres's backends and background processes, or
