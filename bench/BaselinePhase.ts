@@ -3,8 +3,10 @@ import { randomBytes, randomInt } from "node:crypto"
 import amqp from "amqplib"
 import { freePort } from "../test/support/ServiceProcess.ts"
 import { onCleanup } from "./Cleanup.ts"
-import { declareAppQueue, deleteQueues, log } from "./load.ts"
-import { bodiesFor, measurePhase, type Workload } from "./Measure.ts"
+import { declareAppQueue, deleteQueues } from "./Deliveries.ts"
+import { log } from "./load.ts"
+import { bodiesFor, type Workload } from "./Measure.ts"
+import { measureTarget } from "./Overload.ts"
 import { reportFailure, startChild, stopChild, waitHttp200 } from "./Processes.ts"
 import type { Settings } from "./Settings.ts"
 
@@ -50,7 +52,7 @@ export const runBaselinePhase = async (settings: Settings, runId: string, worklo
   onCleanup("stop the baseline", stop)
   try {
     await waitHttp200(proc, `http://127.0.0.1:${port}/health`, 30_000)
-    const result = await measurePhase(
+    const result = await measureTarget(
       "baseline",
       settings,
       { port, secret, proc },

@@ -4,23 +4,11 @@ import { randomInt } from "node:crypto"
 import { performance } from "node:perf_hooks"
 import { setTimeout as sleep } from "node:timers/promises"
 import { promisify } from "node:util"
-import {
-  type Consumers,
-  type ConsumerStats,
-  fmt,
-  formatCounts,
-  groupCpuDelta,
-  groupCpuSeconds,
-  type LoadResult,
-  log,
-  makeBodyFactory,
-  mediaIdsFor,
-  queueDepth,
-  runLoad,
-  startConsumers
-} from "./load.ts"
+import { type Consumers, type ConsumerStats, queueDepth, startConsumers } from "./Deliveries.ts"
+import { fmt, formatCounts, type LoadResult, log, makeBodyFactory, mediaIdsFor, runLoad } from "./load.ts"
 import type { GraphFigures } from "./OwnerLookups.ts"
-import type { Child } from "./Processes.ts"
+import { type PacedResult, PACED_DRAIN_MS, runPacedLoad } from "./PacedLoad.ts"
+import { type Child, groupCpuDelta, groupCpuSeconds, sampleRssSeries } from "./Processes.ts"
 import type { ServicePhase, Settings } from "./Settings.ts"
 
 export interface PhaseResult {
@@ -53,6 +41,12 @@ export interface PhaseResult {
   readonly unknownMedia: number
   /** What the Graph API stand-in answered (phases with --graph-standin). */
   readonly graph?: GraphFigures
+  /** The paced load's own figures (--rate, --overload): the same object as `load`. */
+  readonly paced?: PacedResult
+  /** Paced windows: the target's VmRSS in MB, once a second from the load's start to its end. */
+  readonly rssMb?: ReadonlyArray<number>
+  /** --overload: what the closed-loop window before it sustained, and the factor applied. */
+  readonly overload?: { readonly factor: number; readonly sustainedReqPerS: number }
 }
 
 /** What the bodies carry. */
@@ -138,7 +132,9 @@ export const measurePhase = async (
   owners: ReadonlyArray<string>,
   queues: ReadonlyArray<string>,
   idPrefix: string,
-  bodies: Bodies = {}
+  bodies: Bodies = {},
+  /** Requests per second of an open-loop (paced) window; undefined: the closed loop at --concurrency. */
+  rate?: number
 ): Promise<PhaseResult> => {
   const notes: Array<string> = []
   const consumers = await startConsumers(
@@ -178,24 +174,23 @@ export const measurePhase = async (
       setTimeout(() => (cpuStart = cpuSample()), warmupMs),
       setTimeout(() => (cpuEnd = cpuSample()), warmupMs + durationMs)
     ]
-    log(`${name}: load C=${settings.concurrency} E=${settings.changesPerBody} for ${settings.warmupS} s warm-up + ${settings.durationS} s`)
-    const load = await runLoad({
-      host: "127.0.0.1",
-      port: target.port,
-      path: "/webhook",
-      secret: target.secret,
-      concurrency: settings.concurrency,
-      warmupMs,
-      durationMs,
-      factory
-    })
+    log(
+      `${name}: load ${rate === undefined ? `C=${settings.concurrency}` : `paced ${fmt(rate)} req/s on up to ${settings.connections} connections`} ` +
+        `E=${settings.changesPerBody} for ${settings.warmupS} s warm-up + ${settings.durationS} s`
+    )
+    const loadOptions = { host: "127.0.0.1", port: target.port, path: "/webhook", secret: target.secret, warmupMs, durationMs, factory }
+    const rss = rate === undefined ? undefined : sampleRssSeries(target.proc.pid)
+    const paced = rate === undefined ? undefined : await runPacedLoad({ ...loadOptions, concurrency: settings.connections, rate })
+    const load = paced ?? await runLoad({ ...loadOptions, concurrency: settings.concurrency })
+    const rssMb = rss?.stop()
     cpuTimers.forEach(clearTimeout)
     if (cpuStart !== undefined && cpuEnd === undefined) cpuEnd = cpuSample()
     const expected = load.totalOk * factory.eventsPerBody
     log(
       `${name}: load done: ${load.totalRequests} requests, ${load.totalOk} answered 200 (${expected} events to deliver); waiting for deliveries`
     )
-    const wait = await waitForDeliveries(consumers, expected)
+    // after an overload the target may still be publishing a backlog it journaled: give it longer
+    const wait = await waitForDeliveries(consumers, expected, rate === undefined ? 30_000 : 120_000)
     if (wait.complete && expected > 0) await sleep(1_000) // late duplicates
     const stats = consumers.stats()
     const delivered = stats.unique
@@ -228,6 +223,7 @@ export const measurePhase = async (
     if (unroutableAfter !== undefined && unroutableBefore !== undefined && unroutableAfter > unroutableBefore) {
       notes.push(`chatico.unroutable grew by ${unroutableAfter - unroutableBefore} messages during the run`)
     }
+    if (paced !== undefined) notes.push(pacedNote(paced))
     const benchCpu = load.benchCpuMicros / 1e6 / settings.durationS
     notes.push(
       `${factory.entriesPerBody} entr${factory.entriesPerBody === 1 ? "y" : "ies"} × ${factory.eventsPerBody} change(s) per body, ` +
@@ -261,12 +257,20 @@ export const measurePhase = async (
       notes,
       misrouted: stats.misrouted,
       misroutedByMedia: stats.misroutedByMedia,
-      unknownMedia: stats.unknownMedia
+      unknownMedia: stats.unknownMedia,
+      ...(paced === undefined ? {} : { paced }),
+      ...(rssMb === undefined ? {} : { rssMb })
     }
   } finally {
     await consumers.close()
   }
 }
+
+const pacedNote = (paced: PacedResult) =>
+  `paced ${fmt(paced.rate)} req/s (request i due at the start + i/${fmt(paced.rate)} s) on a pool of up to ${paced.connections} connections: ` +
+  `${fmt(paced.sentRate)} req/s sent in the window; of ${paced.due} requests ${paced.waitedForConnection} waited for a free connection ` +
+  `and ${paced.late - paced.waitedForConnection} more went out over 1 ms late (timers, the bench's event loop); ` +
+  `${paced.unsent} still unsent ${PACED_DRAIN_MS / 1000} s after the window closed`
 
 const mediaCheckNotes = (stats: ConsumerStats, bodies: Bodies) => {
   const notes: Array<string> = []

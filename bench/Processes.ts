@@ -1,12 +1,11 @@
-/** The bench's child processes (the service, the baseline): start with a log file, wait until up, stop. */
+/** The bench's child processes (the service, the baseline): start with a log file, wait until up, stop; their CPU and memory from /proc. */
 import { type ChildProcess, spawn } from "node:child_process"
-import { createWriteStream } from "node:fs"
+import { createWriteStream, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { setTimeout as sleep } from "node:timers/promises"
 import { ROOT, startFlags } from "../test/support/ServiceProcess.ts"
-import { type ProcSampler, sampleProcess } from "./load.ts"
 
 /** BENCH_SERVICE_ROOT: another checkout (e.g. an earlier commit) whose service to run, for a before/after figure. */
 const SERVICE_ROOT = process.env.BENCH_SERVICE_ROOT ?? ROOT
@@ -114,4 +113,103 @@ export const reportFailure = (name: string, proc: Child, err: unknown) => {
   const tail = proc.tail()
   console.error(`[bench] ${name} phase failed: ${err instanceof Error ? err.message : String(err)}`)
   if (tail) console.error(`[bench] last ${name} output (${proc.logFile}):\n${tail}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process statistics (Linux /proc)
+
+export interface ProcSampler {
+  /** Peak resident set in bytes: max of VmHWM and the sampled VmRSS. */
+  readonly peakRssBytes: () => number
+  /** utime+stime of the process in seconds (undefined once it is gone). */
+  readonly cpuSeconds: () => number | undefined
+  readonly stop: () => void
+}
+
+const readStatusKb = (pid: number, key: string): number | undefined => {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8")
+    const match = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, "m").exec(status)
+    return match ? Number(match[1]) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const clockTicks = 100 // _SC_CLK_TCK on Linux
+
+const readCpuSeconds = (pid: number): number | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // fields after the command name, which is in parentheses and may contain spaces
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // rest[0] is field 3 (state); utime is field 14, stime 15
+    return (Number(rest[11]) + Number(rest[12])) / clockTicks
+  } catch {
+    return undefined
+  }
+}
+
+export const sampleProcess = (pid: number, everyMs = 500): ProcSampler => {
+  let peakKb = 0
+  const sample = () => {
+    const rss = readStatusKb(pid, "VmRSS")
+    const hwm = readStatusKb(pid, "VmHWM")
+    peakKb = Math.max(peakKb, rss ?? 0, hwm ?? 0)
+  }
+  sample()
+  const timer = setInterval(sample, everyMs)
+  timer.unref()
+  return {
+    peakRssBytes: () => {
+      sample()
+      return peakKb * 1024
+    },
+    cpuSeconds: () => readCpuSeconds(pid),
+    stop: () => clearInterval(timer)
+  }
+}
+
+/** VmRSS of a process in MB every `everyMs` from now (the first sample at once), until `stop` returns them. */
+export const sampleRssSeries = (pid: number, everyMs = 1_000) => {
+  const series: Array<number> = []
+  const sample = () => series.push((readStatusKb(pid, "VmRSS") ?? Number.NaN) / 1024)
+  sample()
+  const timer = setInterval(sample, everyMs)
+  timer.unref()
+  return {
+    stop: (): ReadonlyArray<number> => {
+      clearInterval(timer)
+      return series
+    }
+  }
+}
+
+/**
+ * utime+stime in seconds of every process whose command name (`/proc/<pid>/comm`) is `comm` and
+ * whose command line `keep` accepts, by pid: Postgres's backends and background processes, or
+ * RabbitMQ's `beam.smp`. The delta of two readings is what the group spent between them (a
+ * process gone in between is lost; the pools' connections live through a window).
+ */
+export const groupCpuSeconds = (comm: string, keep: (cmdline: string) => boolean = () => true): Map<number, number> => {
+  const cpu = new Map<number, number>()
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== comm) continue
+      if (!keep(readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " "))) continue
+    } catch {
+      continue
+    }
+    const seconds = readCpuSeconds(Number(entry))
+    if (seconds !== undefined) cpu.set(Number(entry), seconds)
+  }
+  return cpu
+}
+
+/** CPU seconds a group spent from `start` to `end` (a process new at `end` started in between). */
+export const groupCpuDelta = (start: ReadonlyMap<number, number>, end: ReadonlyMap<number, number>) => {
+  let total = 0
+  for (const [pid, seconds] of end) total += seconds - (start.get(pid) ?? 0)
+  return total
 }

@@ -1,6 +1,7 @@
 /** The report: one table row per measured window, the notes, and the verdicts of the comparisons. */
 import { fmt, formatCounts, percentiles, renderTable } from "./load.ts"
 import type { PhaseResult } from "./Measure.ts"
+import { pacedReport } from "./PacedReport.ts"
 import { isSideB, OWNER_RESOLUTION_BUDGET, type Settings, TRACING_BUDGET } from "./Settings.ts"
 
 const header = [
@@ -197,7 +198,8 @@ export const printReport = (settings: Settings, results: ReadonlyArray<PhaseResu
   for (const r of results) for (const note of r.notes) console.log(`  ${r.name}: ${note}`)
   const baseline = results.find((r) => r.name === "baseline")
   const services = results.filter((r) => r.phase !== undefined)
-  if (baseline && services.length > 0) {
+  // paced, both answer the schedule's rate: their ratio says nothing about capacity
+  if (baseline && services.length > 0 && settings.rate === undefined && settings.overload === undefined) {
     console.log("")
     for (const service of services) {
       const ratio =
@@ -212,13 +214,18 @@ export const printReport = (settings: Settings, results: ReadonlyArray<PhaseResu
   }
   if (settings.compareTracing && !compareTracingReport(settings, results)) ok = false
   if (settings.compareOwnerResolution && !compareOwnerResolutionReport(settings, results)) ok = false
+  if (!pacedReport(results)) ok = false
   console.log("")
   console.log(
     "accepted = 200s of requests started in the measured window / duration; delivered ev/s = unique deliveries since the window opened / " +
       "(last delivery − window start); e2e = arrival − body received_at; CPU % = target process CPU time over the window (100 = one core); " +
       "PG / MQ µs/ev = CPU of Postgres (its background processes and the target database's backends) / of RabbitMQ (beam.smp) " +
       "per delivered event; WAL B/ev = pg_stat_wal wal_bytes written in the window (whole cluster) per delivered event; " +
-      "peak RSS = VmHWM; missing = events answered 200 (warm-up included) never delivered"
+      "peak RSS = VmHWM; missing = events answered 200 (warm-up included) never delivered" +
+      (settings.rate !== undefined || settings.overload !== undefined
+        ? "; paced (--rate, --overload): accepted counts the requests due in the window, and accept latency runs from each " +
+          "request's due time (start + i/R), so a wait for a free connection counts"
+        : "")
   )
   return ok
 }

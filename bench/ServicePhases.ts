@@ -8,8 +8,10 @@ import { setTimeout as sleep } from "node:timers/promises"
 import amqp from "amqplib"
 import { dropDatabase, freePort, postWorkerApp } from "../test/support/ServiceProcess.ts"
 import { isInterrupted, onCleanup } from "./Cleanup.ts"
-import { declareAppQueue, deleteQueues, log, queueDepth } from "./load.ts"
-import { bodiesFor, measurePhase, type PhaseResult, type Workload } from "./Measure.ts"
+import { declareAppQueue, deleteQueues, queueDepth } from "./Deliveries.ts"
+import { log } from "./load.ts"
+import { bodiesFor, type PhaseResult, type Workload } from "./Measure.ts"
+import { measureTarget } from "./Overload.ts"
 import { type OtlpSink, sinkNotes, startOtlpSink, windowExports } from "./OtlpSink.ts"
 import { graphFigures, graphNotes, type OwnerLookups, startOwnerLookups } from "./OwnerLookups.ts"
 import { type Child, reportFailure, startChild, stopChild, waitHttp200 } from "./Processes.ts"
@@ -107,9 +109,11 @@ const startService = async (settings: Settings, runId: string, workload: Workloa
     delete env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
   }
   // The bench is a single client: the service's per-client webhook limit would cap whichever
-  // service is faster and hide the cost of tracing (or of owner resolution). A comparison turns
-  // it off in both unless RATE_LIMIT_WEBHOOK is set.
-  const limiterOff = (settings.compareTracing || settings.compareOwnerResolution) && process.env.RATE_LIMIT_WEBHOOK === undefined
+  // service is faster and hide the cost of tracing (or of owner resolution), and would answer an
+  // overload with 429 before the service's own shedding. A comparison and --overload turn it off
+  // unless RATE_LIMIT_WEBHOOK is set.
+  const limiterOff = (settings.compareTracing || settings.compareOwnerResolution || settings.overload !== undefined) &&
+    process.env.RATE_LIMIT_WEBHOOK === undefined
   if (limiterOff) env.RATE_LIMIT_WEBHOOK = "0"
   const queues = owners.map((_, i) => `bench.${runId}.q${i}`)
   onCleanup("drop the bench database", async () => {
@@ -163,7 +167,11 @@ const startService = async (settings: Settings, runId: string, workload: Workloa
     } finally {
       await connection.close().catch(() => {})
     }
-    if (limiterOff) notes.push(`webhook rate limit off (RATE_LIMIT_WEBHOOK=0), as in the other phase of the comparison`)
+    if (limiterOff) {
+      notes.push(
+        `webhook rate limit off (RATE_LIMIT_WEBHOOK=0), ${settings.overload === undefined ? "as in the other phase of the comparison" : "so the overload meets the service's own shedding"}`
+      )
+    }
     if (sink === undefined && settings.compareTracing) notes.push(`tracing off (no OTLP endpoint passed to the service)`)
     return { phase, port, secret, proc, database: dbName, queues, sink, standIn, notes, stop, stoppedAt: () => stoppedAt }
   } catch (err) {
@@ -175,7 +183,7 @@ const startService = async (settings: Settings, runId: string, workload: Workloa
 /** One measured window (warm-up + duration) of a running service. */
 const measureService = async (settings: Settings, workload: Workload, service: RunningService, name: string): Promise<PhaseResult> => {
   try {
-    const measured = await measurePhase(
+    const measured = await measureTarget(
       name,
       settings,
       service,

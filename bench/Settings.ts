@@ -1,5 +1,7 @@
 /** What the command line and the BENCH_* environment ask for, and the settings line that says it. */
-import { log, type QueueType } from "./load.ts"
+import type { QueueType } from "./Deliveries.ts"
+import { log } from "./load.ts"
+import { OVERLOAD_CONNECTIONS, PACED_CONNECTIONS, PACED_DRAIN_MS } from "./PacedLoad.ts"
 
 export interface Settings {
   readonly durationS: number
@@ -31,6 +33,12 @@ export interface Settings {
   readonly graphLimits: GraphLimits | undefined
   readonly queueType: QueueType
   readonly rabbitmqUrl: string
+  /** --rate: requests per second on a fixed schedule (open loop) instead of the closed loop. */
+  readonly rate: number | undefined
+  /** --overload: the paced rate as a multiple of what a short closed-loop window delivered. */
+  readonly overload: number | undefined
+  /** The paced load's connection pool: at most this many requests in flight (--rate, --overload). */
+  readonly connections: number
 }
 
 /** One run of the service. */
@@ -116,10 +124,21 @@ const GRAPH_DEFAULT_CALLS_PER_SECOND = 10
 const GRAPH_DEFAULT_BURST = 10
 /** Seconds routing waits for one owner lookup: a cold cache must fill well within it. */
 const OWNER_LOOKUP_WAIT_S = 3
+/** The issue's goal for paced load: accept p99, from each request's due time, at most this. */
+export const PACED_P99_GOAL_MS = 25
+/** --overload without a number. */
+const DEFAULT_OVERLOAD_FACTOR = 5
+/** --overload: RSS after this many seconds is the reference the rest of the run must stay near. */
+export const OVERLOAD_RSS_AT_S = 10
+/** --overload: the largest RSS after OVERLOAD_RSS_AT_S may exceed the value at it by this share ("RSS flat"). */
+export const OVERLOAD_RSS_GROWTH = 0.1
+/** --overload: seconds of the closed-loop window (after the warm-up) that says what the target sustains. */
+export const SUSTAIN_S = 5
 
 const usage = `usage: node bench/run.ts [--duration S] [--warmup S] [--concurrency C] [--apps N] [--changes-per-body E] [--baseline-only | --service-only]
                          [--tracing] [--compare-tracing [--rounds N] [--with-baseline]]
                          [--graph-standin] [--compare-owner-resolution [--rounds N] [--with-baseline]] [--media-per-app M]
+                         [--rate R | --overload [K]] [--connections N]
   --tracing          the service exports traces (OTLP, protocol from OTEL_EXPORTER_OTLP_PROTOCOL, default http/protobuf)
                      to a sink in the bench process; its row is "service+tracing", the notes count the exports received
   --compare-tracing  two services side by side, tracing off ("service") and on ("service+tracing"); the load alternates
@@ -139,7 +158,20 @@ const usage = `usage: node bench/run.ts [--duration S] [--warmup S] [--concurren
   --media-per-app M  distinct media per worker app in the bodies (default ${DEFAULT_MEDIA_PER_APP} with the two flags above, else ${PLAIN_MEDIA_PER_OWNER});
                      GRAPH_API_CALLS_PER_SECOND is raised (and said so) only if the default token bucket
                      (${GRAPH_DEFAULT_CALLS_PER_SECOND}/s, burst ${GRAPH_DEFAULT_BURST}) could not resolve apps × M media within half the warm-up (≤ 1.5 s)
-  --with-baseline    run the baseline too (what happens anyway without --compare-tracing / --compare-owner-resolution)`
+  --with-baseline    run the baseline too (what happens anyway without --compare-tracing / --compare-owner-resolution)
+  --rate R           open loop instead of the closed loop: request i is due at the start + i/R s (warm-up included) and
+                     goes out on a free keep-alive connection of a pool of up to --connections (when none is free it waits,
+                     and the wait counts); accept latency is from the due time; requests still waiting ${PACED_DRAIN_MS / 1000} s after the
+                     window closed are counted unsent; prints PASS/FAIL per target for accept p99 ≤ ${PACED_P99_GOAL_MS} ms with every
+                     request due in the window answered 200 (exit code 1 on FAIL)
+  --overload [K]     first a ${SUSTAIN_S} s closed-loop window (after the warm-up) says what the target sustains (delivered ev/s);
+                     then --duration s paced (as --rate, no warm-up) at K × that (default K ${DEFAULT_OVERLOAD_FACTOR}); prints the answers by kind
+                     (200, 503 with and without Retry-After, other statuses, connection errors), VmRSS each second, and
+                     PASS only with nothing but 200 and 503 + Retry-After, the largest RSS after ${OVERLOAD_RSS_AT_S} s within ${OVERLOAD_RSS_GROWTH * 100} % of
+                     the RSS at ${OVERLOAD_RSS_AT_S} s, and every event answered 200 delivered (exit code 1 on FAIL); --duration must exceed
+                     ${OVERLOAD_RSS_AT_S}; the service's webhook rate limit is off unless RATE_LIMIT_WEBHOOK is set (the bench is one client)
+  --connections N    the pool of --rate / --overload (default ${PACED_CONNECTIONS}; ${OVERLOAD_CONNECTIONS} with --overload, more than the service's
+                     journal mailbox of 2048 requests, so the service and not the pool decides what waits)`
 
 export const parseSettings = (argv: ReadonlyArray<string>): Settings => {
   const flags = new Map<string, string>()
@@ -162,7 +194,14 @@ export const parseSettings = (argv: ReadonlyArray<string>): Settings => {
       booleans.add(arg.slice(2))
       continue
     }
-    const match = /^--(duration|warmup|concurrency|apps|changes-per-body|media-per-app|rounds)(?:=(.*))?$/.exec(arg)
+    // --overload takes its factor only when one follows
+    if (arg === "--overload") {
+      booleans.add("overload")
+      const factor = argv[i + 1]
+      if (factor !== undefined && !factor.startsWith("--")) flags.set("overload", argv[++i]!)
+      continue
+    }
+    const match = /^--(duration|warmup|concurrency|apps|changes-per-body|media-per-app|rounds|rate|overload|connections)(?:=(.*))?$/.exec(arg)
     if (!match) {
       console.error(`unknown argument ${arg}\n${usage}`)
       process.exit(2)
@@ -197,6 +236,17 @@ export const parseSettings = (argv: ReadonlyArray<string>): Settings => {
   exclusive("baseline-only", "graph-standin")
   exclusive("baseline-only", "compare-owner-resolution")
   exclusive("compare-tracing", "compare-owner-resolution")
+  if (flags.has("overload")) booleans.add("overload")
+  if (flags.has("rate")) booleans.add("rate")
+  exclusive("rate", "overload")
+  for (const paced of ["rate", "overload"]) {
+    exclusive(paced, "compare-tracing")
+    exclusive(paced, "compare-owner-resolution")
+  }
+  if (flags.has("connections") && !booleans.has("rate") && !booleans.has("overload")) {
+    console.error(`--connections goes with --rate or --overload (the closed loop uses --concurrency)\n${usage}`)
+    process.exit(2)
+  }
   const compareTracing = booleans.has("compare-tracing")
   const compareOwnerResolution = booleans.has("compare-owner-resolution")
   const graphStandIn = booleans.has("graph-standin")
@@ -224,6 +274,12 @@ export const parseSettings = (argv: ReadonlyArray<string>): Settings => {
     process.exit(2)
   }
   const rounds = sideBySide ? num("rounds", "BENCH_ROUNDS", DEFAULT_COMPARISON_ROUNDS, true, 1) : 1
+  const overload = booleans.has("overload") ? num("overload", "BENCH_OVERLOAD", DEFAULT_OVERLOAD_FACTOR, false, 1) : undefined
+  const durationS = num("duration", "BENCH_DURATION", sideBySide ? DEFAULT_WINDOW_DURATION_S : 15, false, 0.5)
+  if (overload !== undefined && durationS <= OVERLOAD_RSS_AT_S) {
+    console.error(`--overload needs --duration above ${OVERLOAD_RSS_AT_S} s (RSS after ${OVERLOAD_RSS_AT_S} s is compared with RSS at it)\n${usage}`)
+    process.exit(2)
+  }
   // Alternate which side goes first (ABBA), so a machine that slows down or speeds up over the
   // run does not favour one of them.
   const tracingOrder = (round: number) => (round % 2 === 1 ? [false, true] : [true, false])
@@ -242,7 +298,7 @@ export const parseSettings = (argv: ReadonlyArray<string>): Settings => {
     ? [{ tracing: booleans.has("tracing"), ownerResolution, graphStandIn, round: 1 }]
     : []
   return {
-    durationS: num("duration", "BENCH_DURATION", sideBySide ? DEFAULT_WINDOW_DURATION_S : 15, false, 0.5),
+    durationS,
     warmupS,
     concurrency: num("concurrency", "BENCH_CONCURRENCY", 32, true, 1),
     apps,
@@ -259,7 +315,10 @@ export const parseSettings = (argv: ReadonlyArray<string>): Settings => {
     mediaPerApp,
     graphLimits: servicePhases.some((phase) => phase.graphStandIn) ? planGraphLimits(apps * mediaPerApp, warmupS) : undefined,
     queueType,
-    rabbitmqUrl: process.env.RABBITMQ_URL || "amqp://guest:guest@127.0.0.1:5672"
+    rabbitmqUrl: process.env.RABBITMQ_URL || "amqp://guest:guest@127.0.0.1:5672",
+    rate: booleans.has("rate") ? num("rate", "BENCH_RATE", 0, false, 1) : undefined,
+    overload,
+    connections: num("connections", "BENCH_CONNECTIONS", overload === undefined ? PACED_CONNECTIONS : OVERLOAD_CONNECTIONS, true, 1)
   }
 }
 
@@ -277,6 +336,8 @@ export const printSettings = (settings: Settings) => {
       `changes-per-body=${settings.changesPerBody} targets=${targets} ` +
       `OWNER_RESOLUTION=${ownerModes.length > 0 ? ownerModes.join(",") : settings.ownerResolution} queue type=${settings.queueType} node=${process.version}` +
       (settings.ownerAware ? ` media-per-app=${settings.mediaPerApp}` : "") +
+      (settings.rate !== undefined ? ` rate=${settings.rate}/s connections=${settings.connections}` : "") +
+      (settings.overload !== undefined ? ` overload=${settings.overload}× connections=${settings.connections}` : "") +
       (tracingOn
         ? ` tracing=${settings.otlpProtocol} to the bench's OTLP sink, sampler=${process.env.OTEL_TRACES_SAMPLER ? `${process.env.OTEL_TRACES_SAMPLER}${process.env.OTEL_TRACES_SAMPLER_ARG ? `(${process.env.OTEL_TRACES_SAMPLER_ARG})` : ""}` : "default"}`
         : "") +

@@ -1,14 +1,11 @@
 /**
  * Shared pieces of the benchmark: the webhook load generator (signed bodies over keep-alive
- * HTTP at a fixed concurrency), the RabbitMQ consumers that count deliveries, process
- * statistics from /proc, and small formatting helpers. Plain TypeScript, no Effect.
+ * HTTP at a fixed concurrency) and small formatting helpers. Plain TypeScript, no Effect.
+ * The consumers that count deliveries are in Deliveries.ts, /proc statistics in Processes.ts.
  */
 import { createHmac } from "node:crypto"
-import { readdirSync, readFileSync } from "node:fs"
 import http from "node:http"
 import { performance } from "node:perf_hooks"
-import amqp from "amqplib"
-import type { Channel, ChannelModel, ConsumeMessage } from "amqplib"
 
 // ---------------------------------------------------------------------------------------------
 // Webhook bodies
@@ -147,7 +144,8 @@ export interface LoadResult {
   readonly benchCpuMicros: number
 }
 
-class Samples {
+/** A growable array of numbers (latencies, arrival times). */
+export class Samples {
   private buf = new Float64Array(1 << 16)
   private n = 0
   push(value: number) {
@@ -166,17 +164,22 @@ class Samples {
   }
 }
 
-const bump = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1)
+export const bump = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1)
 
-type Outcome = number | string
+/** What one request got: its status, or the error code when no answer came; and whether the answer had a Retry-After. */
+export interface Answer {
+  readonly outcome: number | string
+  readonly retryAfter: boolean
+}
 
-const postOnce = (agent: http.Agent, options: LoadOptions, body: Buffer, signature: string) =>
-  new Promise<Outcome>((resolve) => {
+export const postOnce = (agent: http.Agent, options: LoadOptions, body: Buffer, signature: string) =>
+  new Promise<Answer>((resolve) => {
     let settled = false
-    const done = (outcome: Outcome) => {
+    let retryAfter = false
+    const done = (outcome: number | string) => {
       if (!settled) {
         settled = true
-        resolve(outcome)
+        resolve({ outcome, retryAfter })
       }
     }
     const req = http.request(
@@ -194,6 +197,7 @@ const postOnce = (agent: http.Agent, options: LoadOptions, body: Buffer, signatu
       },
       (res) => {
         const status = res.statusCode ?? 0
+        retryAfter = res.headers["retry-after"] !== undefined
         res.on("error", () => done("response-error"))
         res.on("end", () => done(status))
         res.resume()
@@ -204,20 +208,24 @@ const postOnce = (agent: http.Agent, options: LoadOptions, body: Buffer, signatu
     req.end(body)
   })
 
-export const runLoad = async (options: LoadOptions): Promise<LoadResult> => {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency, maxFreeSockets: options.concurrency })
+/**
+ * The clock and the tally of one load run, shared by the closed loop (runLoad) and the paced one
+ * (PacedLoad.ts): the window's bounds, the bench's CPU over it, and what each request got.
+ * `at` is the instant a request counts from: when it was sent (closed loop) or when it was due (paced).
+ */
+export const openTally = (warmupMs: number, durationMs: number) => {
   const loadStart = performance.now()
   const loadStartWall = Date.now()
-  const measureStart = loadStart + options.warmupMs
-  const measureEnd = measureStart + options.durationMs
+  const measureStart = loadStart + warmupMs
+  const measureEnd = measureStart + durationMs
   let measureStartWall = 0
   let cpuAtStart: NodeJS.CpuUsage | undefined
   let cpuAtEnd: NodeJS.CpuUsage | undefined
   const startTimer = setTimeout(() => {
     measureStartWall = Date.now()
     cpuAtStart = process.cpuUsage()
-  }, options.warmupMs)
-  const endTimer = setTimeout(() => (cpuAtEnd = process.cpuUsage()), options.warmupMs + options.durationMs)
+  }, warmupMs)
+  const endTimer = setTimeout(() => (cpuAtEnd = process.cpuUsage()), warmupMs + durationMs)
 
   let measuredRequests = 0
   let measuredOk = 0
@@ -228,363 +236,68 @@ export const runLoad = async (options: LoadOptions): Promise<LoadResult> => {
   const okLatencies = new Samples()
   const allLatencies = new Samples()
 
+  const record = (at: number, outcome: number | string) => {
+    const elapsed = performance.now() - at
+    totalRequests++
+    const measured = at >= measureStart
+    if (outcome === 200) {
+      totalOk++
+      if (measured) {
+        measuredOk++
+        okLatencies.push(elapsed)
+      }
+    } else {
+      bump(measured ? measuredFailures : warmupFailures, String(outcome))
+    }
+    if (measured) {
+      measuredRequests++
+      allLatencies.push(elapsed)
+    }
+  }
+  const finish = (): LoadResult => {
+    clearTimeout(startTimer)
+    clearTimeout(endTimer)
+    const start = cpuAtStart ?? process.cpuUsage()
+    const end = cpuAtEnd ?? process.cpuUsage()
+    return {
+      loadStart,
+      loadStartWall,
+      measureStart,
+      measureEnd,
+      measureStartWall: measureStartWall || loadStartWall + warmupMs,
+      measuredRequests,
+      measuredOk,
+      measuredFailures,
+      warmupFailures,
+      totalOk,
+      totalRequests,
+      okLatencies: okLatencies.values(),
+      allLatencies: allLatencies.values(),
+      benchCpuMicros: end.user + end.system - start.user - start.system
+    }
+  }
+  return { loadStart, measureStart, measureEnd, record, finish }
+}
+
+export const keepAliveAgent = (connections: number) => new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections })
+
+export const runLoad = async (options: LoadOptions): Promise<LoadResult> => {
+  const agent = keepAliveAgent(options.concurrency)
+  const tally = openTally(options.warmupMs, options.durationMs)
   const worker = async () => {
     for (;;) {
       const t0 = performance.now()
-      if (t0 >= measureEnd) return
+      if (t0 >= tally.measureEnd) return
       const body = options.factory.next()
-      const signature = sign(options.secret, body)
-      const outcome = await postOnce(agent, options, body, signature)
-      const elapsed = performance.now() - t0
-      totalRequests++
-      const measured = t0 >= measureStart
-      if (outcome === 200) {
-        totalOk++
-        if (measured) {
-          measuredOk++
-          okLatencies.push(elapsed)
-        }
-      } else {
-        bump(measured ? measuredFailures : warmupFailures, String(outcome))
-        // Don't spin when the target refuses connections outright.
-        if (typeof outcome === "string") await new Promise((r) => setTimeout(r, 5))
-      }
-      if (measured) {
-        measuredRequests++
-        allLatencies.push(elapsed)
-      }
+      const { outcome } = await postOnce(agent, options, body, sign(options.secret, body))
+      tally.record(t0, outcome)
+      // Don't spin when the target refuses connections outright.
+      if (typeof outcome === "string") await new Promise((r) => setTimeout(r, 5))
     }
   }
   await Promise.all(Array.from({ length: options.concurrency }, worker))
-  clearTimeout(startTimer)
-  clearTimeout(endTimer)
   agent.destroy()
-  const start = cpuAtStart ?? process.cpuUsage()
-  const end = cpuAtEnd ?? process.cpuUsage()
-  return {
-    loadStart,
-    loadStartWall,
-    measureStart,
-    measureEnd,
-    measureStartWall: measureStartWall || loadStartWall + options.warmupMs,
-    measuredRequests,
-    measuredOk,
-    measuredFailures,
-    warmupFailures,
-    totalOk,
-    totalRequests,
-    okLatencies: okLatencies.values(),
-    allLatencies: allLatencies.values(),
-    benchCpuMicros: end.user + end.system - start.user - start.system
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// RabbitMQ: queues and consumers
-
-export type QueueType = "quorum" | "classic"
-
-/** The queue shape the contract describes: durable, dead-lettering to `<queue>.dlq`. */
-export const declareAppQueue = async (channel: Channel, queue: string, queueType: QueueType) => {
-  await channel.assertQueue(`${queue}.dlq`, { durable: true, arguments: { "x-queue-type": queueType } })
-  await channel.assertQueue(queue, {
-    durable: true,
-    arguments: {
-      "x-queue-type": queueType,
-      "x-dead-letter-exchange": "",
-      "x-dead-letter-routing-key": `${queue}.dlq`
-    }
-  })
-}
-
-/** Message count of a queue, or undefined when it does not exist (uses a throwaway channel). */
-export const queueDepth = async (connection: ChannelModel, queue: string): Promise<number | undefined> => {
-  const channel = await connection.createChannel()
-  channel.on("error", () => {})
-  try {
-    return (await channel.checkQueue(queue)).messageCount
-  } catch {
-    return undefined
-  } finally {
-    await channel.close().catch(() => {})
-  }
-}
-
-export const deleteQueues = async (url: string, queues: ReadonlyArray<string>) => {
-  const connection = await amqp.connect(url)
-  connection.on("error", () => {})
-  let deleted = 0
-  try {
-    for (const queue of queues) {
-      const channel = await connection.createChannel()
-      channel.on("error", () => {})
-      try {
-        await channel.deleteQueue(queue)
-        deleted++
-      } catch {
-        // already gone
-      } finally {
-        await channel.close().catch(() => {})
-      }
-    }
-  } finally {
-    await connection.close().catch(() => {})
-  }
-  return deleted
-}
-
-export interface ConsumerStats {
-  readonly unique: number
-  readonly duplicates: number
-  readonly redelivered: number
-  readonly withoutMessageId: number
-  /** Messages whose x-owner-id header names another owner than the queue's app. */
-  readonly misrouted: number
-  /** With `mediaOwners`: messages in the queue of another app than their media's owner's. */
-  readonly misroutedByMedia: number
-  /** With `mediaOwners`: messages without a media_id, or with one the map does not know. */
-  readonly unknownMedia: number
-  /** performance.now() of the latest delivery (0 when none). */
-  readonly lastDelivery: number
-  /** Unique deliveries that arrived before the given performance.now() instant. */
-  readonly uniqueBefore: (instant: number) => number
-  /** End-to-end latency samples (ms): arrival minus the body's received_at (or the timestamp property). */
-  readonly e2eLatencies: () => Float64Array
-}
-
-export interface Consumers {
-  readonly stats: () => ConsumerStats
-  readonly connection: ChannelModel
-  readonly close: () => Promise<void>
-}
-
-const RECEIVED_AT = Buffer.from(`"received_at":"`)
-
-/** Delivery time of a message, from the body's received_at (ISO) or the timestamp property. */
-const sentAt = (msg: ConsumeMessage): number | undefined => {
-  const at = msg.content.indexOf(RECEIVED_AT)
-  if (at >= 0) {
-    const start = at + RECEIVED_AT.length
-    const end = msg.content.indexOf(34 /* " */, start)
-    if (end > start && end - start < 40) {
-      const parsed = Date.parse(msg.content.toString("latin1", start, end))
-      if (!Number.isNaN(parsed)) return parsed
-    }
-  }
-  const ts = msg.properties.timestamp
-  if (typeof ts === "number" && ts > 0) return ts > 1e12 ? ts : ts * 1000
-  return undefined
-}
-
-const MEDIA_ID = Buffer.from(`"media_id":"`)
-
-/** The message's top-level `media_id` (the service and the baseline write it before `value`). */
-const mediaIdOf = (content: Buffer): string | undefined => {
-  const at = content.indexOf(MEDIA_ID)
-  if (at < 0) return undefined
-  const start = at + MEDIA_ID.length
-  const end = content.indexOf(34 /* " */, start)
-  return end > start && end - start <= 64 ? content.toString("latin1", start, end) : undefined
-}
-
-export const startConsumers = async (
-  url: string,
-  queues: ReadonlyArray<{ readonly queue: string; readonly owner: string }>,
-  options: {
-    readonly prefetch?: number
-    readonly ackEvery?: number
-    /** media id → owner: each message's `media_id` must belong to its queue's owner. */
-    readonly mediaOwners?: ReadonlyMap<string, string>
-  } = {}
-): Promise<Consumers> => {
-  const mediaOwners = options.mediaOwners
-  const prefetch = options.prefetch ?? 1000
-  const ackEvery = options.ackEvery ?? 500
-  const connection = await amqp.connect(url)
-  connection.on("error", (err) => console.error(`[bench] consumer connection error: ${err.message}`))
-  const channel = await connection.createChannel()
-  channel.on("error", (err) => console.error(`[bench] consumer channel error: ${err.message}`))
-  await channel.prefetch(prefetch)
-
-  const seen = new Set<string>()
-  let duplicates = 0
-  let redelivered = 0
-  let withoutMessageId = 0
-  let misrouted = 0
-  let misroutedByMedia = 0
-  let unknownMedia = 0
-  let lastDelivery = 0
-  let unacked = 0
-  let lastUnacked: ConsumeMessage | undefined
-  // arrival time (performance.now) of each unique delivery, for windowed rates
-  const arrivals = new Samples()
-  const e2e = new Samples()
-
-  const onMessage = (owner: string) => (msg: ConsumeMessage | null) => {
-    if (msg === null) return
-    const now = performance.now()
-    lastDelivery = now
-    if (msg.fields.redelivered) redelivered++
-    const id = msg.properties.messageId
-    if (typeof id !== "string" || id.length === 0) {
-      withoutMessageId++
-      arrivals.push(now)
-    } else if (seen.has(id)) {
-      duplicates++
-    } else {
-      seen.add(id)
-      arrivals.push(now)
-      const at = sentAt(msg)
-      if (at !== undefined) e2e.push(Date.now() - at)
-    }
-    const header = msg.properties.headers?.["x-owner-id"]
-    if (header !== undefined && String(header) !== owner) misrouted++
-    if (mediaOwners !== undefined) {
-      const mediaId = mediaIdOf(msg.content)
-      const expected = mediaId === undefined ? undefined : mediaOwners.get(mediaId)
-      if (expected === undefined) unknownMedia++
-      else if (expected !== owner) misroutedByMedia++
-    }
-    lastUnacked = msg
-    if (++unacked >= ackEvery) {
-      channel.ack(msg, true)
-      unacked = 0
-      lastUnacked = undefined
-    }
-  }
-  const flush = setInterval(() => {
-    if (lastUnacked !== undefined) {
-      channel.ack(lastUnacked, true)
-      unacked = 0
-      lastUnacked = undefined
-    }
-  }, 200)
-
-  for (const { queue, owner } of queues) {
-    await channel.consume(queue, onMessage(owner), { noAck: false })
-  }
-
-  const stats = (): ConsumerStats => ({
-    unique: seen.size + withoutMessageId,
-    duplicates,
-    redelivered,
-    withoutMessageId,
-    misrouted,
-    misroutedByMedia,
-    unknownMedia,
-    lastDelivery,
-    uniqueBefore: (instant: number) => {
-      // arrivals are in increasing order: binary search
-      const values = arrivals.values()
-      let lo = 0
-      let hi = values.length
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1
-        if (values[mid]! < instant) lo = mid + 1
-        else hi = mid
-      }
-      return lo
-    },
-    e2eLatencies: () => e2e.values()
-  })
-
-  const close = async () => {
-    clearInterval(flush)
-    if (lastUnacked !== undefined) {
-      try {
-        channel.ack(lastUnacked, true)
-      } catch {
-        // channel already closed
-      }
-    }
-    await channel.close().catch(() => {})
-    await connection.close().catch(() => {})
-  }
-  return { stats, connection, close }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Process statistics (Linux /proc)
-
-export interface ProcSampler {
-  /** Peak resident set in bytes: max of VmHWM and the sampled VmRSS. */
-  readonly peakRssBytes: () => number
-  /** utime+stime of the process in seconds (undefined once it is gone). */
-  readonly cpuSeconds: () => number | undefined
-  readonly stop: () => void
-}
-
-const readStatusKb = (pid: number, key: string): number | undefined => {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8")
-    const match = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, "m").exec(status)
-    return match ? Number(match[1]) : undefined
-  } catch {
-    return undefined
-  }
-}
-
-const clockTicks = 100 // _SC_CLK_TCK on Linux
-
-const readCpuSeconds = (pid: number): number | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    // fields after the command name, which is in parentheses and may contain spaces
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    // rest[0] is field 3 (state); utime is field 14, stime 15
-    return (Number(rest[11]) + Number(rest[12])) / clockTicks
-  } catch {
-    return undefined
-  }
-}
-
-export const sampleProcess = (pid: number, everyMs = 500): ProcSampler => {
-  let peakKb = 0
-  const sample = () => {
-    const rss = readStatusKb(pid, "VmRSS")
-    const hwm = readStatusKb(pid, "VmHWM")
-    peakKb = Math.max(peakKb, rss ?? 0, hwm ?? 0)
-  }
-  sample()
-  const timer = setInterval(sample, everyMs)
-  timer.unref()
-  return {
-    peakRssBytes: () => {
-      sample()
-      return peakKb * 1024
-    },
-    cpuSeconds: () => readCpuSeconds(pid),
-    stop: () => clearInterval(timer)
-  }
-}
-
-/**
- * utime+stime in seconds of every process whose command name (`/proc/<pid>/comm`) is `comm` and
- * whose command line `keep` accepts, by pid: Postgres's backends and background processes, or
- * RabbitMQ's `beam.smp`. The delta of two readings is what the group spent between them (a
- * process gone in between is lost; the pools' connections live through a window).
- */
-export const groupCpuSeconds = (comm: string, keep: (cmdline: string) => boolean = () => true): Map<number, number> => {
-  const cpu = new Map<number, number>()
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== comm) continue
-      if (!keep(readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " "))) continue
-    } catch {
-      continue
-    }
-    const seconds = readCpuSeconds(Number(entry))
-    if (seconds !== undefined) cpu.set(Number(entry), seconds)
-  }
-  return cpu
-}
-
-/** CPU seconds a group spent from `start` to `end` (a process new at `end` started in between). */
-export const groupCpuDelta = (start: ReadonlyMap<number, number>, end: ReadonlyMap<number, number>) => {
-  let total = 0
-  for (const [pid, seconds] of end) total += seconds - (start.get(pid) ?? 0)
-  return total
+  return tally.finish()
 }
 
 // ---------------------------------------------------------------------------------------------
