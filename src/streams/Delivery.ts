@@ -38,7 +38,6 @@ type Outcome = {
 
 const json = JSON.stringify
 
-
 /** The message body a worker app receives, with `value` and `entry_time` exactly as Meta sent them. */
 export const messageBody = (event: JournaledEvent, ownerId: string) =>
   Buffer.from(
