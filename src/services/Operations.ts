@@ -11,6 +11,19 @@ import {
   WebhookLogEvent
 } from "../domain/WebhookLog.ts"
 import { Database } from "./Database.ts"
+import {
+  type EventRow,
+  eventExists,
+  eventSelect,
+  type LogRow,
+  pendingBacklogSelect,
+  pendingCountSelect,
+  replayConditions,
+  replayCount,
+  replayUpdate,
+  webhookLogSelect,
+  type WebhookLogQuery
+} from "./JournalReads.ts"
 import { AppConfig } from "./AppConfig.ts"
 import { Broker, deadLetterQueue } from "./Broker.ts"
 import { Lanes } from "./Lanes.ts"
@@ -20,39 +33,12 @@ import { WorkerApps } from "./WorkerApps.ts"
 /** Events one replay call re-queues at most; `more: true` says there are others. */
 export const REPLAY_MAX = 10_000
 export const DEFAULT_LOG_PAGE = 100
+export type { WebhookLogQuery } from "./JournalReads.ts"
+
 /** Worker apps per /monitoring/queues page unless `?limit=` says otherwise. */
 export const DEFAULT_QUEUES_PAGE = 100
 /** Passive declares in flight at once for one /monitoring/queues call. */
 export const QUEUE_COUNT_CONCURRENCY = 8
-
-export interface WebhookLogQuery {
-  readonly status?: EventStatus | undefined
-  readonly owner_id?: string | undefined
-  readonly worker_app_id?: string | undefined
-  readonly since?: string | undefined
-  /** Only events received before this time (the console's time range). */
-  readonly until?: string | undefined
-  readonly limit: number
-  readonly cursor?: string | undefined
-}
-
-interface LogRow {
-  readonly event_id: string
-  readonly received_at: Date | string
-  readonly status: EventStatus
-  readonly object: string
-  readonly field: string
-  readonly entry_id: string
-  readonly media_id: string | null
-  readonly owner_id: string | null
-  readonly worker_app_id: string | null
-  readonly attempts: number
-  readonly last_error: string | null
-  readonly delivered_at: Date | string | null
-  readonly value: unknown
-  readonly routing_note: string | null
-  readonly seq: string | number
-}
 
 const iso = (value: Date | string) => (value instanceof Date ? value : new Date(value)).toISOString()
 
@@ -77,12 +63,6 @@ const entryFields = (row: LogRow) => ({
 
 const toEntry = (row: LogRow) => new WebhookLogEntry(entryFields(row))
 
-interface EventRow extends LogRow {
-  readonly entry_time: string | number | null
-  readonly duplicates: string | number
-  readonly trace_context: unknown
-}
-
 const toEvent = (row: EventRow) =>
   new WebhookLogEvent({
     ...entryFields(row),
@@ -90,22 +70,6 @@ const toEvent = (row: EventRow) =>
     duplicates: Number(row.duplicates),
     trace_id: traceFromJournal(row.trace_context)?.span.traceId ?? null
   })
-
-/**
- * The owner an event is listed under: the routed owner, or the entry's account
- * while it is pending with none yet. `webhook_events_owner_or_entry_idx` indexes it.
- */
-const ownerOrEntry = (sql: SqlClient.SqlClient, ownerId: string, joined = false) =>
-  joined
-    ? sql`COALESCE(e.owner_id, CASE WHEN e.status = 'pending' THEN e.entry_id END) = ${ownerId}`
-    : sql`COALESCE(owner_id, CASE WHEN status = 'pending' THEN entry_id END) = ${ownerId}`
-
-/**
- * `status = '…'` with the status written as a literal: the planner matches a literal, never a bound
- * parameter, to the partial index of settled statuses (`webhook_events_settled_status_idx`).
- */
-const statusIs = (sql: SqlClient.SqlClient, status: EventStatus) =>
-  /^[a-z_]+$/.test(status) ? sql`status = ${sql.literal(`'${status}'`)}` : sql`status = ${status}`
 
 // The cursor is the (received_at, key) of the last row of a page, opaque to callers.
 const encodeCursor = (receivedAt: Date | string, key: string) =>
@@ -125,54 +89,6 @@ const decodeCursor = (cursor: string, key: RegExp): readonly [string, string] | 
     // Falls through to "invalid".
   }
   return undefined
-}
-
-// A page of `limit` rows (one more was read to know whether another page follows);
-// the cursor is the last row's (received_at, seq).
-/**
- * The SELECT of one webhook-log page: `limit + 1` rows newest first, after
- * `cursor`. Exported so the tests EXPLAIN the very statement the service runs.
- */
-export const webhookLogSelect = (
-  sql: SqlClient.SqlClient,
-  query: Pick<WebhookLogQuery, "status" | "owner_id" | "worker_app_id" | "since" | "until">,
-  cursor: readonly [string, string] | undefined,
-  limit: number
-) => {
-  if (query.status === "duplicate") {
-    // Redeliveries live in their own table, joined to the event they repeat.
-    const conditions = [
-      ...(query.owner_id === undefined ? [] : [ownerOrEntry(sql, query.owner_id, true)]),
-      ...(query.worker_app_id === undefined ? [] : [sql`e.worker_app_id = ${query.worker_app_id}`]),
-      ...(query.since === undefined ? [] : [sql`d.received_at >= ${new Date(query.since)}`]),
-      ...(query.until === undefined ? [] : [sql`d.received_at < ${new Date(query.until)}`]),
-      ...(cursor === undefined ? [] : [sql`(d.received_at, d.id) < (${new Date(cursor[0])}, ${cursor[1]}::bigint)`])
-    ]
-    return sql<LogRow>`
-      SELECT e.event_id, d.received_at, 'duplicate' AS status, e.object, e.field, e.entry_id, e.media_id,
-             e.owner_id, e.worker_app_id, e.attempts, e.last_error, e.delivered_at, chatico_jsonb_or_null(e.value_raw) AS value, e.routing_note, d.id AS seq
-      FROM webhook_duplicates d JOIN webhook_events e ON e.event_id = d.event_id
-      WHERE ${sql.and(conditions)}
-      ORDER BY d.received_at DESC, d.id DESC
-      LIMIT ${limit + 1}
-    `
-  }
-  const conditions = [
-    ...(query.status === undefined ? [] : [statusIs(sql, query.status)]),
-    ...(query.owner_id === undefined ? [] : [ownerOrEntry(sql, query.owner_id)]),
-    ...(query.worker_app_id === undefined ? [] : [sql`worker_app_id = ${query.worker_app_id}`]),
-    ...(query.since === undefined ? [] : [sql`received_at >= ${new Date(query.since)}`]),
-    ...(query.until === undefined ? [] : [sql`received_at < ${new Date(query.until)}`]),
-    ...(cursor === undefined ? [] : [sql`(received_at, event_id) < (${new Date(cursor[0])}, ${cursor[1]})`])
-  ]
-  return sql<LogRow>`
-    SELECT event_id, received_at, status, object, field, entry_id, media_id, owner_id, worker_app_id,
-           attempts, last_error, delivered_at, chatico_jsonb_or_null(value_raw) AS value, routing_note, event_id AS seq
-    FROM webhook_events
-    WHERE ${sql.and(conditions)}
-    ORDER BY received_at DESC, event_id DESC
-    LIMIT ${limit + 1}
-  `
 }
 
 const toPage = (rows: ReadonlyArray<LogRow>, limit: number) => {
@@ -246,12 +162,7 @@ export class Operations extends Context.Service<Operations, {
 
       const webhookLog = Effect.fn("Operations.webhookLog")(function*(eventId: string) {
         yield* ready
-        const rows = yield* sql<EventRow>`
-          SELECT event_id, received_at, status, object, field, entry_id, entry_time, media_id, owner_id, worker_app_id,
-                 attempts, last_error, delivered_at, chatico_jsonb_or_null(value_raw) AS value, routing_note, trace_context, event_id AS seq,
-                 (SELECT count(*) FROM webhook_duplicates d WHERE d.event_id = webhook_events.event_id) AS duplicates
-          FROM webhook_events WHERE event_id = ${eventId}
-        `.pipe(Effect.mapError(unavailable))
+        const rows = yield* eventSelect(sql, eventId).pipe(Effect.mapError(unavailable))
         const row = rows[0]
         if (row === undefined) return yield* new EventNotFound({ detail: `no event ${eventId}` })
         return toEvent(row)
@@ -261,20 +172,7 @@ export class Operations extends Context.Service<Operations, {
       // from the journal into the lanes at once, in journal order (same event_id, `x-attempt` one
       // higher). Events already pending are left alone, so a second call queues nothing twice.
       const replayWhere = (where: ReturnType<typeof sql.and>) =>
-        sql<{ readonly event_id: string; readonly entry_id: string; readonly matched: number | string }>`
-          WITH chosen AS (
-            SELECT event_id FROM webhook_events
-            WHERE ${where} AND status IN ('routed', 'unroutable', 'dead_lettered')
-            ORDER BY received_at
-            LIMIT ${REPLAY_MAX + 1}
-            FOR UPDATE SKIP LOCKED
-          ), limited AS (SELECT event_id FROM chosen LIMIT ${REPLAY_MAX})
-          UPDATE webhook_events AS w
-          SET status = 'pending', delivered_at = NULL, last_error = NULL,
-              claimed_by = ${lanes.instanceId}::uuid, lease_until = now() + make_interval(secs => ${leaseSeconds})
-          FROM limited WHERE w.event_id = limited.event_id
-          RETURNING w.event_id, w.entry_id, (SELECT count(*) FROM chosen) AS matched
-        `.pipe(
+        replayUpdate(sql, where, { instanceId: lanes.instanceId, leaseSeconds, max: REPLAY_MAX }).pipe(
           Effect.mapError(unavailable),
           Effect.tap((rows) => lanes.backlog(new Set(rows.map((row) => row.entry_id)))),
           Effect.map((rows) => ({
@@ -285,20 +183,14 @@ export class Operations extends Context.Service<Operations, {
 
       const replayOne = Effect.fn("Operations.replayOne")(function*(eventId: string) {
         yield* ready
-        const exists = yield* sql`SELECT 1 FROM webhook_events WHERE event_id = ${eventId}`.pipe(Effect.mapError(unavailable))
+        const exists = yield* eventExists(sql, eventId).pipe(Effect.mapError(unavailable))
         if (exists.length === 0) return yield* new EventNotFound({ detail: `no event ${eventId}` })
         return yield* replayWhere(sql.and([sql`event_id = ${eventId}`]))
       })
 
       // A dry run counts the rows the replay would take (up to one more than a call queues).
       const countWhere = (where: ReturnType<typeof sql.and>) =>
-        sql<{ readonly matched: number | string }>`
-          SELECT count(*)::int AS matched FROM (
-            SELECT 1 FROM webhook_events
-            WHERE ${where} AND status IN ('routed', 'unroutable', 'dead_lettered')
-            LIMIT ${REPLAY_MAX + 1}
-          ) AS chosen
-        `.pipe(
+        replayCount(sql, where, REPLAY_MAX).pipe(
           Effect.map((rows) => {
             const matched = Number(rows[0]?.matched ?? 0)
             return { queued: Math.min(matched, REPLAY_MAX), more: matched > REPLAY_MAX }
@@ -308,13 +200,7 @@ export class Operations extends Context.Service<Operations, {
 
       const replay = Effect.fn("Operations.replay")(function*(filter: ReplayFilter) {
         yield* ready
-        const conditions = [
-          ...(filter.status === undefined ? [] : [statusIs(sql, filter.status)]),
-          ...(filter.owner_id === undefined ? [] : [ownerOrEntry(sql, filter.owner_id)]),
-          ...(filter.worker_app_id === undefined ? [] : [sql`worker_app_id = ${filter.worker_app_id}`]),
-          ...(filter.since === undefined ? [] : [sql`received_at >= ${new Date(filter.since)}`]),
-          ...(filter.until === undefined ? [] : [sql`received_at < ${new Date(filter.until)}`])
-        ]
+        const conditions = replayConditions(sql, filter)
         if (conditions.length === 0) {
           return yield* InvalidFilter.at(["body"], "give at least one of status, owner_id, worker_app_id, since, until")
         }
@@ -352,15 +238,9 @@ export class Operations extends Context.Service<Operations, {
         }
       })
 
-      const pendingCount = sql<{ readonly n: number | string }>`
-        SELECT count(*)::int AS n FROM webhook_events WHERE status = 'pending'
-      `.pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0)), Effect.mapError(unavailable))
+      const pendingCount = pendingCountSelect(sql).pipe(Effect.map((rows) => Number(rows[0]?.n ?? 0)), Effect.mapError(unavailable))
 
-      // Reads the partial index of pending rows only.
-      const pendingBacklog = sql<{ readonly n: number | string; readonly oldest: number | string | null }>`
-        SELECT count(*)::int AS n, EXTRACT(EPOCH FROM now() - min(received_at))::float8 AS oldest
-        FROM webhook_events WHERE status = 'pending'
-      `.pipe(
+      const pendingBacklog = pendingBacklogSelect(sql).pipe(
         Effect.map((rows) => ({
           pending: Number(rows[0]?.n ?? 0),
           oldestSeconds: rows[0]?.oldest === null || rows[0]?.oldest === undefined ? null : Number(rows[0].oldest)

@@ -6,7 +6,7 @@ import type { EventStatus, WebhookLogEntry } from "../../src/domain/WebhookLog.t
 import { WorkerAppId } from "../../src/domain/WorkerApp.ts"
 import { AppNoConfig } from "../../src/layers/App.ts"
 import { AppConfig } from "../../src/services/AppConfig.ts"
-import { webhookLogSelect, type WebhookLogQuery } from "../../src/services/Operations.ts"
+import { webhookLogSelect, type WebhookLogQuery } from "../../src/services/JournalReads.ts"
 import { JournalDb, TestApp, testConfig } from "../support/TestApp.ts"
 import { eventually } from "../support/WorkerApps.ts"
 import { allPages, assertNewestFirst, type LogPage, logs, type LogsQuery as EndpointQuery } from "../support/Monitoring.ts"

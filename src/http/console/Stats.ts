@@ -2,6 +2,13 @@ import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { DatabaseUnavailable } from "../../domain/Errors.ts"
 import { Database } from "../../services/Database.ts"
+import {
+  backlogSelect,
+  duplicatesPerMinute,
+  eventsPerMinute,
+  rawValueSelect,
+  routedPerApp
+} from "../../services/JournalReads.ts"
 
 /** The chart's window: the last hour, one bar group per minute. */
 export const CHART_MINUTES = 60
@@ -19,39 +26,6 @@ export interface Backlog {
   readonly oldest: Date | null
 }
 
-
-// Each statement is exported so the tests EXPLAIN the very SQL the console runs on a big journal.
-// Every one walks an index range bounded by the window (or the pending rows), never the whole table.
-
-export const eventsPerMinute = (sql: SqlClient.SqlClient, since: Date) =>
-  sql<{ readonly minute: Date | string; readonly status: string; readonly n: number | string }>`
-    SELECT date_trunc('minute', received_at) AS minute, status, count(*)::int AS n
-    FROM webhook_events WHERE received_at >= ${since}
-    GROUP BY 1, 2
-  `
-
-export const duplicatesPerMinute = (sql: SqlClient.SqlClient, since: Date) =>
-  sql<{ readonly minute: Date | string; readonly n: number | string }>`
-    SELECT date_trunc('minute', received_at) AS minute, count(*)::int AS n
-    FROM webhook_duplicates WHERE received_at >= ${since}
-    GROUP BY 1
-  `
-
-export const backlogSelect = (sql: SqlClient.SqlClient) =>
-  sql<{ readonly pending: number | string; readonly oldest: Date | string | null }>`
-    SELECT count(*)::int AS pending, min(received_at) AS oldest FROM webhook_events WHERE status = 'pending'
-  `
-
-export const routedPerApp = (sql: SqlClient.SqlClient, since: Date) =>
-  sql<{ readonly worker_app_id: string; readonly n: number | string }>`
-    SELECT worker_app_id::text AS worker_app_id, count(*)::int AS n
-    FROM webhook_events WHERE status = 'routed' AND received_at >= ${since}
-    GROUP BY 1
-  `
-
-/** The value's exact bytes as Meta sent them (what the worker app receives). */
-export const rawValueSelect = (sql: SqlClient.SqlClient, eventId: string) =>
-  sql<{ readonly value_raw: string }>`SELECT value_raw FROM webhook_events WHERE event_id = ${eventId}`
 
 const isOutcome = (status: string): status is Outcome => OUTCOMES.some((outcome) => outcome === status)
 
