@@ -7,11 +7,7 @@ export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>
   { httpApiStatus: 503 }
 ) {}
 
-/**
- * One problem with a request, as FastAPI reports it: where it is
- * (`["body", "owner_id"]`), what is wrong, and its kind (`missing`,
- * `extra_forbidden`, `type_error`, `value_error`).
- */
+/** One problem with a request as FastAPI reports it, e.g. loc `["body", "owner_id"]`, type `missing`. */
 export const ValidationIssue = Schema.Struct({
   loc: Schema.Array(Schema.Union([Schema.String, Schema.Number])),
   msg: Schema.String,

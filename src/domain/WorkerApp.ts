@@ -1,4 +1,4 @@
-import { Schema, SchemaTransformation } from "effect"
+import { Schema, SchemaTransformation, Struct } from "effect"
 import { DatabaseUnavailable } from "./Errors.ts"
 import { isWithoutNul } from "./Text.ts"
 
@@ -65,13 +65,9 @@ export const WorkerAppCreate = Schema.Struct({
 })
 export type WorkerAppCreate = typeof WorkerAppCreate.Type
 
-export const WorkerAppUpdate = Schema.Struct({
-  name: Schema.optionalKey(WorkerAppName),
-  owner_id: Schema.optionalKey(OwnerId),
-  queue_name: Schema.optionalKey(QueueName),
-  description: Schema.optionalKey(Description),
-  is_active: Schema.optionalKey(Schema.Boolean)
-}).annotate({
+export const WorkerAppUpdate = WorkerAppCreate.mapFields(
+  Struct.mapPick(["name", "owner_id", "queue_name"], Schema.optionalKey)
+).annotate({
   identifier: "WorkerAppUpdate",
   description: "Any subset of the writable fields. Unknown fields are refused (422), not ignored."
 })

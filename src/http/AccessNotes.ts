@@ -1,7 +1,6 @@
 /**
- * What a handler knows about its request that the access log line should say
- * (a webhook's events and duplicates, its own server span), keyed by the
- * underlying Node request so that it survives the router's request copies.
+ * What a handler adds to its request's access log line, keyed by the underlying Node request so
+ * that it survives the router's request copies.
  */
 export interface AccessNote {
   events?: number

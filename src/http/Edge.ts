@@ -87,11 +87,7 @@ const accessLine = (
   return Effect.logInfo("request").pipe(Effect.annotateLogs(annotations))
 }
 
-/**
- * In front of every route: errors in FastAPI's shape (`404`, `405` with
- * `Allow`, empty error bodies given a `detail`, defects a logged `500`), one
- * access log line per request (`ACCESS_LOG`), and the HTTP request metrics.
- */
+/** In front of every route: errors in FastAPI's shape, one access log line per request, the HTTP metrics. */
 export const EdgeLive = HttpRouter.middleware(
   Effect.gen(function*() {
     const { accessLog } = yield* AppConfig

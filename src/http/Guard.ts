@@ -10,10 +10,8 @@ import { noteFor } from "./AccessNotes.ts"
 export const RATE_LIMIT_LOG_INTERVAL_MS = 10_000
 
 /**
- * In front of every route: per-client rate limits (`429` + `Retry-After`) on
- * `/webhook` and on the admin and monitoring API, and a body size limit on
- * the admin API (the webhook route enforces `MAX_BODY_BYTES` itself). Health
- * checks are never limited.
+ * In front of every route but the health checks: per-client rate limits, and the admin API's body
+ * size limit (`/webhook` enforces `MAX_BODY_BYTES` itself).
  */
 export const GuardLive = HttpRouter.middleware(
   Effect.gen(function*() {

@@ -1,8 +1,6 @@
 /**
- * What the generated OpenAPI document lacks for a reader and for Swagger UI's
- * "Try it out": a summary per operation, an example for every body (valid as
- * given, so the generated request succeeds), and schema names without the
- * generator's `Encoded` suffix.
+ * What the generated document lacks for a reader and Swagger UI's "Try it out": operation summaries,
+ * an example for every body that succeeds as given, schema names without the `Encoded` suffix.
  */
 
 const summaries: Record<string, string> = {

@@ -1,7 +1,6 @@
 /**
- * `GET`/`POST /webhook` are plain router routes (the signature is checked over
- * the raw bytes before anything parses them), so the HttpApi does not see
- * them; this adds them to `/openapi.json` by hand, as the contract describes.
+ * `/webhook` is a plain router route (the signature is checked over the raw bytes before parsing),
+ * so the HttpApi does not see it; this adds it to `/openapi.json` by hand.
  */
 const json = (description: string, example: string) => ({
   description,

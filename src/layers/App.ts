@@ -21,9 +21,8 @@ import { Database } from "../services/Database.ts"
 import { JournalStore } from "../services/JournalStore.ts"
 
 /**
- * The delivery pipeline behind the HTTP server: journal → lanes → publish,
- * with recovery feeding the lanes. Built before the server and released after
- * it, so shutdown stops accepting first, then drains each stage in order.
+ * The delivery pipeline, built before the HTTP server and released after it, so shutdown stops
+ * accepting first and then drains each stage in order.
  */
 export const PipelineLive = Layer.mergeAll(Journal.layer, RecoveryLive, RetentionLive, Operations.layer).pipe(
   Layer.provideMerge(Delivery.layer),
@@ -34,9 +33,8 @@ export const PipelineLive = Layer.mergeAll(Journal.layer, RecoveryLive, Retentio
 )
 
 /**
- * Built after the HTTP server, so released before it: on shutdown, webhooks
- * are answered 503 (Meta retries them) from the first moment, while requests
- * already in flight finish and the pipeline drains.
+ * Built after the HTTP server, so released before it: on shutdown webhooks are answered 503 at once
+ * (Meta retries them) while requests in flight finish and the pipeline drains.
  */
 const StopAcceptingFirst = Layer.effectDiscard(Effect.gen(function*() {
   yield* HttpServer.HttpServer

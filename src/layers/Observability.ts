@@ -6,8 +6,7 @@ import { SAMPLERS } from "../observability/Sampler.ts"
 export const TracingOff = Layer.succeed(HttpMiddleware.TracerDisabledWhen, () => true)
 
 /**
- * OpenTelemetry tracing, configured by the standard `OTEL_*` variables; off
- * (no layer at all) when no OTLP endpoint is set. Building it never blocks or
+ * Tracing from the standard `OTEL_*` variables, none without an OTLP endpoint. It never blocks or
  * fails start-up: the exporter connects lazily and drops spans it cannot send.
  */
 export const ObservabilityLive = Layer.unwrap(Effect.gen(function*() {

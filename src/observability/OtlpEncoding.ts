@@ -2,9 +2,8 @@ import { Cause, Exit, Inspectable, Option, Tracer } from "effect"
 import { ProtoWriter, varintSize } from "./ProtoWriter.ts"
 
 /**
- * Effect's ended spans as OTLP protobuf (opentelemetry/proto/trace/v1/trace.proto,
- * common/v1/common.proto): the bytes of the SDK's `ProtobufTraceSerializer`
- * (test/observability/OtlpSpans.test.ts compares them).
+ * Effect's ended spans as OTLP protobuf, byte for byte what the SDK's `ProtobufTraceSerializer`
+ * writes (test/observability/OtlpSpans.test.ts compares them).
  */
 
 /** An effect span attribute as an OpenTelemetry attribute value, as `@effect/opentelemetry` converts it. */

@@ -67,10 +67,8 @@ const otlpHttpSend = (): Transport => {
 }
 
 /**
- * The effect `Tracer` of the default trace path, with its batcher; the spans'
- * resource is `resource` (service name and version, OTEL_RESOURCE_ATTRIBUTES).
- * Dropped and failed exports are logged, at most once a minute; the last
- * batch is sent on shutdown.
+ * The default trace path's tracer and batcher. Dropped and failed exports are logged at most once
+ * a minute; the last batch is sent on shutdown.
  */
 export const layer = (options: {
   readonly resource: Readonly<Record<string, unknown>>

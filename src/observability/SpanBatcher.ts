@@ -29,9 +29,8 @@ export interface Transport {
 }
 
 /**
- * Encodes ended spans into the current batch and sends a batch when it is
- * full or its delay has passed. Spans beyond `maxQueueSize` (encoded, not yet
- * answered) are dropped and counted: tracing never holds up the webhooks.
+ * Encodes ended spans into batches, sent when full or due. Spans beyond `maxQueueSize` are dropped
+ * and counted: tracing never holds up the webhooks.
  */
 export class SpanBatcher {
   private readonly writer = new ProtoWriter(64 * 1024)

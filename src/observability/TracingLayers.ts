@@ -21,11 +21,8 @@ export const exporterFor = (protocol: "grpc" | "http/json"): SpanExporter =>
   protocol === "grpc" ? new OtlpGrpcExporter() : new OtlpJsonExporter()
 
 /**
- * Effect spans become OpenTelemetry spans. Unlike `OtelTracer.layer`, this
- * tracer does not re-enter the OpenTelemetry context around every effect step:
- * the service uses no OpenTelemetry auto-instrumentation that would read it,
- * and that re-entry cost about a third of the webhook throughput (measured
- * with `npm run bench -- --compare-tracing`).
+ * Effect spans as OpenTelemetry spans, without `OtelTracer.layer`'s costly re-entry of the
+ * OpenTelemetry context on every effect step: no auto-instrumentation here would read it.
  */
 const EffectSpansToOtel = Layer.effect(
   Tracer.Tracer,
@@ -51,11 +48,7 @@ const TracedRequests = Layer.mergeAll(
   Layer.succeed(HttpMiddleware.TracerDisabledWhen, isWebhookRequest)
 )
 
-/**
- * Builds tracing from a span processor: one trace per webhook. The webhook
- * routes make their own server span (`streams/Accept.ts`); effect's HTTP
- * tracer makes the rest.
- */
+/** Tracing from a span processor; the webhook routes make their own server span (`streams/Accept.ts`). */
 export const tracingWith = (processor: SpanProcessor) =>
   Layer.mergeAll(
     EffectSpansToOtel.pipe(
@@ -67,9 +60,8 @@ export const tracingWith = (processor: SpanProcessor) =>
   )
 
 /**
- * The default trace path (OTLP over HTTP/protobuf, `observability/OtlpSpans.ts`):
- * effect's spans encoded as they end, sent by the SDK's OTLP/HTTP transport.
- * `send` replaces the transport in tests.
+ * The default trace path: effect's spans encoded as they end (`OtlpSpans.ts`) and sent by the SDK's
+ * OTLP/HTTP transport; tests replace it with `send`.
  */
 export const tracingToOtlp = (options: {
   readonly sampler: SamplerName

@@ -22,12 +22,8 @@ export const BROKER_FAULT_LOG_INTERVAL_MS = 30_000
 export const deadLetterQueue = (queue: string) => `${queue}.dlq`
 
 /**
- * Why a publish did not get a positive confirm. `unavailable`: no connection,
- * the channel closed or no confirm in time (published again once connected,
- * not counted as an attempt). `returned`/`nacked`/`refused`: the broker or the
- * client refused this message (counted against the retry budget); `refused`
- * also when the broker refuses to declare its queue (e.g. it exists with other
- * arguments), which retrying will not change.
+ * No positive confirm: `unavailable` (no connection or no confirm in time) is sent again once connected,
+ * uncounted; `returned`/`nacked`/`refused` (also a refused queue declare) count against the retry budget.
  */
 export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
   reason: Schema.Literals(["unavailable", "returned", "nacked", "refused"]),
@@ -94,10 +90,8 @@ const isRefusal = (error: unknown) =>
 const describe = (error: unknown) => error instanceof Error ? error.message : String(error)
 
 /**
- * The RabbitMQ connection: confirm channels for publishing, the topology the
- * service declares, and reconnection with backoff. Nothing here ever fails the
- * process: a lost broker is a state that `status` reports and publishes see as
- * `unavailable`.
+ * The RabbitMQ connection, its topology and reconnection. It never fails the process: a lost broker
+ * is a state that `status` reports and publishes see as `unavailable`.
  */
 export class Broker extends Context.Service<Broker, {
   /**

@@ -130,9 +130,8 @@ const isPermanentCode = (code: number) => code === 10 || code === 100 || (code >
 type FailureKind = "RateLimited" | "Transient" | "TokenInvalid" | "Permanent"
 
 /**
- * What a failed response means. Known codes decide first; then the status:
- * 429 throttled, 5xx transient, any other 4xx permanent (Meta says the request
- * itself is wrong, so asking again cannot help).
+ * What a failed response means: known codes first, then 429 throttled, 5xx transient, any other 4xx
+ * permanent (Meta says the request itself is wrong, so asking again cannot help).
  */
 export const classify = (status: number, error: GraphErrorBody | undefined): FailureKind => {
   const code = error?.code

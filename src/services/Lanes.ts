@@ -11,9 +11,8 @@ export const PIPELINE_WINDOW = 256
 /** How often a delivering instance says it is alive (`delivery_instances.seen_at`). */
 export const INSTANCE_HEARTBEAT = Duration.seconds(1)
 /**
- * An instance not seen for this long is gone: the pending events it held are taken over at once.
- * A busy instance's heartbeat was seen over 3 s late on a loaded 2-core machine; taken over while
- * alive, its events were looked up and published twice.
+ * An instance not seen for this long is gone and its pending events are taken over at once; long
+ * enough that a busy instance's late heartbeat is not taken for a crash (README, "Guarantees").
  */
 export const INSTANCE_GONE_AFTER_SECONDS = 10
 /** Backlog keys handed to the journal reader at once. */
@@ -49,12 +48,8 @@ export interface BacklogKey {
 }
 
 /**
- * The delivery lanes: per order key (`entry[].id`) a FIFO of journaled events, published in order
- * (pipelined on the key's lane) so a key's events never overtake each other; different keys publish
- * in parallel. Live events
- * come from the journal in commit order. A key that cannot take them live (the lanes are full, an
- * older event of it is held by another instance, a replay) goes to backlog: the recovery stage reads
- * its pending events back from the journal in journal order until it has caught up.
+ * Per order key (`entry[].id`) a FIFO of journaled events, published in order; keys in parallel. A key
+ * that cannot go live (lanes full, an older event held elsewhere, a replay) goes to backlog for recovery.
  */
 export class Lanes extends Context.Service<Lanes, {
   /** Live events just committed, in commit order; never waits. */

@@ -7,38 +7,25 @@ import { Effect, Metric } from "effect"
 
 const latencyBoundaries = Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 16 })
 
+const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
+
+const latencyHistogram = (name: string, description: string) =>
+  Metric.histogram(name, { description, boundaries: latencyBoundaries })
+
 /** Webhook requests by result: accepted, unauthorized, bad_request, too_large, unavailable, rate_limited. */
-export const webhooks = Metric.counter("chatico_webhooks_total", {
-  description: "Webhook POSTs by result",
-  incremental: true
-})
+export const webhooks = counter("chatico_webhooks_total", "Webhook POSTs by result")
 
 /** Events by outcome: accepted, duplicate, ignored, routed, unroutable, dead_lettered, deferred. */
-export const events = Metric.counter("chatico_events_total", {
-  description: "Webhook events by outcome",
-  incremental: true
-})
+export const events = counter("chatico_events_total", "Webhook events by outcome")
 
 /** Events delivered to each worker app's queue. */
-export const routedByApp = Metric.counter("chatico_routed_events_total", {
-  description: "Events published to a worker app's queue, by worker app",
-  incremental: true
-})
+export const routedByApp = counter("chatico_routed_events_total", "Events published to a worker app's queue, by worker app")
 
-export const acceptLatency = Metric.histogram("chatico_accept_latency_seconds", {
-  description: "Time from a webhook POST arriving to its answer",
-  boundaries: latencyBoundaries
-})
+export const acceptLatency = latencyHistogram("chatico_accept_latency_seconds", "Time from a webhook POST arriving to its answer")
 
-export const deliveryLatency = Metric.histogram("chatico_delivery_latency_seconds", {
-  description: "Time from a webhook's arrival to its event's publisher confirm",
-  boundaries: latencyBoundaries
-})
+export const deliveryLatency = latencyHistogram("chatico_delivery_latency_seconds", "Time from a webhook's arrival to its event's publisher confirm")
 
-export const confirmLatency = Metric.histogram("chatico_publish_confirm_latency_seconds", {
-  description: "Time from publishing one message to its publisher confirm",
-  boundaries: latencyBoundaries
-})
+export const confirmLatency = latencyHistogram("chatico_publish_confirm_latency_seconds", "Time from publishing one message to its publisher confirm")
 
 export const journalBatchSize = Metric.histogram("chatico_journal_batch_events", {
   description: "Events written per journal batch",
@@ -53,20 +40,11 @@ export const mailboxDepth = Metric.gauge("chatico_mailbox_depth", {
   description: "Items waiting in a pipeline stage's mailbox, by stage"
 })
 
-export const graphCalls = Metric.counter("chatico_graph_api_calls_total", {
-  description: "Graph API calls by result",
-  incremental: true
-})
+export const graphCalls = counter("chatico_graph_api_calls_total", "Graph API calls by result")
 
-export const graphLatency = Metric.histogram("chatico_graph_api_latency_seconds", {
-  description: "Graph API call latency",
-  boundaries: latencyBoundaries
-})
+export const graphLatency = latencyHistogram("chatico_graph_api_latency_seconds", "Graph API call latency")
 
-export const ownerCache = Metric.counter("chatico_owner_cache_lookups_total", {
-  description: "Media owner lookups by result: hit or miss",
-  incremental: true
-})
+export const ownerCache = counter("chatico_owner_cache_lookups_total", "Media owner lookups by result: hit or miss")
 
 /** Adds `n` to a counter under the given attributes. */
 export const count = (metric: Metric.Metric<number, unknown>, attributes: Record<string, string>, n = 1) =>
@@ -82,12 +60,6 @@ export const countAll = (metric: Metric.Metric<number, unknown>, tallies: Readon
   Effect.forEach(tallies, ([value, n]) => count(metric, { [key]: value }, n), { discard: true })
 
 /** HTTP requests by route template (e.g. `/worker-apps/{id}`) and status. */
-export const httpRequests = Metric.counter("http_requests_total", {
-  description: "HTTP requests by route and status",
-  incremental: true
-})
+export const httpRequests = counter("http_requests_total", "HTTP requests by route and status")
 
-export const httpDuration = Metric.histogram("http_request_duration_seconds", {
-  description: "Time from an HTTP request arriving to its answer, by route",
-  boundaries: latencyBoundaries
-})
+export const httpDuration = latencyHistogram("http_request_duration_seconds", "Time from an HTTP request arriving to its answer, by route")

@@ -8,9 +8,8 @@ export const TracingOn = Context.Reference<boolean>("chatico/services/TraceConte
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 
 /**
- * A webhook's trace as the journal and the delivery stages carry it: the
- * request's server span, and the `tracestate` its caller sent with the W3C
- * `traceparent` it continues (passed on unchanged), if any.
+ * A webhook's trace as the journal and the delivery stages carry it: the request's server span, and
+ * the caller's `tracestate` (passed on unchanged), if any.
  */
 export interface RequestTrace {
   readonly span: Tracer.AnySpan
@@ -73,12 +72,8 @@ export const traceFromJournal = (stored: unknown): RequestTrace | undefined => {
 }
 
 /**
- * Runs `use` with a new span that it is handed and that ends with it, like
- * `Effect.useSpan` but for the hot path: no stack frame is recorded, and
- * `spanExit` turns the effect's exit into the span's (an HTTP answer can be a
- * success of the effect and an error of the span). The span is not made the
- * parent of what `use` starts: `use` passes it on where it is needed, and the
- * fiber's context is left alone.
+ * `Effect.useSpan` for the hot path: no stack frame, `spanExit` decides the span's exit (an HTTP answer
+ * can be an error of the span), and the fiber's context is left alone (`use` passes the span on).
  */
 export const withOwnSpan = <A, E, R>(
   name: string,
@@ -94,9 +89,8 @@ export const withOwnSpan = <A, E, R>(
     ))
 
 /**
- * `effect` with `span` as its current span, so its log lines carry the span's
- * trace and span ids (and a Graph API call becomes its child); for the paths
- * that need it, since changing the context costs something on every event.
+ * `effect` with `span` current, so its log lines carry the span's ids and a Graph API call is its child;
+ * only on the paths that need it, since changing the context costs something on every event.
  */
 export const underSpan = <A, E, R>(effect: Effect.Effect<A, E, R>, span: Tracer.AnySpan | undefined): Effect.Effect<A, E, R> =>
   span === undefined ? effect : Effect.provideService(effect, Tracer.ParentSpan, span)

@@ -21,9 +21,8 @@ type BodyRead =
   | { readonly _tag: "Busy" }
 
 /**
- * The webhook body bytes held at once, across all requests: a request reserves its bytes as they
- * arrive (all of them up front when it declares a length) and gives them back when answered, so
- * unauthenticated bodies cannot raise memory without bound.
+ * The webhook body bytes held at once across requests, reserved as they arrive and given back when
+ * answered, so unauthenticated bodies cannot raise memory without bound.
  */
 export interface BodyBudget {
   readonly max: number
@@ -91,9 +90,8 @@ const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number
   })
 
 /**
- * The server span's kind, parent and attributes, built without intermediate
- * objects, and the caller's `tracestate` when the parent is a W3C
- * `traceparent` (a b3 parent has none).
+ * The server span's kind, parent and attributes, built without intermediate objects, and the
+ * caller's `tracestate` when the parent is a W3C `traceparent`.
  */
 const webhookSpanStart = (request: HttpServerRequest.HttpServerRequest) => {
   const url = request.url
@@ -116,11 +114,8 @@ const webhookSpanStart = (request: HttpServerRequest.HttpServerRequest) => {
 }
 
 /**
- * The server span of a webhook request, with OpenTelemetry's HTTP server
- * attributes. Made here instead of by effect's HTTP tracer, which parses the
- * URL and records `url.full` and the server address on every request: at
- * webhook rates that was a measurable share of the cost of tracing. The query
- * string (the verification handshake's token) is never recorded.
+ * The webhook request's server span, made here because effect's HTTP tracer costs too much per request
+ * (README, "Tracing cost"). The query string (the verification token) is never recorded.
  */
 const webhookSpan = <E, R>(
   request: HttpServerRequest.HttpServerRequest,

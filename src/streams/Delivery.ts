@@ -55,10 +55,8 @@ const backoff = (tries: number) =>
   )
 
 /**
- * The publish stage: drains the lanes, one event of a key at a time. An event is routed, published
- * on its key's lane with a publisher confirm, retried in place when refused (its key waits behind it)
- * and dead-lettered after its budget; while the broker is away it waits for the reconnect and is
- * published again at once. Outcomes are written back to the journal in batches, off the key's path.
+ * The publish stage: a key's events in order with publisher confirms, retried in place (the key waits),
+ * dead-lettered after their budget; outcomes are written back in batches, off the key's path.
  */
 export class Delivery extends Context.Service<Delivery, {
   /** Events held by the lanes, waiting behind their key or publishing. */
@@ -210,10 +208,8 @@ export class Delivery extends Context.Service<Delivery, {
         })
 
       /**
-       * A window of one key's events: each routed and written to the lane in order without waiting
-       * for the confirms before it; then the confirms, in order. What failed goes again, in order:
-       * after the reconnect when the broker was away (not counted), after a backoff when it was
-       * refused (counted; at the budget the event goes to its dead-letter queue instead).
+       * One key's events, written to the lane without waiting for earlier confirms; the failed go again in
+       * order, after the reconnect (not counted) or a backoff (counted, up to the dead-letter queue).
        */
       const deliverWindow = (events: ReadonlyArray<JournaledEvent>, lane: number) =>
         Effect.gen(function*() {

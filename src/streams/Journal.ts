@@ -74,11 +74,8 @@ const chunksOf = (batch: ReadonlyArray<Pending>, maxEvents: number): Array<Array
 }
 
 /**
- * The transactional outbox. Requests from many concurrent webhooks are folded
- * into one transaction (one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO
- * NOTHING`); each request is answered once its rows are committed, all of them
- * or none, and its new events go on to delivery. A redelivered event is
- * recorded in `webhook_duplicates` and not delivered again.
+ * The transactional outbox: concurrent webhooks' rows go in one transaction, each request answered once
+ * they commit; a redelivered event is recorded in `webhook_duplicates`, not delivered again.
  */
 export class Journal extends Context.Service<Journal, {
   /** `trace`: the webhook's trace when tracing is on; it goes into the rows. */

@@ -27,10 +27,8 @@ const toEvent = (row: PendingRow): JournaledEvent => ({
 })
 
 /**
- * Recovery: reads the pending events of backlog keys back from the journal, in journal order, into
- * the lanes; a key's run stops at an older event another live instance holds, and is read again
- * once that one is done. The sweeper puts the keys of abandoned events (their holder stopped
- * renewing its lease: a crash, a shutdown) in backlog. Replays and a full lanes go the same way.
+ * Reads backlog keys' pending events into the lanes in journal order, stopping at an older event another
+ * live instance holds; the sweeper backlogs the keys of events whose holder stopped renewing its lease.
  */
 export const RecoveryLive = Layer.effectDiscard(Effect.gen(function*() {
   const store = yield* JournalStore

@@ -6,9 +6,8 @@ import { JournalStore, RETENTION_BATCH, type JournalStoreError } from "../servic
 export const RETENTION_INTERVAL = Duration.minutes(10)
 
 /**
- * Keeps the journal bounded: finished events (and recorded duplicates) older
- * than `JOURNAL_RETENTION` are deleted in small batches. Pending events are
- * never deleted.
+ * Keeps the journal bounded: finished events and duplicates older than `JOURNAL_RETENTION` are deleted
+ * in small batches; pending events never are.
  */
 export const RetentionLive = Layer.effectDiscard(Effect.gen(function*() {
   const store = yield* JournalStore

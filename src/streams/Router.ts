@@ -19,9 +19,8 @@ export const NOTES_PER_WRITE = 500
 export const NOTES_DRAIN_TIMEOUT = Duration.seconds(2)
 
 /**
- * Where an event goes: the worker app serving its owner, nowhere (unroutable),
- * or not yet: its owner cannot be known now (the Graph API is unavailable), so
- * it stays pending and is routed later.
+ * Where an event goes: a worker app, nowhere (unroutable), or not yet (the Graph API cannot tell its
+ * owner now, so it stays pending).
  */
 export type Destination =
   | { readonly _tag: "WorkerApp"; readonly ownerId: string; readonly app: WorkerApp }
@@ -29,16 +28,8 @@ export type Destination =
   | { readonly _tag: "Wait"; readonly reason: string }
 
 /**
- * Routes events from an in-memory snapshot of the active worker apps (no query
- * per event). The snapshot is reloaded on every `worker_apps` change notice
- * (Postgres LISTEN/NOTIFY, so all instances stay in step) and periodically.
- *
- * The owner (`OWNER_RESOLUTION`): `entry` → entry[].id; `graph` → the media's
- * owner from the Graph API, or entry[].id when Meta gives none (noted in the
- * journal's `routing_note`); `auto` → entry[].id when an active worker app has
- * it, else as `graph`. Events without a media id, and every event while no
- * access token is configured, go by entry[].id. While Meta cannot answer
- * (throttled, down, token rejected) the event waits, pending.
+ * Routes from an in-memory snapshot of the active worker apps, reloaded on every `worker_apps` NOTIFY
+ * (all instances stay in step) and periodically; the owner per `OWNER_RESOLUTION` (docs/owner-resolution.md).
  */
 export class Router extends Context.Service<Router, {
   /**
