@@ -79,11 +79,7 @@ export interface PendingRow {
 const textArray = (values: ReadonlyArray<string | null>) => pgArray(values, PgTypes.OID.text)
 const timeArray = (values: ReadonlyArray<Date | null>) => pgArray(values, PgTypes.OID.timestamptz)
 
-/**
- * The journal's statements: every read and write of the pipeline on `webhook_events`,
- * `webhook_duplicates` and `delivery_instances` (the stages call these; none writes SQL of its own).
- * Rows this instance writes or claims are held under its id for the delivery lease.
- */
+/** The pipeline's statements on the journal tables; rows this instance writes or claims are held under its id. */
 export class JournalStore extends Context.Service<JournalStore, {
   /** One statement: the rows and the duplicates (rows already journaled, and `repeats`) commit together. */
   insert(
