@@ -1,15 +1,18 @@
 import { assert, layer } from "@effect/vitest"
 import { Context, Duration, Effect, Layer, Logger, Option, Redacted, References, Tracer } from "effect"
 import { Headers } from "effect/http"
+import { TestClock } from "effect/testing"
 import { createHmac } from "node:crypto"
 import { AppConfig, type AppConfigShape } from "../../src/services/AppConfig.ts"
 import { Database } from "../../src/services/Database.ts"
 import {
   classify,
+  GRAPH_FAILURE_LOG_INTERVAL_MS,
   GraphApi,
   type GraphApiError,
   rateShare,
   readUsage,
+  THROTTLE_PAUSE_MAX,
   TRANSIENT_RETRIES
 } from "../../src/services/GraphApi.ts"
 import { MAX_PENDING_LOOKUPS, MediaOwners } from "../../src/services/MediaOwners.ts"
@@ -56,6 +59,17 @@ const makeMediaOwners = (overrides: Partial<AppConfigShape> = {}) =>
   })
 
 const failure = (effect: Effect.Effect<unknown, GraphApiError>) => Effect.flip(effect)
+
+/**
+ * Runs a test on a test clock of its own (at 0): the pauses, the token bucket and the circuits
+ * follow it, while Meta's answers still come from the stand-in over loopback. The clock stands
+ * still while a call is in flight, so no call times out unless the test moves the clock meanwhile.
+ */
+const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, TestClock.layer())
+
+/** The time-to-wait of a `RateLimited` or `CircuitOpen` failure. */
+const retryAfterOf = (error: GraphApiError) =>
+  error.reason._tag === "RateLimited" || error.reason._tag === "CircuitOpen" ? error.reason.retryAfterMillis : undefined
 
 const gaps = (times: ReadonlyArray<number>) => times.slice(1).map((t, i) => t - times[i]!)
 const median = (values: ReadonlyArray<number>) => {
@@ -200,6 +214,31 @@ layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("graph_api")), {
       assert.isTrue(failed.some((line) => line.includes("\"reason\":\"Transient\"") && line.includes("HTTP 500")), failed.join("\n"))
     }))
 
+  it.effect("a kind of failure is logged again once the interval is over, with how many were left out", () =>
+    onTestClock(Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const logs = captureLogs()
+      const run = Effect.gen(function*() {
+        const graph = yield* makeGraphApi()
+        const fail = Effect.suspend(() => {
+          const id = uniqueId()
+          standIn.script(id, replies.error(100))
+          return failure(graph.mediaOwner(id))
+        })
+        const logged = () => logs.lines.filter((line) => line.includes("Graph API call failed"))
+        for (let i = 0; i < 3; i++) yield* fail
+        assert.strictEqual(logged().length, 1)
+        yield* TestClock.adjust(GRAPH_FAILURE_LOG_INTERVAL_MS - 1)
+        yield* fail
+        assert.strictEqual(logged().length, 1)
+        yield* TestClock.adjust(1)
+        yield* fail
+        assert.strictEqual(logged().length, 2, logged().join("\n"))
+        assert.include(logged()[1], "\"failures_not_logged\":3")
+      })
+      yield* run.pipe(Effect.provide(logs.layer))
+    })))
+
   it.effect("transient failures are retried with growing, jittered gaps until one succeeds", () =>
     Effect.gen(function*() {
       const standIn = yield* GraphStandIn
@@ -259,6 +298,26 @@ layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("graph_api")), {
       const [first, second] = standIn.callsFor(throttled)
       assert.isAtLeast(second!.at - first!.at, 400)
     }))
+
+  it.effect("repeated throttling doubles the pause up to THROTTLE_PAUSE_MAX; an answer starts again at the base", () =>
+    onTestClock(Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi({ graphThrottlePause: Duration.minutes(5) })
+      const id = uniqueId()
+      standIn.script(id, ...Array.from({ length: 4 }, () => replies.error(4)), replies.owner("17841433333333334"))
+      const pauses: Array<number | undefined> = []
+      for (let i = 0; i < 4; i++) {
+        const error = yield* failure(graph.mediaOwner(id))
+        pauses.push(retryAfterOf(error))
+        yield* TestClock.adjust(retryAfterOf(error) ?? 0)
+      }
+      assert.deepStrictEqual(pauses, [5, 10, 15, 15].map((minutes) => minutes * 60_000))
+      assert.strictEqual(Duration.toMillis(THROTTLE_PAUSE_MAX), 15 * 60_000)
+      assert.strictEqual((yield* graph.mediaOwner(id)).ownerId, "17841433333333334")
+      const again = uniqueId()
+      standIn.script(again, replies.error(4))
+      assert.strictEqual(retryAfterOf(yield* failure(graph.mediaOwner(again))), 5 * 60_000)
+    })))
 
   it.effect("Meta's estimated_time_to_regain_access sets the pause", () =>
     Effect.gen(function*() {
