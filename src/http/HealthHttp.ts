@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer } from "effect"
+import { Clock, Context, Duration, Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Database } from "../services/Database.ts"
@@ -26,8 +26,7 @@ const makeHealthChecks = Effect.gen(function*() {
     // When health checks first saw Meta unreachable (circuit not closed); reset once it answers.
     let graphDownSince: number | undefined
 
-    const graphCheck = (graph: GraphApiHealth) => {
-      const now = Date.now()
+    const graphCheck = (graph: GraphApiHealth, now: number) => {
       if (graph.detail.circuit === "closed") graphDownSince = undefined
       else graphDownSince ??= now
       const downFor = graphDownSince === undefined ? 0 : now - graphDownSince
@@ -80,7 +79,7 @@ const makeHealthChecks = Effect.gen(function*() {
             ...(amqp.error === undefined ? {} : { error: amqp.error }),
             detail: { connected: amqp.connected, blocked: amqp.blocked }
           },
-          graph_api: graphCheck(graph),
+          graph_api: graphCheck(graph, yield* Clock.currentTimeMillis),
           // Optional: never failing the service; `degraded` in its detail (and a warning) while away.
           redis: yield* redisLink.health,
           pipeline: yield* Effect.gen(function*() {

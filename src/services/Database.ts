@@ -1,5 +1,5 @@
 import { PgClient, PgTypes } from "@effect/sql-pg"
-import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Layer, Redacted, Schedule } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { Migrator, SqlClient } from "effect/sql"
 import initialSchema from "../migrations/0001_initial_schema.ts"
@@ -110,6 +110,7 @@ export class Database extends Context.Service<Database, {
       const config = yield* AppConfig
       const sql = yield* SqlClient.SqlClient
       const migrated = yield* Deferred.make<void>()
+      const clock = yield* Clock.Clock
       const { display } = parseDatabaseUrl(config.databaseUrl)
       let lastError: string | undefined
 
@@ -140,13 +141,13 @@ export class Database extends Context.Service<Database, {
         Effect.matchEffect({
           onSuccess: () => {
             if (downSince === undefined) return Effect.void
-            const downMs = Date.now() - downSince
+            const downMs = clock.currentTimeMillisUnsafe() - downSince
             downSince = undefined
             return Effect.logInfo("database reconnected").pipe(Effect.annotateLogs({ database: display, down_ms: downMs }))
           },
           onFailure: (error) => {
             if (downSince !== undefined) return Effect.void
-            downSince = Date.now()
+            downSince = clock.currentTimeMillisUnsafe()
             return Effect.logWarning("database unreachable").pipe(Effect.annotateLogs({ database: display, error: error.message }))
           }
         })
@@ -157,13 +158,13 @@ export class Database extends Context.Service<Database, {
 
       const check = Effect.gen(function*() {
         const isMigrated = yield* Deferred.isDone(migrated)
-        const started = Date.now()
+        const started = clock.currentTimeMillisUnsafe()
         return yield* sql`SELECT 1`.pipe(
           Effect.timeout(Duration.seconds(2)),
           Effect.match({
             onSuccess: (): DatabaseStatus =>
               isMigrated
-                ? { ok: true, migrated: true, latencyMs: Date.now() - started }
+                ? { ok: true, migrated: true, latencyMs: clock.currentTimeMillisUnsafe() - started }
                 : { ok: false, migrated: false, error: lastError ?? "migrating" },
             onFailure: (error): DatabaseStatus => ({ ok: false, migrated: isMigrated, error: error.message })
           })

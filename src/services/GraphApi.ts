@@ -1,5 +1,5 @@
 import { NodeHttpClient } from "@effect/platform-node"
-import { Cause, Context, Duration, Effect, Exit, Layer, Option, Redacted, Result, Schedule, Schema, Semaphore } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Option, Redacted, Result, Schedule, Schema, Semaphore } from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import { Headers, HttpClient, type HttpClientResponse, UrlParams } from "effect/http"
 import { createHmac } from "node:crypto"
@@ -257,10 +257,11 @@ export class GraphApi extends Context.Service<GraphApi, {
           )
           switch (classify(status, error)) {
             case "RateLimited": {
+              const now = yield* Clock.currentTimeMillis
               const retryAfter = Option.flatMap(Headers.get(response.headers, "retry-after"), (value) =>
                 Option.map(
                   Result.getSuccess(Headers.parseRetryAfter(value)),
-                  (after) => Duration.toMillis(Headers.retryAfterDelay(after, Date.now()))
+                  (after) => Duration.toMillis(Headers.retryAfterDelay(after, now))
                 ))
               const millis = usage.regainMinutes > 0
                 ? usage.regainMinutes * 60_000
@@ -280,7 +281,7 @@ export class GraphApi extends Context.Service<GraphApi, {
 
       const callOnce = (mediaId: string, params: UrlParams.UrlParams) =>
         Effect.gen(function*() {
-          const started = Date.now()
+          const started = yield* Clock.currentTimeMillis
           const exchanged = yield* client.get(`${config.graphApiUrl}/${mediaId}`, { urlParams: params, acceptJson: true }).pipe(
             Effect.flatMap((response) => Effect.map(response.text, (text) => ({ response, text }))),
             Effect.timeout(config.graphTimeout),
@@ -298,7 +299,7 @@ export class GraphApi extends Context.Service<GraphApi, {
             ),
             Effect.tapError((error) => Metrics.count(Metrics.graphCalls, { result: error.reason._tag }))
           )
-          yield* Metrics.observe(Metrics.graphLatency, Metrics.seconds(started))
+          yield* Metrics.observe(Metrics.graphLatency, Metrics.seconds(started, yield* Clock.currentTimeMillis))
           return yield* interpret(mediaId, exchanged.response, exchanged.text).pipe(
             Effect.tap(() => Metrics.count(Metrics.graphCalls, { result: "Owner" })),
             Effect.tapError((error) => Metrics.count(Metrics.graphCalls, { result: error.reason._tag }))

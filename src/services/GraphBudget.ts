@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Exit, Layer, Option, Schedule, Semaphore, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Exit, Layer, Option, Schedule, Semaphore, Stream } from "effect"
 import { CircuitBreaker, RateLimiter, Redis } from "effect/persistence"
 import type { RedisLink } from "./Redis.ts"
 import { fullBucket, takeToken } from "./TokenBucket.ts"
@@ -112,12 +112,15 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
   )
   const readShared = link.redis.eval(readScript)
   const writePause = link.redis.eval(pauseScript)
+  // Taken once, so the bucket and the pause read the time synchronously on every call.
+  const clock = yield* Clock.Clock
+  const now = () => clock.currentTimeMillisUnsafe()
 
   let usagePercent: number | null = null
   let pausedUntil = 0
   let pauseReason = ""
   let throttleStreak = 0
-  const own = fullBucket(options.burst, Date.now())
+  const own = fullBucket(options.burst, now())
 
   // The shared bucket holds the whole budget; this instance's own bucket (Redis away, or one Redis call
   // failed) holds its share of it.
@@ -143,15 +146,15 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
   )
 
   const pausedLocally = (): Option.Option<Paused> => {
-    const left = pausedUntil - Date.now()
+    const left = pausedUntil - now()
     return left > 0 ? Option.some({ retryAfterMillis: left, reason: pauseReason }) : Option.none()
   }
 
   /** The shared pause and usage, folded into this instance's view; `undefined` when Redis did not answer. */
   const syncShared = readShared(pauseKey, usageKey).pipe(
     Effect.map(([left, reason, usage]) => {
-      if (left > 0 && Date.now() + left > pausedUntil) {
-        pausedUntil = Date.now() + left
+      if (left > 0 && now() + left > pausedUntil) {
+        pausedUntil = now() + left
         pauseReason = reason
       }
       const percent = Number(usage)
@@ -168,7 +171,7 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
     while (true) {
       const paused = pausedLocally()
       if (Option.isSome(paused)) return paused
-      const waitMs = takeToken(own, Date.now(), rateAt(link.share()), capacityAt(link.share()))
+      const waitMs = takeToken(own, now(), rateAt(link.share()), capacityAt(link.share()))
       if (waitMs === 0) return Option.none<Paused>()
       yield* Effect.sleep(Duration.millis(waitMs))
     }
@@ -220,7 +223,7 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
 
   const pause = (millis: number, reason: string) =>
     Effect.gen(function*() {
-      const until = Date.now() + millis
+      const until = now() + millis
       if (until <= pausedUntil) return
       pausedUntil = until
       pauseReason = reason
@@ -291,7 +294,7 @@ export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOption
     circuit,
     /** The pause now in force (shared ones included), for health. */
     paused: Effect.suspend(() => (link.shared() ? Effect.asVoid(syncShared) : Effect.void)).pipe(
-      Effect.map(() => (pausedUntil > Date.now() ? pausedUntil : null))
+      Effect.map(() => (pausedUntil > now() ? pausedUntil : null))
     ),
     usagePercent: () => usagePercent,
     rate

@@ -10,8 +10,8 @@ export const LOG_THROTTLE_MAX_KEYS = 10_000
 export const throttledLog = (intervalMs: number) => {
   const last = new Map<string, { at: number; suppressed: number }>()
   return (key: string, line: (suppressed: number) => Effect.Effect<void>): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      const now = Date.now()
+    Effect.clockWith((clock) => {
+      const now = clock.currentTimeMillisUnsafe()
       const seen = last.get(key)
       if (seen !== undefined && now - seen.at < intervalMs) {
         seen.suppressed += 1

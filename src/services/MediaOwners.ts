@@ -1,4 +1,4 @@
-import { Cache, Context, Duration, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+import { Cache, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { Persistence, Redis } from "effect/persistence"
 import { SqlClient } from "effect/sql"
 import { AppConfig } from "./AppConfig.ts"
@@ -84,6 +84,9 @@ export class MediaOwners extends Context.Service<MediaOwners, {
         Effect.provideContext(backing)
       )
       const ttlMillis = Duration.toMillis(config.graphPermanentFailureTtl)
+      // Taken once, so expiries are computed synchronously (the memory's time-to-live is a plain function).
+      const clock = yield* Clock.Clock
+      const now = () => clock.currentTimeMillisUnsafe()
 
       const readTable = (mediaId: string) =>
         sql<OwnerRow>`
@@ -104,7 +107,7 @@ export class MediaOwners extends Context.Service<MediaOwners, {
           owner_id: known.lookup._tag === "Owner" ? known.lookup.ownerId : null,
           username: known.lookup._tag === "Unresolvable" ? null : known.lookup.username,
           error: known.lookup._tag === "Unresolvable" ? known.lookup.detail : null,
-          resolved_at: new Date(),
+          resolved_at: new Date(now()),
           expires_at: known.expiresAt === null ? null : new Date(known.expiresAt)
         }
         return sql`
@@ -124,13 +127,13 @@ export class MediaOwners extends Context.Service<MediaOwners, {
         link.shared()
           ? hot.get(mediaId).pipe(
             Effect.map((value) => Option.getOrUndefined(Option.flatMap(Option.fromNullishOr(value), decodeKnown))),
-            Effect.map((known) => (known !== undefined && known.expiresAt !== null && known.expiresAt <= Date.now() ? undefined : known)),
+            Effect.map((known) => (known !== undefined && known.expiresAt !== null && known.expiresAt <= now() ? undefined : known)),
             Effect.orElseSucceed(() => undefined)
           )
           : Effect.undefined
 
       const writeHot = (mediaId: string, known: Known) => {
-        const ttl = known.expiresAt === null ? HOT_OWNER_TTL : Duration.millis(Math.max(1, known.expiresAt - Date.now()))
+        const ttl = known.expiresAt === null ? HOT_OWNER_TTL : Duration.millis(Math.max(1, known.expiresAt - now()))
         return link.shared() ? Effect.ignore(hot.set(mediaId, known, ttl)) : Effect.void
       }
 
@@ -145,13 +148,13 @@ export class MediaOwners extends Context.Service<MediaOwners, {
             if (reason._tag === "NoOwner") {
               return Effect.succeed<Known>({
                 lookup: { _tag: "NoOwner", username: reason.username },
-                expiresAt: Date.now() + ttlMillis
+                expiresAt: now() + ttlMillis
               })
             }
             if (reason._tag === "Permanent") {
               return Effect.succeed<Known>({
                 lookup: { _tag: "Unresolvable", detail: reason.detail },
-                expiresAt: Date.now() + ttlMillis
+                expiresAt: now() + ttlMillis
               })
             }
             return Effect.fail(error)
@@ -196,7 +199,7 @@ export class MediaOwners extends Context.Service<MediaOwners, {
             ? Duration.zero
             : exit.value.expiresAt === null
             ? Duration.infinity
-            : Duration.millis(Math.max(0, exit.value.expiresAt - Date.now()))
+            : Duration.millis(Math.max(0, exit.value.expiresAt - now()))
       })
 
       const lookup = (mediaId: string): Effect.Effect<OwnerLookup, GraphApiError> =>

@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer } from "effect"
+import { Clock, Context, Duration, Effect, Layer } from "effect"
 import { RateLimiter as SharedLimiter, Redis } from "effect/persistence"
 import { AppConfig } from "./AppConfig.ts"
 import { RedisLink } from "./Redis.ts"
@@ -56,6 +56,8 @@ export class RateLimiter extends Context.Service<RateLimiter, {
     Effect.gen(function*() {
       const config = yield* AppConfig
       const link = yield* RedisLink
+      // Taken once, so a request's check reads the time without an effect of its own.
+      const clock = yield* Clock.Clock
       const local = { webhook: makeBuckets(), admin: makeBuckets() }
       const shared = yield* SharedLimiter.make.pipe(
         Effect.provideContext(
@@ -70,7 +72,7 @@ export class RateLimiter extends Context.Service<RateLimiter, {
       const check = (kind: RateLimitClass, client: string): Effect.Effect<Decision> => {
         const rate = kind === "webhook" ? config.rateLimitWebhook : config.rateLimitAdmin
         if (rate <= 0) return Effect.succeed(allowed)
-        const locally = Effect.sync(() => local[kind](client, Date.now(), rate * link.share()))
+        const locally = Effect.sync(() => local[kind](client, clock.currentTimeMillisUnsafe(), rate * link.share()))
         if (!link.shared()) return locally
         return shared.consume({
           algorithm: "token-bucket",

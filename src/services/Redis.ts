@@ -1,5 +1,5 @@
 import { NodeRedis } from "@effect/platform-node"
-import { Cause, Config, Context, Duration, Effect, Exit, Layer, Option, Redacted, References, Schedule, Scope } from "effect"
+import { Cause, Clock, Config, Context, Duration, Effect, Exit, Layer, Option, Redacted, References, Schedule, Scope } from "effect"
 import { Redis } from "effect/persistence"
 import { randomUUID } from "node:crypto"
 import { AppConfig } from "./AppConfig.ts"
@@ -91,6 +91,7 @@ export class RedisLink extends Context.Service<RedisLink, {
       const config = yield* AppConfig
       const prefix = yield* Config.String("REDIS_KEY_PREFIX").pipe(Config.withDefault(DEFAULT_KEY_PREFIX))
       const instanceId = randomUUID()
+      const clock = yield* Clock.Clock
       let current: Redis.Redis["Service"] | undefined
       let mode: RedisMode = Option.isSome(config.redisUrl) ? "local" : "off"
       let instances = 1
@@ -108,7 +109,7 @@ export class RedisLink extends Context.Service<RedisLink, {
           lastError = why
           if (closing || mode === "off" || (mode === "local" && warned)) return Effect.void
           mode = "local"
-          since = Date.now()
+          since = clock.currentTimeMillisUnsafe()
           warned = true
           return Effect.logWarning("Redis unreachable: limits are this instance's own until it answers").pipe(
             Effect.annotateLogs({ reason: why, share_of_budget: Math.round(share() * 1000) / 1000, instances })
@@ -120,7 +121,7 @@ export class RedisLink extends Context.Service<RedisLink, {
           instances = Math.max(1, live)
           if (mode !== "local") return Effect.void
           mode = "shared"
-          since = Date.now()
+          since = clock.currentTimeMillisUnsafe()
           lastError = null
           warned = false
           return Effect.logInfo("Redis answers: the Graph API budget and client limits are shared").pipe(

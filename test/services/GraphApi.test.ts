@@ -1,18 +1,23 @@
+import { NodeHttpClient } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
-import { Context, Duration, Effect, Layer, Logger, Option, Redacted, References, Tracer } from "effect"
-import { Headers } from "effect/http"
+import { Clock, Context, Duration, Effect, Fiber, Layer, Logger, Option, Redacted, References, Tracer } from "effect"
+import { Headers, HttpClient } from "effect/http"
+import { TestClock } from "effect/testing"
 import { createHmac } from "node:crypto"
 import { AppConfig, type AppConfigShape } from "../../src/services/AppConfig.ts"
 import { Database } from "../../src/services/Database.ts"
 import {
   classify,
+  GRAPH_FAILURE_LOG_INTERVAL_MS,
   GraphApi,
   type GraphApiError,
   rateShare,
   readUsage,
+  THROTTLE_PAUSE_MAX,
   TRANSIENT_RETRIES
 } from "../../src/services/GraphApi.ts"
 import { MAX_PENDING_LOOKUPS, MediaOwners } from "../../src/services/MediaOwners.ts"
+import { RedisLink } from "../../src/services/Redis.ts"
 import { appUsage, businessUsage, GRAPH_TOKEN, GraphStandIn, replies } from "../support/GraphStandIn.ts"
 import { APP_SECRET, testConfig } from "../support/TestApp.ts"
 import { TestDatabase } from "../support/TestDatabase.ts"
@@ -57,11 +62,55 @@ const makeMediaOwners = (overrides: Partial<AppConfigShape> = {}) =>
 
 const failure = (effect: Effect.Effect<unknown, GraphApiError>) => Effect.flip(effect)
 
+/**
+ * Runs a test on a test clock of its own (at 0): the pauses, the token bucket and the circuits
+ * follow it, while Meta's answers still come from the stand-in over loopback. The clock stands
+ * still while a call is in flight, so no call times out unless the test moves the clock meanwhile.
+ */
+const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, TestClock.layer())
+
+/** A GraphApi like `makeGraphApi`'s that also notes the test clock's time of every call it sends. */
+const makeClockedGraphApi = (overrides: Partial<AppConfigShape> = {}) =>
+  Effect.gen(function*() {
+    const standIn = yield* GraphStandIn
+    const sent: Array<{ readonly mediaId: string; readonly at: number }> = []
+    const stamping = Layer.effect(
+      HttpClient.HttpClient,
+      Effect.map(
+        HttpClient.HttpClient,
+        HttpClient.tapRequest((request) =>
+          Effect.map(Clock.currentTimeMillis, (at) => {
+            sent.push({ mediaId: request.url.slice(request.url.lastIndexOf("/") + 1), at })
+          })
+        )
+      )
+    ).pipe(Layer.provide(NodeHttpClient.layerUndici))
+    const context = yield* Layer.build(
+      GraphApi.layerNoDeps.pipe(
+        Layer.provide(Layer.merge(stamping, RedisLink.layer)),
+        Layer.provide(AppConfig.layerWith(configFor(standIn, overrides)))
+      )
+    )
+    const sentAt = (media: ReadonlyArray<string>) => sent.filter((call) => media.includes(call.mediaId)).map((call) => call.at)
+    return { graph: Context.get(context, GraphApi), sentAt }
+  })
+
+/** Waits for `effect` while moving the test clock on, for lookups whose retries sleep between answers over loopback. */
+const whileTheClockRuns = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.forkChild(effect, { startImmediately: true })
+    while (fiber.pollUnsafe() === undefined) {
+      yield* TestClock.adjust("50 millis")
+      yield* TestClock.withLive(Effect.sleep("1 millis"))
+    }
+    return yield* Fiber.join(fiber)
+  })
+
+/** The time-to-wait of a `RateLimited` or `CircuitOpen` failure. */
+const retryAfterOf = (error: GraphApiError) =>
+  error.reason._tag === "RateLimited" || error.reason._tag === "CircuitOpen" ? error.reason.retryAfterMillis : undefined
+
 const gaps = (times: ReadonlyArray<number>) => times.slice(1).map((t, i) => t - times[i]!)
-const median = (values: ReadonlyArray<number>) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN
-}
 
 /** Captures every log line (JSON, annotations and causes included) at debug level. */
 const captureLogs = () => {
@@ -200,6 +249,31 @@ layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("graph_api")), {
       assert.isTrue(failed.some((line) => line.includes("\"reason\":\"Transient\"") && line.includes("HTTP 500")), failed.join("\n"))
     }))
 
+  it.effect("a kind of failure is logged again once the interval is over, with how many were left out", () =>
+    onTestClock(Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const logs = captureLogs()
+      const run = Effect.gen(function*() {
+        const graph = yield* makeGraphApi()
+        const fail = Effect.suspend(() => {
+          const id = uniqueId()
+          standIn.script(id, replies.error(100))
+          return failure(graph.mediaOwner(id))
+        })
+        const logged = () => logs.lines.filter((line) => line.includes("Graph API call failed"))
+        for (let i = 0; i < 3; i++) yield* fail
+        assert.strictEqual(logged().length, 1)
+        yield* TestClock.adjust(GRAPH_FAILURE_LOG_INTERVAL_MS - 1)
+        yield* fail
+        assert.strictEqual(logged().length, 1)
+        yield* TestClock.adjust(1)
+        yield* fail
+        assert.strictEqual(logged().length, 2, logged().join("\n"))
+        assert.include(logged()[1], "\"failures_not_logged\":3")
+      })
+      yield* run.pipe(Effect.provide(logs.layer))
+    })))
+
   it.effect("transient failures are retried with growing, jittered gaps until one succeeds", () =>
     Effect.gen(function*() {
       const standIn = yield* GraphStandIn
@@ -237,28 +311,51 @@ layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("graph_api")), {
       assert.strictEqual(standIn.callsFor(stuck).length, 1 + TRANSIENT_RETRIES)
     }))
 
-  it.effect("a throttling error pauses every call for the backoff, then calls resume", () =>
-    Effect.gen(function*() {
+  it.effect("a throttling error pauses every call for exactly the backoff, then calls resume", () =>
+    onTestClock(Effect.gen(function*() {
       const standIn = yield* GraphStandIn
-      const graph = yield* makeGraphApi({ graphThrottlePause: Duration.millis(400) })
+      const { graph, sentAt } = yield* makeClockedGraphApi({ graphThrottlePause: Duration.millis(400) })
       const throttled = uniqueId()
       const other = uniqueId()
       standIn.script(throttled, replies.error(4), replies.owner("17841433333333333"))
       standIn.script(other, replies.owner("17841444444444444"))
+      const start = yield* Clock.currentTimeMillis
       const error = yield* failure(graph.mediaOwner(throttled))
       assert.strictEqual(error.reason._tag, "RateLimited")
-      if (error.reason._tag === "RateLimited") assert.strictEqual(error.reason.retryAfterMillis, 400)
-      // While paused, nothing reaches Meta.
+      assert.strictEqual(retryAfterOf(error), 400)
+      assert.strictEqual((yield* graph.health).detail.paused_until, new Date(start + 400).toISOString())
+      // While paused, nothing reaches Meta: not even 1 ms before the end.
+      yield* TestClock.adjust(399)
       const paused = yield* failure(graph.mediaOwner(other))
       assert.strictEqual(paused.reason._tag, "RateLimited")
+      assert.strictEqual(retryAfterOf(paused), 1)
       assert.strictEqual(standIn.callsFor(other).length, 0)
-      assert.isNotNull((yield* graph.health).detail.paused_until)
-      yield* Effect.sleep("450 millis")
+      yield* TestClock.adjust(1)
       assert.strictEqual((yield* graph.mediaOwner(throttled)).ownerId, "17841433333333333")
       assert.strictEqual((yield* graph.mediaOwner(other)).ownerId, "17841444444444444")
-      const [first, second] = standIn.callsFor(throttled)
-      assert.isAtLeast(second!.at - first!.at, 400)
-    }))
+      assert.isNull((yield* graph.health).detail.paused_until)
+      assert.deepStrictEqual(gaps(sentAt([throttled])), [400])
+    })))
+
+  it.effect("repeated throttling doubles the pause up to THROTTLE_PAUSE_MAX; an answer starts again at the base", () =>
+    onTestClock(Effect.gen(function*() {
+      const standIn = yield* GraphStandIn
+      const graph = yield* makeGraphApi({ graphThrottlePause: Duration.minutes(5) })
+      const id = uniqueId()
+      standIn.script(id, ...Array.from({ length: 4 }, () => replies.error(4)), replies.owner("17841433333333334"))
+      const pauses: Array<number | undefined> = []
+      for (let i = 0; i < 4; i++) {
+        const error = yield* failure(graph.mediaOwner(id))
+        pauses.push(retryAfterOf(error))
+        yield* TestClock.adjust(retryAfterOf(error) ?? 0)
+      }
+      assert.deepStrictEqual(pauses, [5, 10, 15, 15].map((minutes) => minutes * 60_000))
+      assert.strictEqual(Duration.toMillis(THROTTLE_PAUSE_MAX), 15 * 60_000)
+      assert.strictEqual((yield* graph.mediaOwner(id)).ownerId, "17841433333333334")
+      const again = uniqueId()
+      standIn.script(again, replies.error(4))
+      assert.strictEqual(retryAfterOf(yield* failure(graph.mediaOwner(again))), 5 * 60_000)
+    })))
 
   it.effect("Meta's estimated_time_to_regain_access sets the pause", () =>
     Effect.gen(function*() {
@@ -282,74 +379,101 @@ layer(Layer.mergeAll(GraphStandIn.layer, TestDatabase.layer("graph_api")), {
       if (tooMany.reason._tag === "RateLimited") assert.strictEqual(tooMany.reason.retryAfterMillis, 7000)
     }))
 
-  it.effect("usage above 75 % slows the calls down (90 %: 40 % of the rate)", () =>
-    Effect.gen(function*() {
+  it.effect("usage above 75 % slows the calls down, those already waiting too (90 %: 40 % of the rate)", () =>
+    onTestClock(Effect.gen(function*() {
       const standIn = yield* GraphStandIn
-      const graph = yield* makeGraphApi({ graphCallsPerSecond: 20, graphBurst: 1 })
+      const { graph, sentAt } = yield* makeClockedGraphApi({ graphCallsPerSecond: 20, graphBurst: 1, graphTimeout: Duration.hours(1) })
+      // Ten lookups wait in line for the bucket; the first call's answer carries the usage report
+      // before the clock moves, so the other nine are priced at the rate it sets.
       const batch = (usage: number) =>
         Effect.gen(function*() {
           const media = Array.from({ length: 10 }, () => uniqueId())
           for (const id of media) standIn.script(id, { ...replies.owner("17841455555555555"), headers: appUsage(usage) })
-          yield* Effect.forEach(media, (id) => graph.mediaOwner(id), { concurrency: "unbounded" })
-          return media.flatMap((id) => standIn.callsFor(id)).map((c) => c.at).sort((a, b) => a - b)
+          const fibers = yield* Effect.forEach(media, (id) => Effect.forkChild(graph.mediaOwner(id), { startImmediately: true }))
+          yield* Fiber.join(fibers[0]!)
+          yield* TestClock.adjust("10 seconds")
+          yield* Fiber.joinAll(fibers)
+          return gaps(sentAt(media).sort((a, b) => a - b))
         })
-      const low = gaps(yield* batch(10))
-      const high = gaps(yield* batch(90))
       // 20 calls/s is 50 ms apart; at 90 % usage 8 calls/s is 125 ms apart.
-      assert.isAbove(median(high), 1.8 * median(low), `gaps at 10 %: ${low}; at 90 %: ${high}`)
+      assert.deepStrictEqual(yield* batch(10), Array.from({ length: 9 }, () => 50))
+      assert.deepStrictEqual(yield* batch(90), Array.from({ length: 9 }, () => 125))
       const health = yield* graph.health
       assert.strictEqual(health.detail.usage_percent, 90)
       assert.strictEqual(health.detail.calls_per_second, 8)
-    }))
+    })))
 
-  it.effect("repeated failures open the circuit; after the cooldown one probe closes it again", () =>
-    Effect.gen(function*() {
+  it.effect("repeated failures open the circuit: no call until the cooldown is over, then one probe closes it", () =>
+    onTestClock(Effect.gen(function*() {
       const standIn = yield* GraphStandIn
       const graph = yield* makeGraphApi({
         graphCircuitThreshold: 2,
         graphCircuitCooldown: Duration.millis(300),
-        graphTimeout: Duration.millis(100)
+        graphTimeout: Duration.hours(1)
       })
       const down = [uniqueId(), uniqueId()]
       for (const id of down) standIn.script(id, replies.serverError())
-      for (const id of down) assert.strictEqual((yield* failure(graph.mediaOwner(id))).reason._tag, "Transient")
+      // Their retries sleep: the clock moves on until they have failed.
+      for (const id of down) assert.strictEqual((yield* whileTheClockRuns(failure(graph.mediaOwner(id)))).reason._tag, "Transient")
       assert.strictEqual((yield* graph.health).detail.circuit, "open")
       const blocked = uniqueId()
       standIn.script(blocked, replies.owner("17841466666666666"))
-      assert.strictEqual((yield* failure(graph.mediaOwner(blocked))).reason._tag, "CircuitOpen")
-      assert.strictEqual(standIn.callsFor(blocked).length, 0)
+      const open = yield* failure(graph.mediaOwner(blocked))
+      assert.strictEqual(open.reason._tag, "CircuitOpen")
+      // The clock may have moved on a step after the circuit opened, never a whole cooldown.
+      const left = retryAfterOf(open) ?? 0
+      assert.isAbove(left, 0)
+      assert.isAtMost(left, 300)
       // An outage is not a configuration fault: health stays ok while the circuit is open.
       assert.isTrue((yield* graph.health).ok)
-      yield* Effect.sleep("350 millis")
+      yield* TestClock.adjust(left - 1)
+      const still = yield* failure(graph.mediaOwner(blocked))
+      assert.strictEqual(still.reason._tag, "CircuitOpen")
+      assert.strictEqual(retryAfterOf(still), 1)
+      assert.strictEqual(standIn.callsFor(blocked).length, 0)
+      yield* TestClock.adjust(1)
       assert.strictEqual((yield* graph.mediaOwner(blocked)).ownerId, "17841466666666666")
       assert.strictEqual((yield* graph.health).detail.circuit, "closed")
-    }))
+      assert.strictEqual(standIn.callsFor(blocked).length, 1)
+    })))
 
-  it.effect("code 190: health fails with a clear error, lookups wait; a later answer restores it", () =>
-    Effect.gen(function*() {
+  it.effect("code 190: health fails with a clear error, lookups wait the cooldown (twice as long after a failed probe); an answer restores it", () =>
+    onTestClock(Effect.gen(function*() {
       const standIn = yield* GraphStandIn
       const graph = yield* makeGraphApi({ graphCircuitCooldown: Duration.millis(300) })
       const id = uniqueId()
-      standIn.script(
-        id,
-        replies.error(190, { subcode: 463, message: "Error validating access token: Session has expired" }),
-        replies.owner("17841477777777777")
-      )
+      const rejected = replies.error(190, { subcode: 463, message: "Error validating access token: Session has expired" })
+      standIn.script(id, rejected, rejected, replies.owner("17841477777777777"))
       assert.strictEqual((yield* failure(graph.mediaOwner(id))).reason._tag, "TokenInvalid")
       const health = yield* graph.health
       assert.isFalse(health.ok)
       assert.strictEqual(health.detail.token, "invalid")
       assert.include(health.error ?? "", "code 190")
       assert.notInclude(JSON.stringify(health), GRAPH_TOKEN)
-      // Calls stop until the cooldown lets one probe through.
-      assert.strictEqual((yield* failure(graph.mediaOwner(id))).reason._tag, "CircuitOpen")
-      assert.strictEqual(standIn.callsFor(id).length, 1)
-      yield* Effect.sleep("350 millis")
+      // Calls stop until the cooldown lets one probe through; a rejected probe doubles the cooldown.
+      const waits: Array<number | undefined> = []
+      for (const cooldown of [300, 600]) {
+        const open = yield* failure(graph.mediaOwner(id))
+        assert.strictEqual(open.reason._tag, "CircuitOpen")
+        waits.push(retryAfterOf(open))
+        yield* TestClock.adjust(cooldown - 1)
+        waits.push(retryAfterOf(yield* failure(graph.mediaOwner(id))))
+        yield* TestClock.adjust(1)
+        if (cooldown === 300) {
+          assert.strictEqual(standIn.callsFor(id).length, 1)
+          assert.strictEqual((yield* failure(graph.mediaOwner(id))).reason._tag, "TokenInvalid")
+        }
+      }
+      assert.deepStrictEqual(waits, [300, 1, 600, 1])
+      assert.strictEqual(standIn.callsFor(id).length, 2)
+      assert.isFalse((yield* graph.health).ok)
       assert.strictEqual((yield* graph.mediaOwner(id)).ownerId, "17841477777777777")
       const healed = yield* graph.health
       assert.isTrue(healed.ok)
       assert.strictEqual(healed.detail.token, "valid")
-    }))
+      assert.strictEqual(healed.detail.circuit, "closed")
+      assert.strictEqual(standIn.callsFor(id).length, 3)
+    })))
 
   it.effect("without an access token: nothing is called, health fails and start-up warns", () =>
     Effect.gen(function*() {

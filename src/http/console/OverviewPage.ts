@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import { Clock, Effect } from "effect"
 import type { Incoming } from "./Handler.ts"
 import { HealthChecks } from "../HealthHttp.ts"
 import { Operations } from "../../services/Operations.ts"
@@ -18,9 +18,9 @@ const CHECK_LABELS: Readonly<Record<string, string>> = {
   backlog: "Pending events"
 }
 
-const age = (oldest: Date | null) => {
+const age = (oldest: Date | null, now: number) => {
   if (oldest === null) return "none pending"
-  const seconds = Math.max(0, Math.round((Date.now() - oldest.getTime()) / 1000))
+  const seconds = Math.max(0, Math.round((now - oldest.getTime()) / 1000))
   if (seconds < 120) return `${seconds} s`
   if (seconds < 7200) return `${Math.round(seconds / 60)} min`
   return `${Math.round(seconds / 3600)} h`
@@ -28,7 +28,7 @@ const age = (oldest: Date | null) => {
 
 type Checks = Readonly<Record<string, { readonly ok: boolean; readonly error?: string; readonly warning?: string }>>
 
-const livePanel = (checks: Checks, backlog: Backlog) =>
+const livePanel = (checks: Checks, backlog: Backlog, now: number) =>
   html`<section id="live" aria-labelledby="health-title" hx-get="${CONSOLE}/overview/live" hx-trigger="${LIVE_REFRESH}" hx-swap="outerHTML">
   <h2 id="health-title">Health</h2>
   <ul class="checks">${
@@ -44,7 +44,7 @@ const livePanel = (checks: Checks, backlog: Backlog) =>
   <h2>Backlog</h2>
   <dl class="stats">
     <div><dt>Pending events</dt><dd id="pending-count">${backlog.pending}</dd></div>
-    <div><dt>Oldest pending</dt><dd id="pending-age">${age(backlog.oldest)}</dd></div>
+    <div><dt>Oldest pending</dt><dd id="pending-age">${age(backlog.oldest, now)}</dd></div>
   </dl>
 </section>`
 
@@ -90,6 +90,7 @@ export const overviewPages = {
         stats.routedLastHour,
         operations.queues({ limit: OVERVIEW_APPS, offset: 0 })
       ], { concurrency: 5 })
+      const now = yield* Clock.currentTimeMillis
       const apps = html`<section aria-labelledby="apps-title">
   <h2 id="apps-title">Worker apps</h2>
   ${queues.broker_error === null ? null : html`<p class="error">RabbitMQ: ${queues.broker_error}</p>`}
@@ -116,7 +117,7 @@ export const overviewPages = {
       return page(layout(
         "Overview",
         "overview",
-        html`${livePanel(health.checks, backlog)}${chart(minutes)}${apps}`,
+        html`${livePanel(health.checks, backlog, now)}${chart(minutes)}${apps}`,
         context,
         [`${CONSOLE}/assets/htmx.min.js`, `${CONSOLE}/assets/uPlot.iife.min.js`, `${CONSOLE}/assets/console.js`]
       ))
@@ -127,6 +128,7 @@ export const overviewPages = {
     Effect.gen(function*() {
       const stats = yield* ConsoleStats
       const [health, backlog] = yield* Effect.all([(yield* HealthChecks).run, stats.backlog], { concurrency: 2 })
-      return fragment(livePanel(health.checks, backlog))
+      const now = yield* Clock.currentTimeMillis
+      return fragment(livePanel(health.checks, backlog, now))
     }).pipe(Effect.catchTag("DatabaseUnavailable", () => Effect.succeed(errorPage(503, "Unavailable", "The database is unavailable.", context))))
 }

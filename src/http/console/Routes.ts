@@ -1,4 +1,4 @@
-import { Effect, Layer } from "effect"
+import { Clock, Effect, Layer } from "effect"
 import { HttpRouter, type HttpServerRequest } from "effect/http"
 import { AppConfig } from "../../services/AppConfig.ts"
 import type { HealthChecks } from "../HealthHttp.ts"
@@ -39,8 +39,9 @@ const PageRoutes = Layer.effectDiscard(Effect.gen(function*() {
   const router = yield* HttpRouter.HttpRouter
   const config = yield* AppConfig
   const context = yield* Effect.context<ConsoleServices>()
-  const sessions = makeSessions(config.secretKey)
-  const login = loginPages(config.secretKey, sessions, makeLoginThrottle())
+  const clock = yield* Clock.Clock
+  const sessions = makeSessions(config.secretKey, clock)
+  const login = loginPages(config.secretKey, sessions, makeLoginThrottle(clock))
 
   const route = (
     method: "GET" | "POST",

@@ -1,4 +1,4 @@
-import { Redacted } from "effect"
+import { type Clock, Redacted } from "effect"
 import type { HttpServerRequest } from "effect/http"
 import { HttpServerResponse } from "effect/http"
 import { createHmac, randomBytes } from "node:crypto"
@@ -44,12 +44,12 @@ export const overHttps = (request: HttpServerRequest.HttpServerRequest) =>
  * Sessions signed with a key derived from `SECRET_KEY` (HMAC-SHA256): the
  * cookie holds no secret, and changing `SECRET_KEY` signs every session out.
  */
-export const makeSessions = (secretKey: Redacted.Redacted<string>): Sessions => {
+export const makeSessions = (secretKey: Redacted.Redacted<string>, clock: Clock.Clock): Sessions => {
   const key = createHmac("sha256", Redacted.value(secretKey)).update("chatico-console-session-v1").digest()
   const mac = (text: string) => createHmac("sha256", key).update(text).digest("base64url")
   const make = (signedIn: boolean, ttl: number): Session => ({
     id: randomBytes(18).toString("base64url"),
-    expiresAt: Date.now() + ttl,
+    expiresAt: clock.currentTimeMillisUnsafe() + ttl,
     signedIn
   })
   const encode = (session: Session) => {
@@ -62,7 +62,7 @@ export const makeSessions = (secretKey: Redacted.Redacted<string>): Sessions => 
     const [id, expires, signed, signature] = parts as [string, string, string, string]
     if (!constantTimeEqual(signature, mac(`${id}.${expires}.${signed}`))) return undefined
     const expiresAt = Number(expires)
-    if (!Number.isSafeInteger(expiresAt) || expiresAt <= Date.now()) return undefined
+    if (!Number.isSafeInteger(expiresAt) || expiresAt <= clock.currentTimeMillisUnsafe()) return undefined
     return { id, expiresAt, signedIn: signed === "1" }
   }
   const cookieOptions = (request: HttpServerRequest.HttpServerRequest, expires: Date) => ({
@@ -96,7 +96,7 @@ export const LOGIN_FAILURE_WINDOW_MS = 60_000
 export const LOGIN_TRACKED_CLIENTS = 10_000
 
 /** Failed sign-ins per client address in a fixed window, bounded in memory. */
-export const makeLoginThrottle = () => {
+export const makeLoginThrottle = (clock: Clock.Clock) => {
   const failures = new Map<string, { count: number; windowEnds: number }>()
   const current = (client: string, now: number) => {
     const entry = failures.get(client)
@@ -105,12 +105,12 @@ export const makeLoginThrottle = () => {
   return {
     /** Seconds to wait before trying again, or 0 when the client may try now. */
     retryAfter(client: string): number {
-      const now = Date.now()
+      const now = clock.currentTimeMillisUnsafe()
       const entry = current(client, now)
       return entry !== undefined && entry.count >= LOGIN_FAILURES_ALLOWED ? Math.ceil((entry.windowEnds - now) / 1000) : 0
     },
     failed(client: string) {
-      const now = Date.now()
+      const now = clock.currentTimeMillisUnsafe()
       const entry = current(client, now) ?? { count: 0, windowEnds: now + LOGIN_FAILURE_WINDOW_MS }
       entry.count += 1
       failures.delete(client)

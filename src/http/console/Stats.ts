@@ -1,4 +1,4 @@
-import { Context, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { DatabaseUnavailable } from "../../domain/Errors.ts"
 import { Database } from "../../services/Database.ts"
@@ -46,14 +46,14 @@ export class ConsoleStats extends Context.Service<ConsoleStats, {
       const sql = yield* SqlClient.SqlClient
       const database = yield* Database
       const ready = database.ready.pipe(Effect.mapError(unavailable))
-      const windowStart = () => {
-        const now = Date.now()
-        return new Date(Math.floor(now / 60_000) * 60_000 - (CHART_MINUTES - 1) * 60_000)
-      }
+      const windowStart = Effect.map(
+        Clock.currentTimeMillis,
+        (now) => new Date(Math.floor(now / 60_000) * 60_000 - (CHART_MINUTES - 1) * 60_000)
+      )
 
       const throughput = Effect.gen(function*() {
         yield* ready
-        const since = windowStart()
+        const since = yield* windowStart
         const [events, duplicates] = yield* Effect.all([eventsPerMinute(sql, since), duplicatesPerMinute(sql, since)], {
           concurrency: 2
         }).pipe(Effect.mapError(unavailable))
@@ -83,7 +83,7 @@ export class ConsoleStats extends Context.Service<ConsoleStats, {
 
       const routedLastHour = Effect.gen(function*() {
         yield* ready
-        const rows = yield* routedPerApp(sql, windowStart()).pipe(Effect.mapError(unavailable))
+        const rows = yield* routedPerApp(sql, yield* windowStart).pipe(Effect.mapError(unavailable))
         return new Map(rows.map((row) => [row.worker_app_id, Number(row.n)]))
       }).pipe(Effect.withSpan("ConsoleStats.routedLastHour"))
 
