@@ -82,11 +82,7 @@ export interface DatabaseStatus {
   readonly error?: string
 }
 
-/**
- * The service's Postgres: a pooled client, plus start-up work (create the
- * database, migrate) that retries in the background so the process comes up,
- * and says why in `/monitoring/health`, even while Postgres is away.
- */
+/** The pooled Postgres client; creating the database and migrating retry in the background, so start-up never waits. */
 export class Database extends Context.Service<Database, {
   /** Succeeds once the schema is migrated; fails at once (never waits) before that. */
   readonly ready: Effect.Effect<void, DatabaseUnavailable>

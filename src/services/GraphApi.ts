@@ -79,11 +79,7 @@ export interface GraphApiHealth {
 }
 
 export class GraphApi extends Context.Service<GraphApi, {
-  /**
-   * The owner of a media, from one `GET /{media-id}?fields=owner,username`,
-   * throttled by the token bucket and the circuit breaker, with transient
-   * failures retried. `NoOwner` when Meta answers without an owner.
-   */
+  /** One `GET /{media-id}?fields=owner,username` within the budget, transient failures retried; `NoOwner` when Meta gives none. */
   mediaOwner(mediaId: string): Effect.Effect<MediaOwner, GraphApiError>
   /** Whether owners are asked from Meta at all: `auto` or `graph`, with an access token configured. */
   readonly enabled: boolean

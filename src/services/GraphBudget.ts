@@ -73,14 +73,7 @@ return { redis.call("PTTL", KEYS[1]), redis.call("GET", KEYS[1]) or "", redis.ca
   }
 ).withReturnType<readonly [number, string, string]>()
 
-/**
- * The Graph API's budget: a token bucket, Meta's throttle pause, its usage
- * report and two circuit breakers. With Redis answering, all of them are
- * shared by every instance (effect's `RateLimiter` and `CircuitBreaker` on
- * their Redis stores, the pause and usage on two keys); otherwise they are
- * this instance's own (the circuits on effect's memory store), at its share
- * of the budget while Redis is configured but away.
- */
+/** Bucket, Meta's pause and usage, two circuits: shared through Redis when it answers, else this instance's share (README). */
 export const makeGraphBudget = Effect.fnUntraced(function*(options: BudgetOptions, link: RedisLink["Service"]) {
   const redis = Layer.succeed(Redis.Redis, link.redis)
   const prefix = `${link.prefix}graph:`

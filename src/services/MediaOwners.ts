@@ -13,11 +13,7 @@ export const TABLE_TIMEOUT = Duration.seconds(2)
 /** How long Redis's hot tier keeps an owner (owners never change; the table keeps them for ever). */
 export const HOT_OWNER_TTL = Duration.days(1)
 
-/**
- * What is known about a media's owner: Meta's answer (`Owner`), Meta's answer
- * without an owner (`NoOwner`), or a permanent error (`Unresolvable`). The
- * last two are kept for `GRAPH_PERMANENT_FAILURE_TTL`, owners forever.
- */
+/** Meta's owner, its answer without one, or a permanent error; the last two kept for GRAPH_PERMANENT_FAILURE_TTL. */
 export type OwnerLookup =
   | { readonly _tag: "Owner"; readonly ownerId: string; readonly username: string | null }
   | { readonly _tag: "NoOwner"; readonly username: string | null }
@@ -55,17 +51,9 @@ const fromRow = (row: OwnerRow): Known => ({
   expiresAt: row.expires_at === null ? null : new Date(row.expires_at).getTime()
 })
 
-/**
- * Media owners: a bounded in-memory LRU, then (with Redis answering) a hot
- * tier shared by the instances, then the `media_owners` table, then the
- * Graph API. Concurrent lookups of one media share one call.
- */
+/** Memory, then Redis's shared tier, then the `media_owners` table, then Meta; lookups of one media share one call. */
 export class MediaOwners extends Context.Service<MediaOwners, {
-  /**
-   * What is known about the media's owner, from memory, the table or Meta.
-   * Fails only when Meta cannot answer now (throttled, down, token rejected):
-   * nothing is remembered then, so a later lookup asks again.
-   */
+  /** Fails only when Meta cannot answer now; nothing is kept then, so a later lookup asks again. */
   lookup(mediaId: string): Effect.Effect<OwnerLookup, GraphApiError>
   /** Entries held in memory. */
   readonly size: Effect.Effect<number>

@@ -1,11 +1,7 @@
 import { Effect, Layer, Metric } from "effect"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 
-/**
- * The standard process metrics Prometheus' Node clients export, under their
- * usual names, so existing dashboards and alerts work. Read when metrics are
- * scraped; nothing runs in between except the event-loop delay sampler.
- */
+/** Prometheus' standard Node process metrics under their usual names, read at scrape time. */
 
 const cpuSeconds = Metric.counter("process_cpu_seconds_total", {
   description: "User and system CPU time spent, in seconds",

@@ -41,13 +41,7 @@ const makeBuckets = () => {
   }
 }
 
-/**
- * Per-client rate limits on `/webhook` and on the admin and monitoring API.
- * The webhook default is far above what one Meta app sends, so it only stops
- * floods; `0` turns a limit off. With Redis answering, a client's bucket is
- * shared by every instance (effect's `RateLimiter` on its Redis store);
- * otherwise each instance allows its share of the limit.
- */
+/** Per-client limits on `/webhook` and the API (`0` is off): shared through Redis when it answers, else a share each. */
 export class RateLimiter extends Context.Service<RateLimiter, {
   check(kind: RateLimitClass, client: string): Effect.Effect<Decision>
 }>()("chatico/services/RateLimiter") {

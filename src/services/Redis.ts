@@ -4,11 +4,7 @@ import { Redis } from "effect/persistence"
 import { randomUUID } from "node:crypto"
 import { AppConfig } from "./AppConfig.ts"
 
-/**
- * Every Redis command answers within this, or its caller goes on without Redis and the
- * instance switches to its local limits (a busy instance can take a while to read an answer,
- * so this is not much tighter; the webhook path bounds its own wait more tightly).
- */
+/** A Redis command answers within this, or the instance goes on with its local limits (a busy instance reads answers late). */
 export const REDIS_COMMAND_TIMEOUT = Duration.seconds(1)
 /** One connection attempt gives up after this. */
 export const REDIS_CONNECT_TIMEOUT = Duration.seconds(2)
@@ -23,11 +19,7 @@ export const REDIS_COMMAND_QUEUE_MAX = 1000
 /** The default of `REDIS_KEY_PREFIX`: the start of every key this service writes. */
 export const DEFAULT_KEY_PREFIX = "chatico-mapper:"
 
-/**
- * `off`: no `REDIS_URL`, every limit is this instance's own. `shared`: limits
- * go through Redis. `local`: Redis is configured but away, so this instance
- * uses its own limits at its share of the budget until Redis answers again.
- */
+/** `off`: no REDIS_URL; `shared`: limits through Redis; `local`: Redis away, this instance's share until it answers. */
 export type RedisMode = "off" | "shared" | "local"
 
 /** The `redis` check of `/monitoring/health`: never failing (Redis is optional), `degraded` with a warning while away. */
@@ -68,13 +60,7 @@ return redis.call("ZCARD", KEYS[1])
   }
 ).withReturnType<number>()
 
-/**
- * The optional Redis behind the shared limits. `redis` is effect's `Redis`
- * service (for `effect/persistence`'s stores) over a `NodeRedis` client that
- * connects in the background: start-up never waits for Redis, every command
- * fails within `REDIS_COMMAND_TIMEOUT`, and a failure switches the instance to
- * its local limits until the next heartbeat answers.
- */
+/** The optional Redis behind the shared limits; it connects in the background and a failure means local limits until it answers. */
 export class RedisLink extends Context.Service<RedisLink, {
   readonly redis: Redis.Redis["Service"]
   /** The start of every key (`REDIS_KEY_PREFIX`), so deployments and tests sharing a Redis stay apart. */
