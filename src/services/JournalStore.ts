@@ -120,6 +120,7 @@ export class JournalStore extends Context.Service<JournalStore, {
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const me = (yield* Lanes).instanceId
+      const startedAt = new Date()
       const { deliveryLease } = yield* AppConfig
       const leaseMillis = Duration.toMillis(deliveryLease)
       const leaseSeconds = Duration.toSeconds(deliveryLease)
@@ -156,8 +157,10 @@ export class JournalStore extends Context.Service<JournalStore, {
           ])
           const [ids, receivedAts, objects, fields, entryIds, entryTimes, mediaIds, statuses, raws, traces, problems] = columns
           const [repeatIds, repeatTimes] = [columns[11], columns[12]]
-          // `behind`: an older event of the same key is pending under a holder that is gone (crashed,
-          // stopped, or none). An older event another live instance holds is not waited for (README).
+          // `behind`: an older event of the same key is pending under another holder that is gone
+          // (crashed, stopped, or none) or that wrote it before this instance started (a restart after a
+          // crash, while the old heartbeat still looks alive). Another live instance's newer event is
+          // not waited for (README).
           return yield* sql<Inserted>`
             WITH u AS (
               SELECT * FROM unnest(${ids}::text[], ${receivedAts}::timestamptz[], ${objects}::text[], ${fields}::text[],
@@ -184,10 +187,10 @@ export class JournalStore extends Context.Service<JournalStore, {
               SELECT 1 FROM webhook_events p
               WHERE p.status = 'pending' AND p.entry_id = i.entry_id AND p.seq < i.seq
                 AND p.claimed_by IS DISTINCT FROM ${me}::uuid
-                AND NOT EXISTS (
+                AND (p.received_at < ${startedAt} OR NOT EXISTS (
                   SELECT 1 FROM delivery_instances d
                   WHERE d.id = p.claimed_by AND d.seen_at > now() - make_interval(secs => ${INSTANCE_GONE_AFTER_SECONDS})
-                )
+                ))
             ) AS behind
             FROM inserted i
           `
