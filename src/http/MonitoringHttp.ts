@@ -2,7 +2,7 @@ import { Effect, Metric } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import * as Metrics from "../services/Metrics.ts"
-import { DEFAULT_LOG_PAGE, DEFAULT_QUEUES_PAGE, Operations } from "../services/Operations.ts"
+import { DEFAULT_LOG_PAGE, DEFAULT_QUEUES_PAGE, Operations, reasons } from "../services/Operations.ts"
 import { refreshProcessMetrics } from "../services/ProcessMetrics.ts"
 import { Journal } from "../streams/Journal.ts"
 import { Delivery } from "../streams/Delivery.ts"
@@ -51,15 +51,26 @@ export const MonitoringHttp = HttpApiBuilder.group(
     return handlers.handleAll({
       metricsJson: () => metricsJson,
       metricsPrometheus: () => Effect.andThen(refreshGauges, PrometheusMetrics.format()),
-      webhookLogs: ({ query }) => operations.webhookLogs({ ...query, limit: query.limit ?? DEFAULT_LOG_PAGE }),
-      webhookLog: ({ params }) => operations.webhookLog(params.event_id),
-      queues: ({ query }) => operations.queues({ limit: query.limit ?? DEFAULT_QUEUES_PAGE, offset: query.offset ?? 0 }),
+      webhookLogs: ({ query }) =>
+        operations.webhookLogs({ ...query, limit: query.limit ?? DEFAULT_LOG_PAGE }).pipe(
+          reasons("InvalidFilter", "DatabaseUnavailable")
+        ),
+      webhookLog: ({ params }) =>
+        operations.webhookLog(params.event_id).pipe(
+          reasons("EventNotFound", "DatabaseUnavailable")
+        ),
+      queues: ({ query }) =>
+        operations.queues({ limit: query.limit ?? DEFAULT_QUEUES_PAGE, offset: query.offset ?? 0 }).pipe(
+          reasons("DatabaseUnavailable")
+        ),
       replayOne: ({ params, request }) =>
         operations.replayOne(params.event_id).pipe(
+          reasons("EventNotFound", "DatabaseUnavailable"),
           Effect.tap((result) => audit("replay.requested", request, { event_id: params.event_id, ...result }))
         ),
       replay: ({ payload, request }) =>
         operations.replay(payload).pipe(
+          reasons("InvalidFilter", "DatabaseUnavailable"),
           Effect.tap((result) => audit("replay.requested", request, { filter: payload, ...result }))
         )
     })

@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Layer, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import {
@@ -103,15 +103,37 @@ const toPage = (rows: ReadonlyArray<LogRow>, limit: number) => {
 const unavailable = (_: SqlError.SqlError | DatabaseUnavailable) =>
   new DatabaseUnavailable({ detail: "the database is unavailable" })
 
+/** Why an operator's request failed: no such event, a filter the journal cannot take, or the database away. */
+export class OperationsError extends Schema.TaggedError<OperationsError>()("OperationsError", {
+  reason: Schema.Union([EventNotFound, InvalidFilter, DatabaseUnavailable])
+}) {
+  override get message() {
+    return `${this.reason._tag}: ${this.reason.detail}`
+  }
+}
+
+type OperationsReason = OperationsError["reason"]
+
+/** A call's own reasons as its errors (those the API declares for it); any other would be a bug, a defect. */
+export const reasons = <const Tags extends ReadonlyArray<OperationsReason["_tag"]>>(...tags: Tags) =>
+<A, R>(effect: Effect.Effect<A, OperationsError, R>): Effect.Effect<A, Extract<OperationsReason, { readonly _tag: Tags[number] }>, R> =>
+  Effect.catch(effect, (error) =>
+    tags.includes(error.reason._tag)
+      ? Effect.fail(error.reason as Extract<OperationsReason, { readonly _tag: Tags[number] }>)
+      : Effect.die(error))
+
+const wrap = <A, R>(effect: Effect.Effect<A, EventNotFound | InvalidFilter | DatabaseUnavailable, R>) =>
+  Effect.mapError(effect, (reason) => new OperationsError({ reason }))
+
 /** What operators ask of the journal and the broker: webhook logs, replay, queue depths. */
 export class Operations extends Context.Service<Operations, {
   webhookLogs(query: WebhookLogQuery): Effect.Effect<
     { readonly items: ReadonlyArray<WebhookLogEntry>; readonly next_cursor: string | null },
-    InvalidFilter | DatabaseUnavailable
+    OperationsError
   >
-  webhookLog(eventId: string): Effect.Effect<WebhookLogEvent, EventNotFound | DatabaseUnavailable>
-  replayOne(eventId: string): Effect.Effect<{ readonly queued: number; readonly more: boolean }, EventNotFound | DatabaseUnavailable>
-  replay(filter: ReplayFilter): Effect.Effect<{ readonly queued: number; readonly more: boolean }, InvalidFilter | DatabaseUnavailable>
+  webhookLog(eventId: string): Effect.Effect<WebhookLogEvent, OperationsError>
+  replayOne(eventId: string): Effect.Effect<{ readonly queued: number; readonly more: boolean }, OperationsError>
+  replay(filter: ReplayFilter): Effect.Effect<{ readonly queued: number; readonly more: boolean }, OperationsError>
   queues(page: { readonly limit: number; readonly offset: number }): Effect.Effect<{
     readonly items: ReadonlyArray<{
       readonly worker_app_id: string
@@ -125,10 +147,10 @@ export class Operations extends Context.Service<Operations, {
     readonly total: number
     readonly unroutable: { readonly messages: number; readonly consumers: number } | null
     readonly broker_error: string | null
-  }, DatabaseUnavailable>
-  readonly pendingCount: Effect.Effect<number, DatabaseUnavailable>
+  }, OperationsError>
+  readonly pendingCount: Effect.Effect<number, OperationsError>
   /** How many events are pending and how long the oldest has waited, in seconds (null when none is). */
-  readonly pendingBacklog: Effect.Effect<{ readonly pending: number; readonly oldestSeconds: number | null }, DatabaseUnavailable>
+  readonly pendingBacklog: Effect.Effect<{ readonly pending: number; readonly oldestSeconds: number | null }, OperationsError>
 }>()("chatico/services/Operations") {
   static readonly layer = Layer.effect(
     Operations,
@@ -248,7 +270,15 @@ export class Operations extends Context.Service<Operations, {
         Effect.mapError(unavailable)
       )
 
-      return Operations.of({ webhookLogs, webhookLog, replayOne, replay, queues, pendingCount, pendingBacklog })
+      return Operations.of({
+        webhookLogs: (query) => wrap(webhookLogs(query)),
+        webhookLog: (eventId) => wrap(webhookLog(eventId)),
+        replayOne: (eventId) => wrap(replayOne(eventId)),
+        replay: (filter) => wrap(replay(filter)),
+        queues: (page) => wrap(queues(page)),
+        pendingCount: wrap(pendingCount),
+        pendingBacklog: wrap(pendingBacklog)
+      })
     })
   )
 }

@@ -4,7 +4,7 @@ import { EventStatus, type WebhookLogEntry, type WebhookLogEvent, Timestamp } fr
 import { OwnerId, WorkerAppId } from "../../domain/WorkerApp.ts"
 import { AppConfig } from "../../services/AppConfig.ts"
 import { audit } from "../Audit.ts"
-import { Operations } from "../../services/Operations.ts"
+import { Operations, reasons } from "../../services/Operations.ts"
 import { WorkerApps } from "../../services/WorkerApps.ts"
 import { asUtc, decodeWithErrors, type FieldErrors, filled, issuesText } from "./Forms.ts"
 import { errorPage, type Incoming, withNotice } from "./Handler.ts"
@@ -108,6 +108,7 @@ export const eventsPages = {
       if (filter.event_id !== undefined) return seeOther(`${CONSOLE}/events/${filter.event_id}`)
       const cursor = incoming.query.get("cursor") ?? undefined
       const result = yield* (yield* Operations).webhookLogs({ ...filter, limit: EVENTS_PAGE, cursor }).pipe(
+        reasons("InvalidFilter", "DatabaseUnavailable"),
         Effect.map((page) => ({ ok: true as const, page })),
         Effect.catchTag("InvalidFilter", (error) => Effect.succeed({ ok: false as const, detail: issuesText(error) }))
       )
@@ -138,7 +139,7 @@ ${result.page.items.length === 0 ? html`<p>No event matches.</p>` : null}
       const id = Schema.decodeUnknownOption(EventId)(incoming.params["id"])
       if (Option.isNone(id)) return errorPage(404, "Not found", "There is no such event.", incoming.context)
       const { traceUiUrl } = yield* AppConfig
-      const event = yield* (yield* Operations).webhookLog(id.value)
+      const event = yield* (yield* Operations).webhookLog(id.value).pipe(reasons("EventNotFound", "DatabaseUnavailable"))
       const context = withNotice(incoming.context, NOTICES, incoming.query.get("notice"))
       const payload = event.value === null
         ? html`<p>Postgres could not hold this value as JSON; <a href="${CONSOLE}/events/${event.event_id}/raw">its exact bytes</a> are what the worker app receives.</p>`
@@ -175,7 +176,7 @@ ${result.page.items.length === 0 ? html`<p>No event matches.</p>` : null}
     Effect.gen(function*() {
       const id = Schema.decodeUnknownOption(EventId)(incoming.params["id"])
       if (Option.isNone(id)) return errorPage(404, "Not found", "There is no such event.", incoming.context)
-      const result = yield* (yield* Operations).replayOne(id.value)
+      const result = yield* (yield* Operations).replayOne(id.value).pipe(reasons("EventNotFound", "DatabaseUnavailable"))
       yield* audit("replay.requested", incoming.request, { event_id: id.value, ...result, via: "console" })
       return seeOther(`${CONSOLE}/events/${id.value}?notice=${result.queued > 0 ? "replayed" : "not-replayable"}`)
     }).pipe(

@@ -1,7 +1,7 @@
 import { Clock, Effect } from "effect"
 import type { Incoming } from "./Handler.ts"
 import { HealthChecks } from "../HealthHttp.ts"
-import { Operations } from "../../services/Operations.ts"
+import { Operations, reasons } from "../../services/Operations.ts"
 import { fragment, html, jsonData, page, SafeHtml } from "./Html.ts"
 import { CONSOLE, layout } from "./Layout.ts"
 import { type Backlog, ConsoleStats, type MinuteCounts, OUTCOMES } from "./Stats.ts"
@@ -88,7 +88,7 @@ export const overviewPages = {
         stats.throughput,
         stats.backlog,
         stats.routedLastHour,
-        operations.queues({ limit: OVERVIEW_APPS, offset: 0 })
+        operations.queues({ limit: OVERVIEW_APPS, offset: 0 }).pipe(reasons("DatabaseUnavailable"))
       ], { concurrency: 5 })
       const now = yield* Clock.currentTimeMillis
       const apps = html`<section aria-labelledby="apps-title">

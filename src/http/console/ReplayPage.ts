@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import { ReplayFilter } from "../../domain/WebhookLog.ts"
-import { Operations, REPLAY_MAX } from "../../services/Operations.ts"
+import { Operations, REPLAY_MAX, reasons } from "../../services/Operations.ts"
 import { audit } from "../Audit.ts"
 import { appChoices } from "./EventsPage.ts"
 import { asUtc, decodeWithErrors, type FieldErrors, filled, issuesText } from "./Forms.ts"
@@ -51,6 +51,7 @@ export const replayPages = {
       const filter = filterOf(values)
       if (!filter.ok) return show(html`${intro}${filterForm(values, filter.errors, apps)}`, incoming.context)
       const count = yield* (yield* Operations).replay({ ...filter.value, dry_run: true }).pipe(
+        reasons("InvalidFilter", "DatabaseUnavailable"),
         Effect.map((result) => ({ ok: true as const, result })),
         Effect.catchTag("InvalidFilter", (error) => Effect.succeed({ ok: false as const, detail: issuesText(error) }))
       )
@@ -75,7 +76,7 @@ export const replayPages = {
       const values = filled(incoming.form, FILTERS)
       const filter = filterOf(values)
       if (!filter.ok) return show(filterForm(values, filter.errors, yield* appChoices), incoming.context)
-      const result = yield* (yield* Operations).replay(filter.value)
+      const result = yield* (yield* Operations).replay(filter.value).pipe(reasons("InvalidFilter", "DatabaseUnavailable"))
       yield* audit("replay.requested", incoming.request, { filter: filter.value, ...result, via: "console" })
       return seeOther(`${CONSOLE}/replay?queued=${result.queued}`)
     }).pipe(
