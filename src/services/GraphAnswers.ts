@@ -1,4 +1,4 @@
-import { Option, Schema } from "effect"
+import { Option, Schema, Struct } from "effect"
 import { Headers } from "effect/http"
 
 // What Meta answers a media lookup: the errors it can mean, the response and usage headers decoded,
@@ -65,16 +65,20 @@ export type GraphApiFailure = GraphApiError["reason"]
 // ---------------------------------------------------------------------------------------------
 
 /** `GET /{media-id}?fields=owner,username`: a media, or `{"error": …}`. */
+/** Meta may leave out any key of what it answers. */
+const everyKeyOptional = <const Fields extends Schema.Struct.Fields>(fields: Fields) =>
+  Schema.Struct(fields).mapFields(Struct.map(Schema.optionalKey))
+
 const GraphResponse = Schema.Struct({
   id: Schema.optionalKey(Schema.String),
   username: Schema.optionalKey(Schema.String),
   owner: Schema.optionalKey(Schema.Struct({ id: Schema.String })),
-  error: Schema.optionalKey(Schema.Struct({
-    message: Schema.optionalKey(Schema.String),
-    type: Schema.optionalKey(Schema.String),
-    code: Schema.optionalKey(Schema.Number),
-    error_subcode: Schema.optionalKey(Schema.Number),
-    is_transient: Schema.optionalKey(Schema.Boolean)
+  error: Schema.optionalKey(everyKeyOptional({
+    message: Schema.String,
+    type: Schema.String,
+    code: Schema.Number,
+    error_subcode: Schema.Number,
+    is_transient: Schema.Boolean
   }))
 })
 type GraphResponse = typeof GraphResponse.Type
@@ -82,12 +86,12 @@ type GraphErrorBody = NonNullable<GraphResponse["error"]>
 export const decodeResponse = Schema.decodeUnknownOption(Schema.fromJsonString(GraphResponse))
 
 /** One usage report: percentages of the quota, and minutes until throttling ends. */
-const Usage = Schema.Struct({
-  call_count: Schema.optionalKey(Schema.Number),
-  total_cputime: Schema.optionalKey(Schema.Number),
-  total_time: Schema.optionalKey(Schema.Number),
-  acc_id_util_pct: Schema.optionalKey(Schema.Number),
-  estimated_time_to_regain_access: Schema.optionalKey(Schema.Number)
+const Usage = everyKeyOptional({
+  call_count: Schema.Number,
+  total_cputime: Schema.Number,
+  total_time: Schema.Number,
+  acc_id_util_pct: Schema.Number,
+  estimated_time_to_regain_access: Schema.Number
 })
 type Usage = typeof Usage.Type
 const decodeAppUsage = Schema.decodeUnknownOption(Schema.fromJsonString(Usage))
