@@ -76,6 +76,12 @@ const idParam = { id: WorkerAppId }
 
 const EventId = Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/u, { message: "must be 64 hex digits" }))
 
+/** A group of the admin API: behind the admin key, titled in the docs. */
+const adminGroup = (title: string, description: string) =>
+<Id extends string, Endpoints extends HttpApiEndpoint.Constraint, TopLevel extends boolean>(
+  group: HttpApiGroup.HttpApiGroup<Id, Endpoints, TopLevel>
+) => group.middleware(Authorization).annotateMerge(OpenApi.annotations({ title, description }))
+
 export class WorkerAppsGroup extends HttpApiGroup.make("workerApps")
   .add(
     HttpApiEndpoint.post("create", "/worker-apps", {
@@ -110,12 +116,11 @@ export class WorkerAppsGroup extends HttpApiGroup.make("workerApps")
       error: [NotFoundBody, UnavailableBody]
     })
   )
-  .middleware(Authorization)
-  .annotateMerge(OpenApi.annotations({
-    title: "Worker apps",
-    description: "The chat-automation apps events are delivered to, one per Instagram account. " +
+  .pipe(adminGroup(
+    "Worker apps",
+    "The chat-automation apps events are delivered to, one per Instagram account. " +
       "Every path also answers with a trailing slash."
-  }))
+  ))
 {}
 
 const CheckResult = Schema.Struct({
@@ -207,11 +212,7 @@ export class MonitoringGroup extends HttpApiGroup.make("monitoring")
       error: [InvalidFilterBody, UnavailableBody]
     })
   )
-  .middleware(Authorization)
-  .annotateMerge(OpenApi.annotations({
-    title: "Monitoring",
-    description: "Metrics, webhook logs, queue depths and replay."
-  }))
+  .pipe(adminGroup("Monitoring", "Metrics, webhook logs, queue depths and replay."))
 {}
 
 export class Api extends HttpApi.make("chatico-mapper")
