@@ -1,5 +1,5 @@
 import { PgTypes } from "@effect/sql-pg"
-import { Context, Duration, Effect, Layer, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "./AppConfig.ts"
@@ -118,9 +118,10 @@ export class JournalStore extends Context.Service<JournalStore, {
   static readonly layer = Layer.effect(
     JournalStore,
     Effect.gen(function*() {
+      const clock = yield* Clock.Clock
       const sql = yield* SqlClient.SqlClient
       const me = (yield* Lanes).instanceId
-      const startedAt = new Date()
+      const startedAt = new Date(clock.currentTimeMillisUnsafe())
       const { deliveryLease } = yield* AppConfig
       const leaseMillis = Duration.toMillis(deliveryLease)
       const leaseSeconds = Duration.toSeconds(deliveryLease)
@@ -138,7 +139,7 @@ export class JournalStore extends Context.Service<JournalStore, {
         rows: ReadonlyArray<NewRow>,
         repeats: ReadonlyArray<{ readonly eventId: string; readonly receivedAt: Date }>
       ) => {
-        const leaseUntil = new Date(Date.now() + leaseMillis)
+        const leaseUntil = new Date(clock.currentTimeMillisUnsafe() + leaseMillis)
         return Effect.gen(function*() {
           const columns = yield* Effect.all([
             textArray(rows.map(({ event }) => event.eventId)),
@@ -205,7 +206,7 @@ export class JournalStore extends Context.Service<JournalStore, {
       // connection prepares it once.
       const writeOutcomes = (rows: ReadonlyArray<OutcomeRow>) =>
         Effect.gen(function*() {
-          const now = new Date()
+          const now = new Date(clock.currentTimeMillisUnsafe())
           const [ids, statuses, owners, apps, attempts, errors, delivered] = yield* Effect.all([
             textArray(rows.map((o) => o.eventId)),
             textArray(rows.map((o) => o.status)),

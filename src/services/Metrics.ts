@@ -53,8 +53,8 @@ export const count = (metric: Metric.Metric<number, unknown>, attributes: Record
 export const observe = (metric: Metric.Metric<number, unknown>, value: number, attributes?: Record<string, string>) =>
   Metric.update(attributes === undefined ? metric : Metric.withAttributes(metric, attributes), value)
 
-/** Seconds from `startedMs` to `nowMs`; `nowMs` defaults to the wall clock, for callers that stamped `startedMs` with `Date.now()`. */
-export const seconds = (startedMs: number, nowMs: number = Date.now()) => Math.max(0, nowMs - startedMs) / 1000
+/** Seconds from `startedMs` to `nowMs`, both read from the Clock. */
+export const seconds = (startedMs: number, nowMs: number) => Math.max(0, nowMs - startedMs) / 1000
 
 /** Counts outcomes without waiting on anything: for hot paths. */
 export const countAll = (metric: Metric.Metric<number, unknown>, tallies: ReadonlyMap<string, number>, key: string) =>

@@ -1,5 +1,5 @@
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Effect, Exit, Layer, Option, Redacted, Result, type Tracer } from "effect"
+import { Clock, Effect, Exit, Layer, Option, Redacted, Result, type Tracer } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "effect/http"
 import { parseWebhook } from "../domain/Webhook.ts"
 import { AppConfig } from "../services/AppConfig.ts"
@@ -143,6 +143,7 @@ const detail = (status: number, message: string, headers?: Record<string, string
  * POST is answered 200 only once every event in it is committed to the journal.
  */
 export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
+  const clock = yield* Clock.Clock
   const config = yield* AppConfig
   const verifier = yield* SignatureVerifier
   const journal = yield* Journal
@@ -213,7 +214,7 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
     trace: RequestTrace | undefined,
     held: { bytes: number }
   ) {
-    const started = Date.now()
+    const started = clock.currentTimeMillisUnsafe()
     const body = yield* readBody(request, config.maxBodyBytes, budget, held)
     if (body._tag === "TooLarge") {
       return yield* refuse(request, trace, "too_large", 413, `body exceeds ${config.maxBodyBytes} bytes`, { connection: "close" })
@@ -247,7 +248,7 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
           Metrics.count(Metrics.webhooks, { result: "accepted" }),
           Metrics.count(Metrics.events, { outcome: routable ? "accepted" : "ignored" }, result.fresh),
           Metrics.count(Metrics.events, { outcome: "duplicate" }, result.duplicates),
-          Metrics.observe(Metrics.acceptLatency, Metrics.seconds(started))
+          Metrics.observe(Metrics.acceptLatency, Metrics.seconds(started, clock.currentTimeMillisUnsafe()))
         ], { discard: true })
       ),
       Effect.map((result) => {

@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Exit, Layer, Queue, Schedule, type Tracer } from "effect"
+import { Clock, Context, Duration, Effect, Exit, Layer, Queue, Schedule, type Tracer } from "effect"
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Database } from "../services/Database.ts"
@@ -67,6 +67,7 @@ export class Delivery extends Context.Service<Delivery, {
   static readonly layer = Layer.effect(
     Delivery,
     Effect.gen(function*() {
+      const clock = yield* Clock.Clock
       const store = yield* JournalStore
       const broker = yield* Broker
       const router = yield* Router
@@ -100,7 +101,7 @@ export class Delivery extends Context.Service<Delivery, {
         properties: {
           messageId: track.event.eventId,
           contentType: "application/json",
-          timestamp: Math.floor(Date.now() / 1000),
+          timestamp: Math.floor(clock.currentTimeMillisUnsafe() / 1000),
           type: `${track.event.object}.${track.event.field}`,
           headers: {
             "x-owner-id": destination.ownerId,
@@ -228,19 +229,19 @@ export class Delivery extends Context.Service<Delivery, {
                 stop = { at: i, destination, error: written.failure }
                 break
               }
-              sent.push({ track, destination, confirm: written.success, at: Date.now() })
+              sent.push({ track, destination, confirm: written.success, at: clock.currentTimeMillisUnsafe() })
             }
             const failed: Array<{ readonly track: Track; readonly destination: Routed; readonly error: PublishError }> = []
             for (const { track, destination, confirm, at } of sent) {
               const confirmed = yield* Effect.result(confirm)
               if (confirmed._tag === "Success") {
-                yield* Metrics.observe(Metrics.confirmLatency, Metrics.seconds(at))
+                yield* Metrics.observe(Metrics.confirmLatency, Metrics.seconds(at, clock.currentTimeMillisUnsafe()))
                 if (debug) {
                   yield* Effect.logDebug("event delivered").pipe(Effect.annotateLogs({
                     event_id: track.event.eventId,
                     queue: track.queue,
                     attempt: track.attempts,
-                    confirm_ms: Date.now() - at
+                    confirm_ms: clock.currentTimeMillisUnsafe() - at
                   }))
                 }
                 yield* finish(track, destination, track.parking ? track.lastError : null)
@@ -286,9 +287,9 @@ export class Delivery extends Context.Service<Delivery, {
                 for (const track of todo) track.noted = true
                 yield* noteWaiting(todo, first.lastError)
               }
-              const waitedFrom = Date.now()
+              const waitedFrom = clock.currentTimeMillisUnsafe()
               yield* broker.awaitConnected
-              if (Date.now() - waitedFrom < Duration.toMillis(UNAVAILABLE_PAUSE)) yield* Effect.sleep(UNAVAILABLE_PAUSE)
+              if (clock.currentTimeMillisUnsafe() - waitedFrom < Duration.toMillis(UNAVAILABLE_PAUSE)) yield* Effect.sleep(UNAVAILABLE_PAUSE)
             } else if (longestBackoff > 0) {
               yield* Effect.sleep(backoff(longestBackoff - 1))
             }
@@ -314,7 +315,7 @@ export class Delivery extends Context.Service<Delivery, {
       const countOutcomes = (batch: ReadonlyArray<Outcome>) => {
         const byOutcome = new Map<string, number>()
         const byApp = new Map<string, number>()
-        const now = Date.now()
+        const now = clock.currentTimeMillisUnsafe()
         for (const outcome of batch) {
           if (outcome.status === "pending") continue
           byOutcome.set(outcome.status, (byOutcome.get(outcome.status) ?? 0) + 1)
@@ -361,12 +362,12 @@ export class Delivery extends Context.Service<Delivery, {
       ))
       // Alive: the events this instance holds are not taken over while it is seen. A late heartbeat
       // is logged (once per interval): past INSTANCE_GONE_AFTER_SECONDS others take over its events.
-      let lastBeat = Date.now()
+      let lastBeat = clock.currentTimeMillisUnsafe()
       const logLate = throttledLog(HEARTBEAT_LATE_LOG_INTERVAL_MS)
       const heartbeat = store.heartbeat.pipe(
         Effect.andThen(Effect.suspend(() => {
-          const gapMs = Date.now() - lastBeat
-          lastBeat = Date.now()
+          const gapMs = clock.currentTimeMillisUnsafe() - lastBeat
+          lastBeat = clock.currentTimeMillisUnsafe()
           return gapMs <= Duration.toMillis(INSTANCE_HEARTBEAT) * 3 ? Effect.void : logLate("late", (suppressed) =>
             Effect.logWarning("delivery heartbeat late").pipe(Effect.annotateLogs({
               gap_ms: gapMs,
