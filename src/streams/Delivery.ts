@@ -67,13 +67,13 @@ export class Delivery extends Context.Service<Delivery, {
   static readonly layer = Layer.effect(
     Delivery,
     Effect.gen(function*() {
-      const clock = yield* Clock.Clock
       const store = yield* JournalStore
       const broker = yield* Broker
       const router = yield* Router
       const lanes = yield* Lanes
       const database = yield* Database
       const tracing = yield* TracingOn
+      const clock = yield* Clock.Clock
       const { deliveryLease, unroutableQueue, logLevel } = yield* AppConfig
       const debug = logLevel === "Debug"
       const outcomes = yield* Queue.bounded<Outcome>(LANES_CAPACITY)
