@@ -49,7 +49,7 @@ export interface Inserted {
 
 /** Where an event ended, or why it still waits, written back to its row. */
 export interface OutcomeRow {
-  readonly eventId: string
+  readonly event: { readonly eventId: string }
   readonly status: "routed" | "unroutable" | "dead_lettered" | "pending"
   readonly ownerId: string | null
   readonly appId: string | null
@@ -82,10 +82,7 @@ const timeArray = (values: ReadonlyArray<Date | null>) => pgArray(values, PgType
 /** The pipeline's statements on the journal tables; rows this instance writes or claims are held under its id. */
 export class JournalStore extends Context.Service<JournalStore, {
   /** One statement: the rows and the duplicates (rows already journaled, and `repeats`) commit together. */
-  insert(
-    rows: ReadonlyArray<NewRow>,
-    repeats: ReadonlyArray<{ readonly eventId: string; readonly receivedAt: Date }>
-  ): Effect.Effect<ReadonlyArray<Inserted>, JournalStoreError>
+  insert(rows: ReadonlyArray<NewRow>, repeats: ReadonlyArray<NewRow>): Effect.Effect<ReadonlyArray<Inserted>, JournalStoreError>
   /** Outcomes of pending rows; a row no longer pending is left as it is. */
   writeOutcomes(rows: ReadonlyArray<OutcomeRow>): Effect.Effect<void, JournalStoreError>
   /** Why events went by entry id although Meta was asked. */
@@ -135,10 +132,7 @@ export class JournalStore extends Context.Service<JournalStore, {
 
       // Every column is one array parameter (`unnest`), so the statement is the same whatever the
       // number of rows, and one statement needs no BEGIN/COMMIT; WITH ORDINALITY keeps the body's order.
-      const insert = (
-        rows: ReadonlyArray<NewRow>,
-        repeats: ReadonlyArray<{ readonly eventId: string; readonly receivedAt: Date }>
-      ) => {
+      const insert = (rows: ReadonlyArray<NewRow>, repeats: ReadonlyArray<NewRow>) => {
         const leaseUntil = new Date(clock.currentTimeMillisUnsafe() + leaseMillis)
         return Effect.gen(function*() {
           const columns = yield* Effect.all([
@@ -153,7 +147,7 @@ export class JournalStore extends Context.Service<JournalStore, {
             textArray(rows.map(({ event }) => event.valueRaw)),
             textArray(rows.map((row) => row.traceContext)),
             textArray(rows.map(({ event }) => event.problem)),
-            textArray(repeats.map((repeat) => repeat.eventId)),
+            textArray(repeats.map(({ event }) => event.eventId)),
             timeArray(repeats.map((repeat) => repeat.receivedAt))
           ])
           const [ids, receivedAts, objects, fields, entryIds, entryTimes, mediaIds, statuses, raws, traces, problems] = columns
@@ -208,7 +202,7 @@ export class JournalStore extends Context.Service<JournalStore, {
         Effect.gen(function*() {
           const now = new Date(clock.currentTimeMillisUnsafe())
           const [ids, statuses, owners, apps, attempts, errors, delivered] = yield* Effect.all([
-            textArray(rows.map((o) => o.eventId)),
+            textArray(rows.map((o) => o.event.eventId)),
             textArray(rows.map((o) => o.status)),
             textArray(rows.map((o) => o.ownerId)),
             pgArray(rows.map((o) => o.appId), PgTypes.OID.uuid),

@@ -2,7 +2,7 @@ import { Clock, Context, Duration, Effect, Exit, Layer, Queue, Schedule, type Tr
 import type { JournaledEvent } from "../domain/JournaledEvent.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Database } from "../services/Database.ts"
-import { JournalStore, type OutcomeRow } from "../services/JournalStore.ts"
+import { JournalStore } from "../services/JournalStore.ts"
 import { Broker, deadLetterQueue, type PublishError } from "../services/Broker.ts"
 import { INSTANCE_GONE_AFTER_SECONDS, INSTANCE_HEARTBEAT, Lanes, LANES_CAPACITY } from "../services/Lanes.ts"
 import { throttledLog } from "../services/LogThrottle.ts"
@@ -298,17 +298,8 @@ export class Delivery extends Context.Service<Delivery, {
 
       const writeOutcomes = (batch: ReadonlyArray<Outcome>) => {
         // One row per event (an UPDATE … FROM would pick any of two): a later outcome replaces a note.
-        const latest = new Map<string, OutcomeRow>()
-        for (const o of batch) {
-          latest.set(o.event.eventId, {
-            eventId: o.event.eventId,
-            status: o.status,
-            ownerId: o.ownerId,
-            appId: o.appId,
-            attempts: o.attempts,
-            lastError: o.lastError
-          })
-        }
+        const latest = new Map<string, Outcome>()
+        for (const outcome of batch) latest.set(outcome.event.eventId, outcome)
         return store.writeOutcomes(Array.from(latest.values()))
       }
 

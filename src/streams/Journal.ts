@@ -3,7 +3,7 @@ import { type JournaledEvent, toJournaled } from "../domain/JournaledEvent.ts"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Database } from "../services/Database.ts"
-import { JournalStore, type JournalStoreError } from "../services/JournalStore.ts"
+import { JournalStore, type JournalStoreError, type NewRow } from "../services/JournalStore.ts"
 import { Lanes } from "../services/Lanes.ts"
 import { throttledLog } from "../services/LogThrottle.ts"
 import * as Metrics from "../services/Metrics.ts"
@@ -46,8 +46,8 @@ interface Pending {
   readonly done: Deferred.Deferred<RecordResult, JournalUnavailable>
 }
 
-interface Row {
-  readonly event: WebhookEvent
+/** An event of a request as the journal writes it (its status decided once, when the batch is built). */
+interface Row extends NewRow {
   readonly pending: Pending
 }
 
@@ -113,24 +113,23 @@ export class Journal extends Context.Service<Journal, {
           const repeats: Array<Row> = []
           for (const pending of batch) {
             for (const event of pending.events) {
-              if (seen.has(event.eventId)) repeats.push({ event, pending })
+              const row: Row = {
+                event,
+                pending,
+                receivedAt: pending.receivedAt,
+                status: statusOf(event, pending.routable),
+                traceContext: pending.traceContext
+              }
+              if (seen.has(event.eventId)) repeats.push(row)
               else {
                 seen.add(event.eventId)
-                rows.push({ event, pending })
+                rows.push(row)
               }
             }
           }
           const inserted = new Set<string>()
           const behind = new Set<string>()
-          const written = yield* store.insert(
-            rows.map(({ event, pending }) => ({
-              event,
-              receivedAt: pending.receivedAt,
-              status: statusOf(event, pending.routable),
-              traceContext: pending.traceContext
-            })),
-            repeats.map(({ event, pending }) => ({ eventId: event.eventId, receivedAt: pending.receivedAt }))
-          )
+          const written = yield* store.insert(rows, repeats)
           for (const row of written) {
             inserted.add(row.event_id)
             if (row.behind) behind.add(row.event_id)
@@ -145,10 +144,10 @@ export class Journal extends Context.Service<Journal, {
         const waitingKeys = new Set<string>()
         // A row is its id's first request in the batch: that request counts it as new.
         const freshPer = new Map<Pending, number>()
-        for (const { event, pending } of rows) {
+        for (const { event, pending, status } of rows) {
           if (!inserted.has(event.eventId)) continue
           freshPer.set(pending, (freshPer.get(pending) ?? 0) + 1)
-          if (statusOf(event, pending.routable) !== "pending") continue
+          if (status !== "pending") continue
           if (behind.has(event.eventId)) waitingKeys.add(event.entryId)
           fresh.push(toJournaled(event, pending.receivedAt, pending.trace))
         }
