@@ -124,11 +124,15 @@ export class JournalStore extends Context.Service<JournalStore, {
       const leaseSeconds = Duration.toSeconds(deliveryLease)
 
       // Free to take: its lease ran out, or its holder is gone (not seen for INSTANCE_GONE_AFTER_SECONDS).
-      const free = (row: string) =>
-        sql`(${sql.literal(row)}.lease_until IS NULL OR ${sql.literal(row)}.lease_until < now() OR (${sql.literal(row)}.claimed_by IS NOT NULL AND NOT EXISTS (
+      // Its holder is gone (not seen for INSTANCE_GONE_AFTER_SECONDS), or it has none.
+      const holderGone = (row: string) =>
+        sql`NOT EXISTS (
           SELECT 1 FROM delivery_instances d
           WHERE d.id = ${sql.literal(row)}.claimed_by AND d.seen_at > now() - make_interval(secs => ${INSTANCE_GONE_AFTER_SECONDS})
-        )))`
+        )`
+      // Free to take: its lease ran out, or its holder is gone.
+      const free = (row: string) =>
+        sql`(${sql.literal(row)}.lease_until IS NULL OR ${sql.literal(row)}.lease_until < now() OR (${sql.literal(row)}.claimed_by IS NOT NULL AND ${holderGone(row)}))`
 
       // Every column is one array parameter (`unnest`), so the statement is the same whatever the
       // number of rows, and one statement needs no BEGIN/COMMIT; WITH ORDINALITY keeps the body's order.
@@ -182,10 +186,7 @@ export class JournalStore extends Context.Service<JournalStore, {
               SELECT 1 FROM webhook_events p
               WHERE p.status = 'pending' AND p.entry_id = i.entry_id AND p.seq < i.seq
                 AND p.claimed_by IS DISTINCT FROM ${me}::uuid
-                AND (p.received_at < ${startedAt} OR NOT EXISTS (
-                  SELECT 1 FROM delivery_instances d
-                  WHERE d.id = p.claimed_by AND d.seen_at > now() - make_interval(secs => ${INSTANCE_GONE_AFTER_SECONDS})
-                ))
+                AND (p.received_at < ${startedAt} OR ${holderGone("p")})
             ) AS behind
             FROM inserted i
           `
