@@ -9,16 +9,28 @@ import { noteFor } from "./AccessNotes.ts"
 /** A client over its limit is logged once per this interval (with how many refusals it left out). */
 export const RATE_LIMIT_LOG_INTERVAL_MS = 10_000
 
+/** Webhooks shed for being over `MAX_INFLIGHT_WEBHOOKS` are logged once per this interval. */
+export const SHED_LOG_INTERVAL_MS = 10_000
+/** Seconds a shed webhook's sender is asked to wait (the same as the journal's 503). */
+export const SHED_RETRY_AFTER_SECONDS = 5
+
 /**
- * In front of every route but the health checks: per-client rate limits, and the admin API's body
- * size limit (`/webhook` enforces `MAX_BODY_BYTES` itself).
+ * In front of every route but the health checks: per-client rate limits, the cap on webhooks
+ * handled at once, and the admin API's body size limit (`/webhook` enforces `MAX_BODY_BYTES` itself).
  */
 export const GuardLive = HttpRouter.middleware(
   Effect.gen(function*() {
     const limiter = yield* RateLimiter
-    const { maxAdminBodyBytes } = yield* AppConfig
+    const { maxAdminBodyBytes, maxInflightWebhooks } = yield* AppConfig
     const adminBodyLimit = ByteSize.bytes(maxAdminBodyBytes)
     const logLimited = throttledLog(RATE_LIMIT_LOG_INTERVAL_MS)
+    const logShed = throttledLog(SHED_LOG_INTERVAL_MS)
+    // Over the cap a webhook is answered before its body is read: under overload the work
+    // admitted stays what the service can finish, and the rest costs little.
+    let inflightWebhooks = 0
+    const release = Effect.sync(() => {
+      inflightWebhooks--
+    })
     return (httpEffect) =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
@@ -37,9 +49,23 @@ export const GuardLive = HttpRouter.middleware(
             headers: { "retry-after": String(decision.retryAfter) }
           })
         }
-        return yield* kind === "admin"
-          ? Effect.provideService(httpEffect, HttpIncomingMessage.MaxBodySize, adminBodyLimit)
-          : httpEffect
+        if (kind === "admin") return yield* Effect.provideService(httpEffect, HttpIncomingMessage.MaxBodySize, adminBodyLimit)
+        if (request.method !== "POST") return yield* httpEffect
+        if (inflightWebhooks >= maxInflightWebhooks) {
+          yield* Metrics.count(Metrics.webhooks, { result: "busy" })
+          const message = `${maxInflightWebhooks} webhooks are being handled (MAX_INFLIGHT_WEBHOOKS); retry later`
+          noteFor(request.source).refused = message
+          yield* logShed("inflight", (suppressed) =>
+            Effect.logWarning("webhook refused: too many in flight").pipe(
+              Effect.annotateLogs({ status: 503, limit: maxInflightWebhooks, refusals_not_logged: suppressed })
+            ))
+          return HttpServerResponse.jsonUnsafe({ detail: message }, {
+            status: 503,
+            headers: { "retry-after": String(SHED_RETRY_AFTER_SECONDS) }
+          })
+        }
+        inflightWebhooks++
+        return yield* Effect.ensuring(httpEffect, release)
       })
   }),
   { global: true }

@@ -54,6 +54,8 @@ export interface AppConfigShape {
   readonly maxEventsPerBody: number
   /** Webhook body bytes held at once across all requests (read, not yet answered); beyond it 503 + Retry-After. */
   readonly maxInflightBodyBytes: number
+  /** Webhook POSTs being handled at once (from the request's arrival to its answer); beyond it 503 + Retry-After. */
+  readonly maxInflightWebhooks: number
   readonly logLevel: "Debug" | "Info" | "Warn" | "Error"
   readonly queueType: QueueType
   /** How long journaled events belong to the instance that wrote or claimed them before recovery may take them. */
@@ -118,6 +120,9 @@ export const isLoopback = (host: string) =>
 const DEV_VALUES = new Set<string>(Object.values(devDefaults))
 const PLACEHOLDER = /change[-_ ]?me/i
 export const SECRET_KEY_MIN_LENGTH = 16
+
+/** Webhooks handled at once by default: at this machine's 1,500–3,000 per second, well under a second of work. */
+export const DEFAULT_MAX_INFLIGHT_WEBHOOKS = 512
 
 const placeholderReason = (name: string, value: string): string | undefined => {
   if (PLACEHOLDER.test(value) || DEV_VALUES.has(value.trim().toLowerCase())) {
@@ -228,6 +233,10 @@ const load = Effect.gen(function*() {
     Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
     "MAX_INFLIGHT_BODY_BYTES"
   ).pipe(Config.withDefault(64 * 1024 * 1024))
+  const maxInflightWebhooks = yield* Config.schema(
+    Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+    "MAX_INFLIGHT_WEBHOOKS"
+  ).pipe(Config.withDefault(DEFAULT_MAX_INFLIGHT_WEBHOOKS))
   const logLevel = yield* Config.Literals(["debug", "info", "warn", "error"], "LOG_LEVEL").pipe(
     Config.withDefault("info" as const),
     Config.map((level) => logLevels[level])
@@ -319,6 +328,7 @@ const load = Effect.gen(function*() {
     maxBodyBytes,
     maxEventsPerBody,
     maxInflightBodyBytes,
+    maxInflightWebhooks,
     logLevel,
     queueType
   } satisfies AppConfigShape

@@ -12,7 +12,7 @@ const counter = (name: string, description: string) => Metric.counter(name, { de
 const latencyHistogram = (name: string, description: string) =>
   Metric.histogram(name, { description, boundaries: latencyBoundaries })
 
-/** Webhook requests by result: accepted, unauthorized, bad_request, too_large, unavailable, rate_limited. */
+/** Webhook requests by result: accepted, unauthorized, bad_request, too_large, busy, unavailable, rate_limited. */
 export const webhooks = counter("chatico_webhooks_total", "Webhook POSTs by result")
 
 /** Events by outcome: accepted, duplicate, ignored, routed, unroutable, dead_lettered, deferred. */

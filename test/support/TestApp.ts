@@ -3,7 +3,7 @@ import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { HttpServer } from "effect/http"
 import { MAX_EVENTS_PER_BODY } from "../../src/domain/Webhook.ts"
 import { appWith } from "../../src/layers/App.ts"
-import { AppConfig, type AppConfigShape } from "../../src/services/AppConfig.ts"
+import { AppConfig, type AppConfigShape, DEFAULT_MAX_INFLIGHT_WEBHOOKS } from "../../src/services/AppConfig.ts"
 import { leakedLines, watchSecrets } from "./SecretWatch.ts"
 import { TestDatabase } from "./TestDatabase.ts"
 
@@ -28,6 +28,7 @@ export const testConfig = (databaseUrl: string, overrides: Partial<AppConfigShap
   maxBodyBytes: 5 * 1024 * 1024,
   maxEventsPerBody: MAX_EVENTS_PER_BODY,
   maxInflightBodyBytes: 64 * 1024 * 1024,
+  maxInflightWebhooks: DEFAULT_MAX_INFLIGHT_WEBHOOKS,
   logLevel: "Warn",
   queueType: "quorum",
   deliveryLease: Duration.seconds(2),
