@@ -1,7 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
 import { spawn } from "node:child_process"
-import { createServer } from "node:net"
+import { readFileSync } from "node:fs"
+import { connect, createServer } from "node:net"
+import { ACCEPTORS } from "../src/http/Server.ts"
 import { ensureDatabase, runMigrations } from "../src/services/Database.ts"
 import { PgClient } from "@effect/sql-pg"
 import { Reactivity } from "effect/reactivity"
@@ -22,6 +24,29 @@ const portFree = (port: number) =>
     const probe = createServer()
     probe.once("error", () => resolve(false))
     probe.listen(port, "127.0.0.1", () => probe.close(() => resolve(true)))
+  })
+
+/** Sockets listening on this port on 127.0.0.1, from the kernel's table (state 0A is LISTEN). */
+const listeners = (port: number) =>
+  readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1).filter((line) => {
+    const [, local, , state] = line.trim().split(/\s+/)
+    return state === "0A" && local === `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`
+  }).length
+
+/** One request on a new connection; resolves with the status line. */
+const rawGet = (port: number, path: string) =>
+  new Promise<string>((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1")
+    let received = ""
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString("latin1")
+      if (received.includes("\r\n")) {
+        resolve(received.slice(0, received.indexOf("\r\n")))
+        socket.destroy()
+      }
+    })
+    socket.on("error", reject)
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
   })
 
 const freshName = () => `chatico_test_startup_${Math.random().toString(36).slice(2, 8)}`
@@ -86,6 +111,24 @@ describe("start-up", () => {
       assert.notStrictEqual(code, 0)
       assert.include(service.output(), "missing required environment variable INSTAGRAM_APP_SECRET")
       assert.strictEqual(service.output().trim().split("\n").length, 1, service.output())
+    }))
+
+  it.live("the service listens on ACCEPTORS sockets of one port, and a burst of new connections is served through them", () =>
+    Effect.promise(async () => {
+      const name = freshName()
+      const service = await startService({ DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${name}` })
+      try {
+        await waitHealthy(service)
+        assert.strictEqual(listeners(service.port), ACCEPTORS)
+        const statuses = await Promise.all(Array.from({ length: 300 }, () => rawGet(service.port, "/monitoring/health")))
+        assert.deepStrictEqual(new Set(statuses), new Set(["HTTP/1.1 200 OK"]))
+        const { code } = await stopService(service)
+        assert.strictEqual(code, 0, service.output())
+        assert.strictEqual(listeners(service.port), 0)
+      } finally {
+        await stopService(service)
+        await Effect.runPromise(dropDatabase(name))
+      }
     }))
 
   it.live("SIGTERM to `npm start` stops the service within 10 s and frees the port", () =>

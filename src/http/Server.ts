@@ -2,7 +2,8 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
+import * as Net from "node:net"
 import { AppConfig } from "../services/AppConfig.ts"
 import { EventLoopSampler } from "../services/ProcessMetrics.ts"
 import { Api } from "./Api.ts"
@@ -23,6 +24,14 @@ export const REQUEST_TIMEOUT_MS = 15_000
 export const TIMEOUT_CHECK_INTERVAL_MS = 1_000
 export const KEEP_ALIVE_TIMEOUT_MS = 65_000
 export const MAX_HEADER_BYTES = 16 * 1024
+/** Connections the kernel holds for us until accepted (Node's 511 overflows under a burst of new clients; Linux caps it at somaxconn). */
+export const LISTEN_BACKLOG = 4096
+/**
+ * Listening sockets on the port (SO_REUSEPORT, Linux only). Node accepts one connection per
+ * listening socket per event-loop turn, and a turn under load takes 100–500 ms, so with one
+ * socket new clients waited in the kernel's queue until they timed out (README, "Overload").
+ */
+export const ACCEPTORS = 64
 /** In-flight requests get this long after SIGTERM; the pipeline then drains (the whole exit stays under 10 s). */
 export const GRACEFUL_SHUTDOWN = "3 seconds"
 
@@ -36,19 +45,41 @@ export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, Con
   Layer.provide(HealthChecks.layer)
 )
 
+// The extra listening sockets hand what they accept to the HTTP server, as if it had accepted it.
+const extraAcceptors = (server: () => Server, host: string) =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const address = server().address()
+    if (address === null || typeof address === "string") return
+    for (let i = 1; i < ACCEPTORS; i++) {
+      const acceptor = Net.createServer((socket) => server().emit("connection", socket))
+      const opened = yield* Effect.callback<boolean>((resume) => {
+        // An error after listening (none is expected) closes this socket; the others go on.
+        acceptor.on("error", () => acceptor.close())
+        acceptor.once("error", () => resume(Effect.succeed(false)))
+        acceptor.listen({ port: address.port, host, backlog: LISTEN_BACKLOG, reusePort: true }, () => resume(Effect.succeed(true)))
+      })
+      if (!opened) return yield* Effect.logWarning("an extra listening socket could not be opened; accepting on fewer")
+        .pipe(Effect.annotateLogs({ opened: i }))
+      yield* Effect.addFinalizer(() => Effect.sync(() => acceptor.close()))
+    }
+  }))
+
 const NodeServer = Layer.unwrap(Effect.gen(function*() {
   const { port, host } = yield* AppConfig
-  return NodeHttpServer.layer(
+  const shared = process.platform === "linux" && ACCEPTORS > 1
+  let server: Server | undefined
+  const listening = NodeHttpServer.layer(
     () =>
-      createServer({
+      (server = createServer({
         headersTimeout: HEADERS_TIMEOUT_MS,
         requestTimeout: REQUEST_TIMEOUT_MS,
         keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
         connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
         maxHeaderSize: MAX_HEADER_BYTES
-      }),
-    { port, host, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN }
+      })),
+    { port, host, backlog: LISTEN_BACKLOG, reusePort: shared, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN }
   )
+  return shared ? Layer.provideMerge(extraAcceptors(() => server!, host), listening) : listening
 }))
 
 /**
