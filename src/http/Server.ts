@@ -29,7 +29,7 @@ export const LISTEN_BACKLOG = 4096
 /**
  * Listening sockets on the port (SO_REUSEPORT, Linux only). Node accepts one connection per
  * listening socket per event-loop turn, and a turn under load takes 100–500 ms, so with one
- * socket new clients waited in the kernel's queue until they timed out (README, "Overload").
+ * socket new clients waited in the kernel's queue until they timed out (README, "Performance").
  */
 export const ACCEPTORS = 64
 /** In-flight requests get this long after SIGTERM; the pipeline then drains (the whole exit stays under 10 s). */

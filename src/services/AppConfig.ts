@@ -121,7 +121,7 @@ const DEV_VALUES = new Set<string>(Object.values(devDefaults))
 const PLACEHOLDER = /change[-_ ]?me/i
 export const SECRET_KEY_MIN_LENGTH = 16
 
-/** Webhooks handled at once by default: at this machine's 1,500–3,000 per second, well under a second of work. */
+/** Webhooks handled at once by default: at the 1,000–3,000 a second a 2-core machine sustains, under a second of work. */
 export const DEFAULT_MAX_INFLIGHT_WEBHOOKS = 512
 
 const placeholderReason = (name: string, value: string): string | undefined => {
