@@ -5,14 +5,13 @@ import * as Metrics from "../services/Metrics.ts"
 import { throttledLog } from "../services/LogThrottle.ts"
 import { RateLimiter } from "../services/RateLimiter.ts"
 import { noteFor } from "./AccessNotes.ts"
+import { WEBHOOK_RETRY_AFTER_SECONDS } from "./WebhookPath.ts"
 
 /** A client over its limit is logged once per this interval (with how many refusals it left out). */
 export const RATE_LIMIT_LOG_INTERVAL_MS = 10_000
 
 /** Webhooks shed for being over `MAX_INFLIGHT_WEBHOOKS` are logged once per this interval. */
 export const SHED_LOG_INTERVAL_MS = 10_000
-/** Seconds a shed webhook's sender is asked to wait (the same as the journal's 503). */
-export const SHED_RETRY_AFTER_SECONDS = 5
 
 /**
  * In front of every route but the health checks: per-client rate limits, the cap on webhooks
@@ -61,7 +60,7 @@ export const GuardLive = HttpRouter.middleware(
             ))
           return HttpServerResponse.jsonUnsafe({ detail: message }, {
             status: 503,
-            headers: { "retry-after": String(SHED_RETRY_AFTER_SECONDS) }
+            headers: { "retry-after": String(WEBHOOK_RETRY_AFTER_SECONDS) }
           })
         }
         inflightWebhooks++

@@ -8,11 +8,8 @@ import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { type RequestTrace, TracingOn, underSpan, validTracestate, withOwnSpan } from "../services/TraceContext.ts"
 import { noteFor } from "../http/AccessNotes.ts"
-import { WEBHOOK_PATH } from "../http/WebhookPath.ts"
+import { WEBHOOK_PATH, WEBHOOK_RETRY_AFTER_SECONDS } from "../http/WebhookPath.ts"
 import { Journal } from "./Journal.ts"
-
-/** Seconds Meta is asked to wait before redelivering after a 503. */
-export const RETRY_AFTER_SECONDS = 5
 
 type BodyRead =
   | { readonly _tag: "Body"; readonly bytes: Uint8Array }
@@ -221,7 +218,7 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
     }
     if (body._tag === "Busy") {
       return yield* refuse(request, trace, "busy", 503, `the webhook body budget (${budget.max} bytes in flight) is spent; retry later`, {
-        "retry-after": String(RETRY_AFTER_SECONDS),
+        "retry-after": String(WEBHOOK_RETRY_AFTER_SECONDS),
         connection: "close"
       })
     }
@@ -275,7 +272,7 @@ export const AcceptRoutes = Layer.effectDiscard(Effect.gen(function*() {
             trace?.span
           ),
           refuse(request, trace, "unavailable", 503, "events could not be recorded; retry later", {
-            "retry-after": String(RETRY_AFTER_SECONDS)
+            "retry-after": String(WEBHOOK_RETRY_AFTER_SECONDS)
           })
         )
       )

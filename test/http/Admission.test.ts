@@ -1,7 +1,7 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { connect } from "node:net"
-import { SHED_RETRY_AFTER_SECONDS } from "../../src/http/Guard.ts"
+import { WEBHOOK_RETRY_AFTER_SECONDS } from "../../src/http/WebhookPath.ts"
 import { TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 import { sign } from "../support/Webhooks.ts"
 
@@ -65,7 +65,7 @@ layer(TestApp.layer("admission", { maxInflightWebhooks: MAX_INFLIGHT, rateLimitW
         })
       const refused = yield* post()
       assert.strictEqual(refused.status, 503)
-      assert.strictEqual(refused.headers.get("retry-after"), String(SHED_RETRY_AFTER_SECONDS))
+      assert.strictEqual(refused.headers.get("retry-after"), String(WEBHOOK_RETRY_AFTER_SECONDS))
       assert.include(refused.body.detail, "MAX_INFLIGHT_WEBHOOKS")
 
       const health = yield* app.request("/monitoring/health", { auth: false })
