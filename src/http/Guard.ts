@@ -7,11 +7,11 @@ import { RateLimiter } from "../services/RateLimiter.ts"
 import { noteFor } from "./AccessNotes.ts"
 import { WEBHOOK_RETRY_AFTER_SECONDS } from "./WebhookPath.ts"
 
-/** A client over its limit is logged once per this interval (with how many refusals it left out). */
+/**
+ * A client over its limit, and webhooks over `MAX_INFLIGHT_WEBHOOKS`, are logged once per this
+ * interval (with how many refusals it left out).
+ */
 export const RATE_LIMIT_LOG_INTERVAL_MS = 10_000
-
-/** Webhooks shed for being over `MAX_INFLIGHT_WEBHOOKS` are logged once per this interval. */
-export const SHED_LOG_INTERVAL_MS = 10_000
 
 /**
  * In front of every route but the health checks: per-client rate limits, the cap on webhooks
@@ -23,7 +23,6 @@ export const GuardLive = HttpRouter.middleware(
     const { maxAdminBodyBytes, maxInflightWebhooks } = yield* AppConfig
     const adminBodyLimit = ByteSize.bytes(maxAdminBodyBytes)
     const logLimited = throttledLog(RATE_LIMIT_LOG_INTERVAL_MS)
-    const logShed = throttledLog(SHED_LOG_INTERVAL_MS)
     // Over the cap a webhook is answered before its body is read: under overload the work
     // admitted stays what the service can finish, and the rest costs little.
     let inflightWebhooks = 0
@@ -54,7 +53,7 @@ export const GuardLive = HttpRouter.middleware(
           yield* Metrics.count(Metrics.webhooks, { result: "busy" })
           const message = `${maxInflightWebhooks} webhooks are being handled (MAX_INFLIGHT_WEBHOOKS); retry later`
           noteFor(request.source).refused = message
-          yield* logShed("inflight", (suppressed) =>
+          yield* logLimited("webhook in flight", (suppressed) =>
             Effect.logWarning("webhook refused: too many in flight").pipe(
               Effect.annotateLogs({ status: 503, limit: maxInflightWebhooks, refusals_not_logged: suppressed })
             ))
