@@ -53,11 +53,15 @@ const extraAcceptors = (server: () => Server, host: string) =>
     for (let i = 1; i < ACCEPTORS; i++) {
       const acceptor = Net.createServer((socket) => server().emit("connection", socket))
       const opened = yield* Effect.callback<boolean>((resume) => {
-        // An error after listening (none is expected) closes this socket; the others go on.
-        acceptor.on("error", () => acceptor.close())
-        acceptor.once("error", () => resume(Effect.succeed(false)))
-        acceptor.listen({ port: address.port, host, backlog: LISTEN_BACKLOG, reusePort: true }, () => resume(Effect.succeed(true)))
+        const failed = () => resume(Effect.succeed(false))
+        acceptor.once("error", failed)
+        acceptor.listen({ port: address.port, host, backlog: LISTEN_BACKLOG, reusePort: true }, () => {
+          acceptor.off("error", failed)
+          resume(Effect.succeed(true))
+        })
       })
+      // An error after listening (none is expected) closes this socket; the others go on.
+      acceptor.on("error", () => acceptor.close())
       if (!opened) return yield* Effect.logWarning("an extra listening socket could not be opened; accepting on fewer")
         .pipe(Effect.annotateLogs({ opened: i }))
       yield* Effect.addFinalizer(() => Effect.sync(() => acceptor.close()))
@@ -66,7 +70,7 @@ const extraAcceptors = (server: () => Server, host: string) =>
 
 const NodeServer = Layer.unwrap(Effect.gen(function*() {
   const { port, host } = yield* AppConfig
-  const shared = process.platform === "linux" && ACCEPTORS > 1
+  const shared = process.platform === "linux"
   let server: Server | undefined
   const listening = NodeHttpServer.layer(
     () =>
