@@ -7,6 +7,7 @@ import { performance } from "node:perf_hooks"
 import { setTimeout as sleep } from "node:timers/promises"
 import { Worker } from "node:worker_threads"
 import { ROOT, startFlags } from "../test/support/ServiceProcess.ts"
+import { readStatusKb } from "./ProcStatus.ts"
 
 /** BENCH_SERVICE_ROOT: another checkout (e.g. an earlier commit) whose service to run, for a before/after figure. */
 const SERVICE_ROOT = process.env.BENCH_SERVICE_ROOT ?? ROOT
@@ -127,16 +128,6 @@ export interface ProcSampler {
   readonly stop: () => void
 }
 
-const readStatusKb = (pid: number, key: string): number | undefined => {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8")
-    const match = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, "m").exec(status)
-    return match ? Number(match[1]) : undefined
-  } catch {
-    return undefined
-  }
-}
-
 const clockTicks = 100 // _SC_CLK_TCK on Linux
 
 const readCpuSeconds = (pid: number): number | undefined => {
@@ -174,32 +165,13 @@ export const sampleProcess = (pid: number, everyMs = 500): ProcSampler => {
 /** Longest RSS series kept (an hour of samples a second). */
 const RSS_SERIES_MAX = 3_600
 
-// Runs in a worker thread, so the samples keep their pace when the bench's own event loop is saturated
-// (in an overload window it was: a timer here got 9 samples in 32 s).
-const rssSamplerSource = `
-const { workerData } = require("node:worker_threads")
-const { readFileSync } = require("node:fs")
-const { pid, everyMs, samples, count } = workerData
-const sample = () => {
-  let mb = NaN
-  try {
-    const match = /^VmRSS:\\s+(\\d+)\\s+kB/m.exec(readFileSync("/proc/" + pid + "/status", "utf8"))
-    if (match) mb = Number(match[1]) / 1024
-  } catch {}
-  const i = Atomics.load(count, 0)
-  if (i >= samples.length) return
-  samples[i] = mb
-  Atomics.store(count, 0, i + 1)
-}
-sample()
-setInterval(sample, everyMs)
-`
-
 /** VmRSS of a process in MB every `everyMs` from now (the first sample at once), until `stop` returns them. */
 export const sampleRssSeries = (pid: number, everyMs = 1_000) => {
   const samples = new Float64Array(new SharedArrayBuffer(RSS_SERIES_MAX * Float64Array.BYTES_PER_ELEMENT))
   const count = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT))
-  const worker = new Worker(rssSamplerSource, { eval: true, workerData: { pid, everyMs, samples, count } })
+  // A worker thread keeps the pace when the bench's own event loop is saturated (in an overload
+  // window it was: a timer here got 9 samples in 32 s).
+  const worker = new Worker(new URL("./RssSampler.ts", import.meta.url), { workerData: { pid, everyMs, samples, count } })
   worker.unref()
   return {
     stop: (): ReadonlyArray<number> => {
