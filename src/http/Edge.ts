@@ -64,19 +64,23 @@ const matchedRoute = Effect.withFiber((fiber) => {
   return Effect.succeed(Option.isSome(route) ? templateOf(route.value.route.path) : UNMATCHED_ROUTE)
 })
 
-const accessLine = (
-  request: HttpServerRequest.HttpServerRequest,
-  route: string,
-  status: number,
-  durationMs: number,
-  note: AccessNote | undefined
-) => {
+/** One answered request, as its access log line and the HTTP metrics see it. */
+export interface Answered {
+  readonly method: string
+  readonly route: string
+  readonly status: number
+  readonly seconds: number
+  readonly client: string
+  readonly note: AccessNote | undefined
+}
+
+const accessLine = ({ client, method, note, route, seconds, status }: Answered) => {
   const annotations: Record<string, unknown> = {
-    method: request.method,
+    method,
     route,
     status,
-    duration_ms: Math.round(durationMs * 100) / 100,
-    client: Option.getOrElse(request.remoteAddress, () => "unknown")
+    duration_ms: Math.round(seconds * 100_000) / 100,
+    client
   }
   if (note?.events !== undefined) annotations.events = note.events
   if (note?.duplicates !== undefined) annotations.duplicates = note.duplicates
@@ -86,6 +90,14 @@ const accessLine = (
   if (note?.spanId !== undefined) annotations.span_id = note.spanId
   return Effect.logInfo("request").pipe(Effect.annotateLogs(annotations))
 }
+
+/** The HTTP metrics of an answered request and, with `ACCESS_LOG` on, its access log line. */
+export const recordAnswered = (answered: Answered, accessLog: boolean) =>
+  Effect.all([
+    Metrics.count(Metrics.httpRequests, { route: answered.route, status: String(answered.status) }),
+    Metrics.observe(Metrics.httpDuration, answered.seconds, { route: answered.route }),
+    accessLog ? accessLine(answered) : Effect.void
+  ], { discard: true })
 
 /** In front of every route: errors in FastAPI's shape, one access log line per request, the HTTP metrics. */
 export const EdgeLive = HttpRouter.middleware(
@@ -108,10 +120,14 @@ export const EdgeLive = HttpRouter.middleware(
         const response = withDetail(answered)
         const route = yield* matchedRoute
         const seconds = (performance.now() - started) / 1000
-        const note = takeNote(request.source)
-        yield* Metrics.count(Metrics.httpRequests, { route, status: String(response.status) })
-        yield* Metrics.observe(Metrics.httpDuration, seconds, { route })
-        if (accessLog) yield* accessLine(request, route, response.status, seconds * 1000, note)
+        yield* recordAnswered({
+          method: request.method,
+          route,
+          status: response.status,
+          seconds,
+          client: Option.getOrElse(request.remoteAddress, () => "unknown"),
+          note: takeNote(request.source)
+        }, accessLog)
         return response
       })
   }),

@@ -2,19 +2,20 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
-import { createServer, type Server } from "node:http"
+import { IncomingMessage, type RequestListener, Server, type ServerOptions, ServerResponse } from "node:http"
 import * as Net from "node:net"
 import { AppConfig } from "../services/AppConfig.ts"
 import { EventLoopSampler } from "../services/ProcessMetrics.ts"
 import { Api } from "./Api.ts"
 import { DocsRoutes } from "./Docs.ts"
 import { EdgeLive } from "./Edge.ts"
-import { GuardLive } from "./Guard.ts"
+import { Admission, GuardLive } from "./Guard.ts"
 import { HealthChecks, HealthHttp } from "./HealthHttp.ts"
 import { MonitoringHttp } from "./MonitoringHttp.ts"
 import { AuthorizationLive, RequestValidationLive } from "./Middleware.ts"
 import { WorkerAppsHttp } from "./WorkerAppsHttp.ts"
-import { AcceptRoutes } from "../streams/Accept.ts"
+import { AcceptLive, VerifyRoutes, WebhookIntake } from "../streams/Accept.ts"
+import { isWebhookPath, originForm } from "./WebhookPath.ts"
 import { ConsoleRoutes } from "./console/Routes.ts"
 
 /** Node's own limits on slow or oversized clients (Meta sends a whole webhook in well under a second). */
@@ -41,7 +42,7 @@ export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json
 )
 
 // The API's health and the console's overview share one set of checks.
-export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, AcceptRoutes, ConsoleRoutes, GuardLive, EdgeLive, EventLoopSampler).pipe(
+export const AllRoutes = Layer.mergeAll(ApiRoutes, DocsRoutes, VerifyRoutes, ConsoleRoutes, GuardLive, EdgeLive, EventLoopSampler).pipe(
   Layer.provide(HealthChecks.layer)
 )
 
@@ -68,19 +69,48 @@ const extraAcceptors = (server: () => Server, host: string) =>
     }
   }))
 
+/**
+ * Node's HTTP server, with each webhook POST (`/webhook`, `/webhook/`, with or without a query)
+ * handed to the intake instead of effect's request handler: the one place the router is bypassed.
+ * `checkContinue` is a request whose client waits on `Expect: 100-continue`.
+ */
+class WebhookServer extends Server {
+  private readonly intake: RequestListener
+
+  constructor(options: ServerOptions, intake: RequestListener) {
+    super(options)
+    this.intake = intake
+  }
+
+  override emit(event: string, ...args: Array<unknown>): boolean {
+    if ((event === "request" || event === "checkContinue") && args.length === 2) {
+      const [incoming, response] = args
+      if (
+        incoming instanceof IncomingMessage && response instanceof ServerResponse && incoming.method === "POST" &&
+        incoming.url !== undefined && isWebhookPath(originForm(incoming.url))
+      ) {
+        this.intake(incoming, response)
+        return true
+      }
+    }
+    return super.emit(event, ...args)
+  }
+}
+
 const NodeServer = Layer.unwrap(Effect.gen(function*() {
   const { port, host } = yield* AppConfig
+  const { handle } = yield* WebhookIntake
   const shared = process.platform === "linux"
   let server: Server | undefined
   const listening = NodeHttpServer.layer(
     () =>
-      (server = createServer({
+      (server = new WebhookServer({
         headersTimeout: HEADERS_TIMEOUT_MS,
         requestTimeout: REQUEST_TIMEOUT_MS,
         keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
         connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
         maxHeaderSize: MAX_HEADER_BYTES
-      })),
+      }, handle)),
     { port, host, backlog: LISTEN_BACKLOG, reusePort: shared, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN }
   )
   return shared ? Layer.provideMerge(extraAcceptors(() => server!, host), listening) : listening
@@ -94,4 +124,8 @@ const NodeServer = Layer.unwrap(Effect.gen(function*() {
 export const HttpServerLive = HttpRouter.serve(AllRoutes, {
   routerConfig: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: false, caseSensitive: true },
   disableLogger: true
-}).pipe(Layer.provideMerge(NodeServer))
+}).pipe(
+  Layer.provideMerge(NodeServer),
+  Layer.provide(AcceptLive),
+  Layer.provideMerge(Admission.layer)
+)
