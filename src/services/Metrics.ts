@@ -7,10 +7,39 @@ import { Effect, Metric } from "effect"
 
 const latencyBoundaries = Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 16 })
 
-const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
+/**
+ * A metric and its series, each series one metric object made on first use of its attribute set.
+ * A `Metric.withAttributes` made per update made effect build the series key (sorted, as JSON)
+ * on every update, a measured share of the CPU per webhook (README, "Performance"). Attribute
+ * values are bounded (results, routes, statuses, worker apps), as effect's registry needs them to be.
+ */
+export class Family {
+  readonly plain: Metric.Metric<number, unknown>
+  private readonly make: (attributes: Record<string, string>) => Metric.Metric<number, unknown>
+  private readonly series = new Map<string, Metric.Metric<number, unknown>>()
+
+  constructor(make: (attributes: Record<string, string> | undefined) => Metric.Metric<number, unknown>) {
+    this.make = make
+    this.plain = make(undefined)
+  }
+
+  of(attributes: Record<string, string>): Metric.Metric<number, unknown> {
+    let key = ""
+    for (const name in attributes) key += `${name}\u0000${attributes[name]}\u0001`
+    let metric = this.series.get(key)
+    if (metric === undefined) {
+      metric = this.make(attributes)
+      this.series.set(key, metric)
+    }
+    return metric
+  }
+}
+
+const counter = (name: string, description: string) =>
+  new Family((attributes) => Metric.counter(name, { description, incremental: true, attributes }))
 
 const latencyHistogram = (name: string, description: string) =>
-  Metric.histogram(name, { description, boundaries: latencyBoundaries })
+  new Family((attributes) => Metric.histogram(name, { description, boundaries: latencyBoundaries, attributes }))
 
 /** Webhook requests by result: accepted, unauthorized, bad_request, too_large, busy, unavailable, rate_limited. */
 export const webhooks = counter("chatico_webhooks_total", "Webhook POSTs by result")
@@ -27,18 +56,21 @@ export const deliveryLatency = latencyHistogram("chatico_delivery_latency_second
 
 export const confirmLatency = latencyHistogram("chatico_publish_confirm_latency_seconds", "Time from publishing one message to its publisher confirm")
 
-export const journalBatchSize = Metric.histogram("chatico_journal_batch_events", {
-  description: "Events written per journal batch",
-  boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 12 })
-})
+export const journalBatchSize = new Family((attributes) =>
+  Metric.histogram("chatico_journal_batch_events", {
+    description: "Events written per journal batch",
+    boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 12 }),
+    attributes
+  })
+)
 
-export const pendingEvents = Metric.gauge("chatico_pending_events", {
-  description: "Journaled events not yet delivered"
-})
+export const pendingEvents = new Family((attributes) =>
+  Metric.gauge("chatico_pending_events", { description: "Journaled events not yet delivered", attributes })
+)
 
-export const mailboxDepth = Metric.gauge("chatico_mailbox_depth", {
-  description: "Items waiting in a pipeline stage's mailbox, by stage"
-})
+export const mailboxDepth = new Family((attributes) =>
+  Metric.gauge("chatico_mailbox_depth", { description: "Items waiting in a pipeline stage's mailbox, by stage", attributes })
+)
 
 export const graphCalls = counter("chatico_graph_api_calls_total", "Graph API calls by result")
 
@@ -47,18 +79,17 @@ export const graphLatency = latencyHistogram("chatico_graph_api_latency_seconds"
 export const ownerCache = counter("chatico_owner_cache_lookups_total", "Media owner lookups by result: hit or miss")
 
 /** Adds `n` to a counter under the given attributes. */
-export const count = (metric: Metric.Metric<number, unknown>, attributes: Record<string, string>, n = 1) =>
-  Metric.update(Metric.withAttributes(metric, attributes), n)
+export const count = (family: Family, attributes: Record<string, string>, n = 1) => Metric.update(family.of(attributes), n)
 
-export const observe = (metric: Metric.Metric<number, unknown>, value: number, attributes?: Record<string, string>) =>
-  Metric.update(attributes === undefined ? metric : Metric.withAttributes(metric, attributes), value)
+export const observe = (family: Family, value: number, attributes?: Record<string, string>) =>
+  Metric.update(attributes === undefined ? family.plain : family.of(attributes), value)
 
 /** Seconds from `startedMs` to `nowMs`, both read from the Clock. */
 export const seconds = (startedMs: number, nowMs: number) => Math.max(0, nowMs - startedMs) / 1000
 
 /** Counts outcomes without waiting on anything: for hot paths. */
-export const countAll = (metric: Metric.Metric<number, unknown>, tallies: ReadonlyMap<string, number>, key: string) =>
-  Effect.forEach(tallies, ([value, n]) => count(metric, { [key]: value }, n), { discard: true })
+export const countAll = (family: Family, tallies: ReadonlyMap<string, number>, key: string) =>
+  Effect.forEach(tallies, ([value, n]) => count(family, { [key]: value }, n), { discard: true })
 
 /** HTTP requests by route template (e.g. `/worker-apps/{id}`) and status. */
 export const httpRequests = counter("http_requests_total", "HTTP requests by route and status")
