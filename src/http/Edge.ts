@@ -92,17 +92,22 @@ const accessLine = ({ client, method, note, route, seconds, status }: Answered) 
 }
 
 /** The HTTP metrics of an answered request and, with `ACCESS_LOG` on, its access log line. */
-export const recordAnswered = (answered: Answered, accessLog: boolean) =>
-  Effect.all([
-    Metrics.count(Metrics.httpRequests, { route: answered.route, status: String(answered.status) }),
-    Metrics.observe(Metrics.httpDuration, answered.seconds, { route: answered.route }),
-    accessLog ? accessLine(answered) : Effect.void
-  ], { discard: true })
+export const recordAnswered = (answered: Answered, accessLog: boolean) => {
+  const metrics = Metrics.updateAll([
+    Metrics.added(Metrics.httpRequests, { route: answered.route, status: String(answered.status) }),
+    Metrics.observed(Metrics.httpDuration, answered.seconds, { route: answered.route })
+  ])
+  return accessLog ? Effect.andThen(metrics, accessLine(answered)) : metrics
+}
+
+/** Whether access log lines are written: `ACCESS_LOG` on and `LOG_LEVEL` at info or below (a line never printed is not built). */
+export const accessLogOn = ({ accessLog, logLevel }: { readonly accessLog: boolean; readonly logLevel: string }) =>
+  accessLog && (logLevel === "Info" || logLevel === "Debug")
 
 /** In front of every route: errors in FastAPI's shape, one access log line per request, the HTTP metrics. */
 export const EdgeLive = HttpRouter.middleware(
   Effect.gen(function*() {
-    const { accessLog } = yield* AppConfig
+    const accessLog = accessLogOn(yield* AppConfig)
     return (httpEffect) =>
       Effect.gen(function*() {
         const started = performance.now()

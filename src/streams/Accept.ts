@@ -8,7 +8,7 @@ import { SignatureVerifier } from "../services/SignatureVerifier.ts"
 import * as Metrics from "../services/Metrics.ts"
 import { type RequestTrace, TracingOn, underSpan, validTracestate, withOwnSpan } from "../services/TraceContext.ts"
 import { type AccessNote, noteFor } from "../http/AccessNotes.ts"
-import { recordAnswered } from "../http/Edge.ts"
+import { accessLogOn, recordAnswered } from "../http/Edge.ts"
 import { Admission, type Refusal } from "../http/Guard.ts"
 import { originForm, WEBHOOK_PATH, WEBHOOK_RETRY_AFTER_SECONDS } from "../http/WebhookPath.ts"
 import { type BodyBudget, dropUnreadBody, readBody } from "./WebhookBody.ts"
@@ -118,6 +118,7 @@ export const AcceptLive = Layer.effect(WebhookIntake, Effect.gen(function*() {
   const journal = yield* Journal
   const admission = yield* Admission
   const tracing = yield* TracingOn
+  const accessLog = accessLogOn(config)
   // Requests still running when the server is gone are interrupted with this layer.
   const scope = yield* Scope.Scope
   const run = Effect.runForkWith(yield* Effect.context<never>())
@@ -182,12 +183,12 @@ export const AcceptLive = Layer.effect(WebhookIntake, Effect.gen(function*() {
     }
     return yield* journal.record(events, new Date(started), routable, trace).pipe(
       Effect.tap((result) =>
-        Effect.all([
-          Metrics.count(Metrics.webhooks, { result: "accepted" }),
-          Metrics.count(Metrics.events, { outcome: routable ? "accepted" : "ignored" }, result.fresh),
-          Metrics.count(Metrics.events, { outcome: "duplicate" }, result.duplicates),
-          Metrics.observe(Metrics.acceptLatency, Metrics.seconds(started, clock.currentTimeMillisUnsafe()))
-        ], { discard: true })
+        Metrics.updateAll([
+          Metrics.added(Metrics.webhooks, { result: "accepted" }),
+          Metrics.added(Metrics.events, { outcome: routable ? "accepted" : "ignored" }, result.fresh),
+          Metrics.added(Metrics.events, { outcome: "duplicate" }, result.duplicates),
+          Metrics.observed(Metrics.acceptLatency, Metrics.seconds(started, clock.currentTimeMillisUnsafe()))
+        ])
       ),
       Effect.map((result): Reply => {
         post.note.events = events.length
@@ -263,7 +264,7 @@ export const AcceptLive = Layer.effect(WebhookIntake, Effect.gen(function*() {
           seconds: (performance.now() - started) / 1000,
           client: post.client,
           note: post.note
-        }, config.accessLog)
+        }, accessLog)
       })
     )
 

@@ -307,23 +307,18 @@ export class Delivery extends Context.Service<Delivery, {
         const byOutcome = new Map<string, number>()
         const byApp = new Map<string, number>()
         const now = clock.currentTimeMillisUnsafe()
+        const updates: Array<Metrics.Update> = []
         for (const outcome of batch) {
           if (outcome.status === "pending") continue
           byOutcome.set(outcome.status, (byOutcome.get(outcome.status) ?? 0) + 1)
           if (outcome.status === "routed" && outcome.appId !== null) {
             byApp.set(outcome.appId, (byApp.get(outcome.appId) ?? 0) + 1)
           }
+          updates.push(Metrics.observed(Metrics.deliveryLatency, Math.max(0, now - outcome.event.receivedAt.getTime()) / 1000))
         }
-        return Effect.all([
-          Metrics.countAll(Metrics.events, byOutcome, "outcome"),
-          Metrics.countAll(Metrics.routedByApp, byApp, "worker_app_id"),
-          Effect.forEach(batch, (outcome) =>
-            outcome.status === "pending"
-              ? Effect.void
-              : Metrics.observe(Metrics.deliveryLatency, Math.max(0, now - outcome.event.receivedAt.getTime()) / 1000), {
-            discard: true
-          })
-        ], { discard: true })
+        for (const [outcome, n] of byOutcome) updates.push(Metrics.added(Metrics.events, { outcome }, n))
+        for (const [app, n] of byApp) updates.push(Metrics.added(Metrics.routedByApp, { worker_app_id: app }, n))
+        return Metrics.updateAll(updates)
       }
 
       // Until an outcome is written its event stays held (and pending, under this instance's lease),
