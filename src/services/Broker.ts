@@ -2,6 +2,7 @@ import amqp from "amqplib"
 import type { ChannelModel, ConfirmChannel, Options } from "amqplib"
 import { Context, Deferred, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { AppConfig, type QueueType } from "./AppConfig.ts"
+import { makeDeadlines } from "./Deadlines.ts"
 import { DELIVERY_LANES } from "./Lanes.ts"
 import { throttledLog } from "./LogThrottle.ts"
 
@@ -235,6 +236,7 @@ export class Broker extends Context.Service<Broker, {
       yield* Effect.forkScoped(maintain)
 
       const unavailable = (detail: string) => new PublishError({ reason: "unavailable", detail })
+      const confirms = yield* makeDeadlines<void, PublishError>(CONFIRM_TIMEOUT, () => unavailable("no publisher confirm in time"))
 
       // A lane's unconfirmed messages are bounded: a send waits for a permit, freed by a confirm.
       const acquirePermit = (entry: PublishChannel) =>
@@ -304,12 +306,7 @@ export class Broker extends Context.Service<Broker, {
           const detail = describe(error)
           return yield* (current.closed || detail.includes("closed") ? unavailable(detail) : new PublishError({ reason: "refused", detail }))
         }
-        return Deferred.await(confirmed).pipe(
-          Effect.timeoutOrElse({
-            duration: CONFIRM_TIMEOUT,
-            orElse: () => Effect.fail(unavailable("no publisher confirm in time"))
-          })
-        )
+        return confirms.await(confirmed)
       })
 
       const declareWorkerQueue = Effect.fn("Broker.declareWorkerQueue")(function*(queue: string) {

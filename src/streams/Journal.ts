@@ -3,6 +3,7 @@ import { type JournaledEvent, toJournaled } from "../domain/JournaledEvent.ts"
 import type { WebhookEvent } from "../domain/Webhook.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Database } from "../services/Database.ts"
+import { makeDeadlines } from "../services/Deadlines.ts"
 import { JournalStore, type JournalStoreError, type NewRow } from "../services/JournalStore.ts"
 import { Lanes } from "../services/Lanes.ts"
 import { throttledLog } from "../services/LogThrottle.ts"
@@ -101,6 +102,11 @@ export class Journal extends Context.Service<Journal, {
       let closing = false
       const config = yield* AppConfig
       const tracing = yield* TracingOn
+      // Forked before the drain's finalizer is added, so it still fails late commits during the drain.
+      const commits = yield* makeDeadlines<RecordResult, JournalUnavailable>(
+        JOURNAL_COMMIT_TIMEOUT,
+        () => new JournalUnavailable({ reason: "timeout", detail: "the journal did not commit in time" })
+      )
       const batchRequests = config.journalBatchRequests
       const batchWindow = config.journalBatchWindow
 
@@ -267,12 +273,7 @@ export class Journal extends Context.Service<Journal, {
               ? new JournalUnavailable({ reason: "closing", detail: "the service is shutting down" })
               : new JournalUnavailable({ reason: "full", detail: "the journal mailbox is full" })
           }
-          return yield* Deferred.await(done).pipe(
-            Effect.timeoutOrElse({
-              duration: JOURNAL_COMMIT_TIMEOUT,
-              orElse: () => Effect.fail(new JournalUnavailable({ reason: "timeout", detail: "the journal did not commit in time" }))
-            })
-          )
+          return yield* commits.await(done)
         })
 
       return Journal.of({
