@@ -55,6 +55,8 @@ export interface OutcomeRow {
   readonly appId: string | null
   readonly attempts: number
   readonly lastError: string | null
+  /** When it reached its end (epoch millis; `delivered_at`), or null while it is pending. */
+  readonly settledAt: number | null
 }
 
 /** A pending row read back for delivery. */
@@ -201,7 +203,6 @@ export class JournalStore extends Context.Service<JournalStore, {
       // connection prepares it once.
       const writeOutcomes = (rows: ReadonlyArray<OutcomeRow>) =>
         Effect.gen(function*() {
-          const now = new Date(clock.currentTimeMillisUnsafe())
           const [ids, statuses, owners, apps, attempts, errors, delivered] = yield* Effect.all([
             textArray(rows.map((o) => o.event.eventId)),
             textArray(rows.map((o) => o.status)),
@@ -209,7 +210,7 @@ export class JournalStore extends Context.Service<JournalStore, {
             pgArray(rows.map((o) => o.appId), PgTypes.OID.uuid),
             pgArray(rows.map((o) => o.attempts), PgTypes.OID.int4),
             textArray(rows.map((o) => o.lastError)),
-            timeArray(rows.map((o) => o.status === "pending" ? null : now))
+            timeArray(rows.map((o) => o.settledAt === null ? null : new Date(o.settledAt)))
           ])
           yield* sql`
             UPDATE webhook_events AS w SET

@@ -12,6 +12,12 @@ import { type Destination, Router } from "./Router.ts"
 
 /** Outcomes written back to the journal in one UPDATE. */
 export const OUTCOME_BATCH = 500
+/**
+ * After the first outcome of a batch, how long more are gathered before the UPDATE (unless
+ * OUTCOME_BATCH are already there): fewer, larger statements when deliveries trickle in. An outcome
+ * is off every event's path to its worker; only the webhook log shows it this much later.
+ */
+export const OUTCOME_LINGER = Duration.millis(25)
 /** Publishes the broker refused (returned, nacked, refused) before the event is dead-lettered. */
 export const PUBLISH_RETRY_BUDGET = 5
 /** Waits between refused publishes of one event: 100 ms, 200 ms, … */
@@ -34,6 +40,8 @@ type Outcome = {
   readonly status: "routed" | "unroutable" | "dead_lettered" | "pending"
   readonly attempts: number
   readonly lastError: string | null
+  /** When it reached its end (epoch millis), or null for a note on a pending event. */
+  readonly settledAt: number | null
 }
 
 const json = JSON.stringify
@@ -119,7 +127,8 @@ export class Delivery extends Context.Service<Delivery, {
         appId: null,
         status: "pending",
         attempts,
-        lastError
+        lastError,
+        settledAt: null
       })
 
       // Why events still wait goes to the journal, also on the events of the key behind them
@@ -204,7 +213,8 @@ export class Delivery extends Context.Service<Delivery, {
             appId: worker ? destination.app.id : null,
             status,
             attempts: track.attempts,
-            lastError
+            lastError,
+            settledAt: clock.currentTimeMillisUnsafe()
           })
         })
 
@@ -306,15 +316,14 @@ export class Delivery extends Context.Service<Delivery, {
       const countOutcomes = (batch: ReadonlyArray<Outcome>) => {
         const byOutcome = new Map<string, number>()
         const byApp = new Map<string, number>()
-        const now = clock.currentTimeMillisUnsafe()
         const updates: Array<Metrics.Update> = []
         for (const outcome of batch) {
-          if (outcome.status === "pending") continue
+          if (outcome.settledAt === null) continue
           byOutcome.set(outcome.status, (byOutcome.get(outcome.status) ?? 0) + 1)
           if (outcome.status === "routed" && outcome.appId !== null) {
             byApp.set(outcome.appId, (byApp.get(outcome.appId) ?? 0) + 1)
           }
-          updates.push(Metrics.observed(Metrics.deliveryLatency, Math.max(0, now - outcome.event.receivedAt.getTime()) / 1000))
+          updates.push(Metrics.observed(Metrics.deliveryLatency, Math.max(0, outcome.settledAt - outcome.event.receivedAt.getTime()) / 1000))
         }
         for (const [outcome, n] of byOutcome) updates.push(Metrics.added(Metrics.events, { outcome }, n))
         for (const [app, n] of byApp) updates.push(Metrics.added(Metrics.routedByApp, { worker_app_id: app }, n))
@@ -324,7 +333,10 @@ export class Delivery extends Context.Service<Delivery, {
       // Until an outcome is written its event stays held (and pending, under this instance's lease),
       // so no recovery reads it back; a database outage only delays the write.
       const recordOutcomes = Effect.gen(function*() {
-        const batch = yield* Queue.takeBetween(outcomes, 1, OUTCOME_BATCH)
+        const first = yield* Queue.takeBetween(outcomes, 1, OUTCOME_BATCH)
+        const batch = first.length < OUTCOME_BATCH
+          ? [...first, ...(yield* Effect.andThen(Effect.sleep(OUTCOME_LINGER), Queue.takeBetween(outcomes, 0, OUTCOME_BATCH - first.length)))]
+          : first
         yield* countOutcomes(batch)
         yield* writeOutcomes(batch).pipe(
           Effect.withTracerEnabled(false),

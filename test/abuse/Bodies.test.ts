@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import fc from "fast-check"
 import { APP_SECRET, SECRET_KEY, TestApp, VERIFY_TOKEN } from "../support/TestApp.ts"
 import { sign } from "../support/Webhooks.ts"
+import { eventually } from "../support/WorkerApps.ts"
 
 /** Sends raw bytes to /webhook; answers the status (never throws on a 5xx: the test asserts). */
 const post = (baseUrl: string, body: Uint8Array, headers: Record<string, string>) =>
@@ -94,8 +95,13 @@ layer(TestApp.layer("abuse_bodies"), { excludeTestServices: true, timeout: "120 
       }
       const health = yield* app.request("/monitoring/health", { auth: false })
       assert.strictEqual(health.status, 200)
-      // Values Postgres cannot hold as jsonb are still journaled, as text.
-      const logs = yield* app.request<{ items: ReadonlyArray<{ value: unknown }> }>("/monitoring/webhook-logs?status=unroutable&limit=500")
+      // Values Postgres cannot hold as jsonb are still journaled, as text (their outcomes are written
+      // back in batches, a moment after delivery).
+      const logs = yield* eventually(
+        app.request<{ items: ReadonlyArray<{ value: unknown }> }>("/monitoring/webhook-logs?status=unroutable&limit=500"),
+        (page) => page.body.items.length >= 5,
+        10
+      )
       assert.isAtLeast(logs.body.items.length, 5)
       assert.isAtLeast(logs.body.items.filter((item) => item.value === null).length, 2)
     }))
