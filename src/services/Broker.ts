@@ -20,6 +20,27 @@ export const reconnectSchedule = Schedule.min([Schedule.exponential("500 millis"
 /** While the broker stays away, its failed reconnects are logged once per this interval. */
 export const BROKER_FAULT_LOG_INTERVAL_MS = 30_000
 
+/**
+ * amqplib's muxer writes each frame of a round of channel buffers as its own socket write (one
+ * syscall, and one wake-up of the broker, per message); corking the socket for the round makes
+ * them one `writev`. Left alone when amqplib's internals are not the ones this was written for.
+ */
+export const coalesceWrites = (model: ChannelModel) => {
+  const connection = (model as unknown as { connection?: { muxer?: unknown; stream?: unknown } }).connection
+  const muxer = connection?.muxer as { _readIncoming?: () => void } | undefined
+  const stream = connection?.stream as { cork?: () => void; uncork?: () => void } | undefined
+  const round = muxer?._readIncoming
+  if (muxer === undefined || stream === undefined || typeof round !== "function" || typeof stream.cork !== "function" || typeof stream.uncork !== "function") return
+  muxer._readIncoming = function(this: unknown) {
+    stream.cork!()
+    try {
+      round.call(muxer)
+    } finally {
+      stream.uncork!()
+    }
+  }
+}
+
 export const deadLetterQueue = (queue: string) => `${queue}.dlq`
 
 /**
@@ -170,6 +191,7 @@ export class Broker extends Context.Service<Broker, {
             timeout: CONNECT_TIMEOUT_MS,
             clientProperties: { connection_name: "chatico-mapper" }
           })
+          coalesceWrites(connection)
           try {
             const channels = await Promise.all(
               Array.from({ length: DELIVERY_LANES }, () => openPublishChannel(connection))
