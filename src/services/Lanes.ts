@@ -58,6 +58,12 @@ export class Lanes extends Context.Service<Lanes, {
   backlog(keys: Iterable<string>): Effect.Effect<void>
   /** Waits until some key is in backlog, then returns up to `BACKLOG_KEYS_PER_READ` of them. */
   readonly backlogKeys: Effect.Effect<ReadonlyArray<BacklogKey>>
+  /**
+   * Runs a read of the journal whose events `feed` then takes: an event released while it runs was
+   * still pending in what it read, and is skipped (it was delivered; its outcome committed after the
+   * read began). One read at a time.
+   */
+  reading<A, E, R>(read: Effect.Effect<A, E, R>): Effect.Effect<A, E, R>
   /** Events read back from the journal for a backlog key, in journal order (held ones are skipped). */
   feed(key: string, events: ReadonlyArray<JournaledEvent>): Effect.Effect<void>
   /** The reader found nothing more for `key`: it leaves backlog unless live events were skipped since `mark`. */
@@ -84,6 +90,8 @@ export class Lanes extends Context.Service<Lanes, {
     Effect.gen(function*() {
       const keys = new Map<string, KeyState>()
       const held = new Set<string>()
+      // Released while a journal read runs (undefined when none does): bounded by what was held.
+      let releasedDuringRead: Set<string> | undefined
       let queued = 0
       // At most one entry per key, and a key exists only while it holds events or is in backlog.
       const runnable = yield* Queue.bounded<KeyState>(LANES_CAPACITY + BACKLOG_KEYS_PER_READ)
@@ -156,7 +164,9 @@ export class Lanes extends Context.Service<Lanes, {
       const feed = (key: string, events: ReadonlyArray<JournaledEvent>) =>
         Effect.sync(() => {
           const state = stateOf(key)
-          for (const event of events) if (!held.has(event.eventId)) enqueue(state, event)
+          for (const event of events) {
+            if (!held.has(event.eventId) && !releasedDuringRead?.has(event.eventId)) enqueue(state, event)
+          }
         })
 
       const settle = (backlogKey: BacklogKey) =>
@@ -174,7 +184,9 @@ export class Lanes extends Context.Service<Lanes, {
       let empty: Deferred.Deferred<void> | undefined
       const release = (eventIds: ReadonlyArray<string>) =>
         Effect.suspend(() => {
-          for (const id of eventIds) held.delete(id)
+          for (const id of eventIds) {
+            if (held.delete(id)) releasedDuringRead?.add(id)
+          }
           return held.size === 0 && empty !== undefined ? Deferred.succeed(empty, undefined) : Effect.void
         })
       const drained = Effect.suspend(() => {
@@ -226,6 +238,17 @@ export class Lanes extends Context.Service<Lanes, {
         offer,
         backlog,
         backlogKeys,
+        reading: (read) =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => {
+              releasedDuringRead = new Set()
+            }),
+            () => read,
+            () =>
+              Effect.sync(() => {
+                releasedDuringRead = undefined
+              })
+          ),
         feed,
         settle,
         room: Effect.sync(() => Math.max(0, LANES_CAPACITY - held.size)),

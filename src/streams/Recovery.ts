@@ -84,7 +84,8 @@ export const RecoveryLive = Layer.effectDiscard(Effect.gen(function*() {
     const keys = yield* lanes.backlogKeys
     const room = yield* lanes.room
     if (room === 0) return yield* Effect.sleep(BACKLOG_POLL)
-    const waiting = yield* readRound(keys, room)
+    // An event delivered and released while the round reads was still pending in what it read.
+    const waiting = yield* lanes.reading(readRound(keys, room))
     if (waiting) yield* Effect.sleep(BACKLOG_POLL)
   }).pipe(
     Effect.catchCause((cause) =>
