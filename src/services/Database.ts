@@ -11,6 +11,7 @@ import poisonInputs from "../migrations/0006_poison_inputs.ts"
 import deliveryInstances from "../migrations/0007_delivery_instances.ts"
 import valueOnce from "../migrations/0008_value_once.ts"
 import leanIndexes from "../migrations/0009_lean_indexes.ts"
+import pendingHolderIndex from "../migrations/0010_pending_holder_index.ts"
 import { DatabaseUnavailable } from "../domain/Errors.ts"
 import { AppConfig } from "./AppConfig.ts"
 
@@ -39,7 +40,8 @@ export const migrations = Migrator.fromRecord({
   "0006_poison_inputs": poisonInputs,
   "0007_delivery_instances": deliveryInstances,
   "0008_value_once": valueOnce,
-  "0009_lean_indexes": leanIndexes
+  "0009_lean_indexes": leanIndexes,
+  "0010_pending_holder_index": pendingHolderIndex
 })
 
 /** The parts of `DATABASE_URL` start-up needs, with the password kept out of every log line. */
