@@ -185,11 +185,11 @@ layer(
         )
         const filtersEvents = query.owner_id !== undefined || query.worker_app_id !== undefined
         if (query.status === "pending") {
-          // No pending rows: the planner may read an (empty) partial index of pending rows and sort nothing.
+          // No pending rows: the planner may read either (empty) partial index of pending rows and sort nothing.
           assert.isTrue(
             nodes.some((n) =>
               n.index === "webhook_events_pending_idx" || n.index === "webhook_events_pending_key_idx" ||
-              n.index === "webhook_events_status_idx"
+              n.index === "webhook_events_pending_holder_idx" || n.index === "webhook_events_status_idx"
             ),
             `pending rows not read by an index of theirs in ${label}`
           )
