@@ -47,6 +47,12 @@ export interface BacklogKey {
   readonly mark: number
 }
 
+/** An event whose outcome is recorded, after `attempts` publishes. */
+export interface Settled {
+  readonly eventId: string
+  readonly attempts: number
+}
+
 /**
  * Per order key (`entry[].id`) a FIFO of journaled events, published in order; keys in parallel. A key
  * that cannot go live (lanes full, an older event held elsewhere, a replay) goes to backlog for recovery.
@@ -59,9 +65,10 @@ export class Lanes extends Context.Service<Lanes, {
   /** Waits until some key is in backlog, then returns up to `BACKLOG_KEYS_PER_READ` of them. */
   readonly backlogKeys: Effect.Effect<ReadonlyArray<BacklogKey>>
   /**
-   * Runs a read of the journal whose events `feed` then takes: an event released while it runs was
-   * still pending in what it read, and is skipped (it was delivered; its outcome committed after the
-   * read began). One read at a time.
+   * Runs a read of the journal whose events `feed` then takes: an event released while it runs, read
+   * with fewer attempts than its outcome has, is the row as it was before that outcome committed,
+   * and is skipped (it was delivered). Read again with as many (a replay put it back to pending), it
+   * is taken. One read at a time.
    */
   reading<A, E, R>(read: Effect.Effect<A, E, R>): Effect.Effect<A, E, R>
   /** Events read back from the journal for a backlog key, in journal order (held ones are skipped). */
@@ -72,8 +79,8 @@ export class Lanes extends Context.Service<Lanes, {
   readonly room: Effect.Effect<number>
   /** The events queued in `event`'s key after the window it is in (they wait for it). */
   queuedBehind(event: JournaledEvent): ReadonlyArray<JournaledEvent>
-  /** Their outcome is recorded: they leave the lanes. */
-  release(eventIds: ReadonlyArray<string>): Effect.Effect<void>
+  /** Their outcome is recorded (after `attempts` publishes): they leave the lanes. */
+  release(settled: ReadonlyArray<Settled>): Effect.Effect<void>
   /** Drains the lanes with `deliver`, one window of a key's events at a time, until interrupted. */
   run(deliver: Deliver): Effect.Effect<never>
   /** Events waiting behind their key (not yet publishing). */
@@ -90,8 +97,9 @@ export class Lanes extends Context.Service<Lanes, {
     Effect.gen(function*() {
       const keys = new Map<string, KeyState>()
       const held = new Set<string>()
-      // Released while a journal read runs (undefined when none does): bounded by what was held.
-      let releasedDuringRead: Set<string> | undefined
+      // Released while a journal read runs, with their outcome's attempts (undefined when no read
+      // runs): bounded by what was held.
+      let releasedDuringRead: Map<string, number> | undefined
       let queued = 0
       // At most one entry per key, and a key exists only while it holds events or is in backlog.
       const runnable = yield* Queue.bounded<KeyState>(LANES_CAPACITY + BACKLOG_KEYS_PER_READ)
@@ -165,7 +173,9 @@ export class Lanes extends Context.Service<Lanes, {
         Effect.sync(() => {
           const state = stateOf(key)
           for (const event of events) {
-            if (!held.has(event.eventId) && !releasedDuringRead?.has(event.eventId)) enqueue(state, event)
+            if (held.has(event.eventId)) continue
+            const settledAfter = releasedDuringRead?.get(event.eventId)
+            if (settledAfter === undefined || event.attempts >= settledAfter) enqueue(state, event)
           }
         })
 
@@ -182,10 +192,10 @@ export class Lanes extends Context.Service<Lanes, {
         })
 
       let empty: Deferred.Deferred<void> | undefined
-      const release = (eventIds: ReadonlyArray<string>) =>
+      const release = (settled: ReadonlyArray<Settled>) =>
         Effect.suspend(() => {
-          for (const id of eventIds) {
-            if (held.delete(id)) releasedDuringRead?.add(id)
+          for (const { attempts, eventId } of settled) {
+            if (held.delete(eventId)) releasedDuringRead?.set(eventId, attempts)
           }
           return held.size === 0 && empty !== undefined ? Deferred.succeed(empty, undefined) : Effect.void
         })
@@ -241,7 +251,7 @@ export class Lanes extends Context.Service<Lanes, {
         reading: (read) =>
           Effect.acquireUseRelease(
             Effect.sync(() => {
-              releasedDuringRead = new Set()
+              releasedDuringRead = new Map()
             }),
             () => read,
             () =>

@@ -344,7 +344,9 @@ export class Delivery extends Context.Service<Delivery, {
           Effect.retry(outcomeWriteRetry),
           Effect.ignore
         )
-        yield* lanes.release(batch.flatMap((outcome) => outcome.status === "pending" ? [] : [outcome.event.eventId]))
+        yield* lanes.release(
+          batch.flatMap((outcome) => outcome.status === "pending" ? [] : [{ eventId: outcome.event.eventId, attempts: outcome.attempts }])
+        )
       })
 
       const renewLeases = store.renewLeases.pipe(
