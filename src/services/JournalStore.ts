@@ -130,8 +130,8 @@ export const insertStatement = (
     const [ids, receivedAts, objects, fields, entryIds, entryTimes, mediaIds, statuses, raws, traces, problems] = columns
     const [repeatIds, repeatTimes] = [columns[11], columns[12]]
     // `behind`: an older event of the same key is pending under another holder that is gone
-    // (crashed, stopped, or none) or that wrote it before this instance started (a restart after a
-    // crash, while the old heartbeat still looks alive). Another live instance's newer event is
+    // (crashed, stopped, or none), that released it (a shutdown), or that wrote it before this
+    // instance started (a restart after a crash, while the old heartbeat still looks alive). Another live instance's newer event is
     // not waited for (README). The search of each key's older events is skipped when no
     // event is pending under another holder: it reads every pending event of the key, this
     // instance's too, which a broker away for 30 s made 3,000 per key (README, "Performance").
@@ -152,12 +152,13 @@ export const insertStatement = (
         ON CONFLICT (event_id) DO NOTHING
         RETURNING event_id, entry_id, seq, status
       ), others AS (
-        -- Whether any event is pending under another holder: two range probes of
-        -- webhook_events_pending_holder_idx, once per statement (every pending event has a
-        -- holder: see releaseLeases). While every pending event is this instance's (one
-        -- instance; the broker away), no event's key is searched.
+        -- Whether any event is pending under another holder, or under none (released by an
+        -- instance of an earlier version): probes of two partial indexes, once per statement.
+        -- While every pending event is this instance's (one instance; the broker away), no
+        -- event's key is searched.
         SELECT EXISTS (SELECT 1 FROM webhook_events WHERE status = 'pending' AND claimed_by < ${me}::uuid)
-            OR EXISTS (SELECT 1 FROM webhook_events WHERE status = 'pending' AND claimed_by > ${me}::uuid) AS elsewhere
+            OR EXISTS (SELECT 1 FROM webhook_events WHERE status = 'pending' AND claimed_by > ${me}::uuid)
+            OR EXISTS (SELECT 1 FROM webhook_events WHERE status = 'pending' AND claimed_by IS NULL) AS elsewhere
       ), duplicates AS (
         INSERT INTO webhook_duplicates (event_id, received_at)
         SELECT u.event_id, u.received_at FROM u WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.event_id = u.event_id)
@@ -168,7 +169,7 @@ export const insertStatement = (
         SELECT 1 FROM webhook_events p
         WHERE p.status = 'pending' AND p.entry_id = i.entry_id AND p.seq < i.seq
           AND p.claimed_by IS DISTINCT FROM ${me}::uuid
-          AND (p.received_at < ${startedAt} OR ${holderGone(sql, "p")})
+          AND (p.received_at < ${startedAt} OR p.lease_until IS NULL OR ${holderGone(sql, "p")})
       ) AS behind
       FROM inserted i
     `
@@ -266,13 +267,14 @@ export class JournalStore extends Context.Service<JournalStore, {
           `
         }).pipe(Effect.mapError(fromSql))
 
+      // Not the events it released (a renewal racing the shutdown): those are for whoever is next.
       const renewLeases = sql`
         UPDATE webhook_events SET lease_until = now() + make_interval(secs => ${leaseSeconds})
-        WHERE status = 'pending' AND claimed_by = ${me}
+        WHERE status = 'pending' AND claimed_by = ${me} AND lease_until IS NOT NULL
       `.pipe(Effect.asVoid, Effect.mapError(fromSql))
 
-      // The lease ends now; the holder stays named, gone once this instance is forgotten, so every
-      // pending event has a holder (the insert's `others` probe reads no NULLs).
+      // The lease ends now and the holder stays named: a released event is waited for like a gone
+      // holder's (the insert's `behind`); the holder-less probe finds only older versions' releases.
       const releaseLeases = sql`
         UPDATE webhook_events SET lease_until = NULL
         WHERE status = 'pending' AND claimed_by = ${me}

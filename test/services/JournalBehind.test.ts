@@ -101,6 +101,25 @@ layer(Layer.mergeAll(JournalDb).pipe(Layer.provideMerge(TestApp.layer("journal_b
       assert.isTrue(yield* behindOf(released, writer))
     }))
 
+  it.effect("waits behind an event released by a holder still seen, or released with no holder by an earlier version", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const [stillSeen, unheld, holder] = [`seen-${randomUUID()}`, `unheld-${randomUUID()}`, randomUUID()]
+      // Its shutdown released its events, but its instance row is still there (not yet forgotten).
+      yield* sql`INSERT INTO delivery_instances (id, seen_at) VALUES (${holder}::uuid, now() + interval '1 hour')`
+      yield* sql`
+        INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, status, value_raw, lease_until, claimed_by)
+        VALUES (${`old-${stillSeen}`}, now(), 'instagram', 'comments', ${stillSeen}, 'pending', '{}', NULL, ${holder}::uuid)
+      `
+      // An instance of an earlier version released it with no holder (a rolling upgrade).
+      yield* sql`
+        INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, status, value_raw, lease_until, claimed_by)
+        VALUES (${`old-${unheld}`}, now(), 'instagram', 'comments', ${unheld}, 'pending', '{}', NULL, NULL)
+      `
+      assert.isTrue(yield* behindOf(stillSeen, writer))
+      assert.isTrue(yield* behindOf(unheld, writer))
+    }))
+
   it.effect("does not wait behind a live instance's event written after this one started", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
