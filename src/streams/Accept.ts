@@ -1,4 +1,4 @@
-import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Option, Redacted, Result, Scope, type Tracer } from "effect"
+import { Cause, Clock, Context, Effect, Exit, FiberSet, Layer, Option, Redacted, Result, type Tracer } from "effect"
 import { Headers, HttpRouter, type HttpServerRequest, HttpServerResponse, HttpTraceContext } from "effect/http"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { parseWebhook } from "../domain/Webhook.ts"
@@ -119,9 +119,9 @@ export const AcceptLive = Layer.effect(WebhookIntake, Effect.gen(function*() {
   const admission = yield* Admission
   const tracing = yield* TracingOn
   const accessLog = accessLogOn(config)
-  // Requests still running when the server is gone are interrupted with this layer.
-  const scope = yield* Scope.Scope
-  const run = Effect.runForkWith(yield* Effect.context<never>())
+  // Each request is a fiber of this layer's set: those still running when the server is gone are
+  // interrupted with the layer.
+  const run = yield* FiberSet.makeRuntime<never, void, never>()
 
   // Why, in the log (never a secret or the signature); the caller gets the same words.
   const refuse = (
@@ -271,7 +271,7 @@ export const AcceptLive = Layer.effect(WebhookIntake, Effect.gen(function*() {
   const handle = (incoming: IncomingMessage, response: ServerResponse) => {
     const started = performance.now()
     const post: Post = { incoming, response, client: incoming.socket.remoteAddress ?? UNKNOWN_CLIENT, note: {} }
-    const fiber = Fiber.runIn(run(handled(post, started)), scope)
+    const fiber = run(handled(post, started))
     // A client gone before its answer: the request stops (its events, if queued, are still committed).
     if (fiber.pollUnsafe() === undefined) {
       response.on("close", () => {
