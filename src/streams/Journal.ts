@@ -17,8 +17,11 @@ export const JOURNAL_EVENTS_PER_TRANSACTION = 20_000
 // Hot path: a stack trace captured per span would cost more than the span.
 const noStackTrace = { captureStackTrace: false } as const
 
-/** Journal writes in flight at once (the pool has room for them and for the rest). */
-export const JOURNAL_WRITERS = 4
+/**
+ * Journal writes in flight at once. One: the requests that arrive while a write runs all share the
+ * next, and Postgres's cost per statement is several times its cost per row (README, "Performance").
+ */
+export const JOURNAL_WRITERS = 1
 /** How long a request may wait for its commit before it is answered 503. */
 export const JOURNAL_COMMIT_TIMEOUT = Duration.seconds(8)
 /** At shutdown, queued requests and writes under way get this long to commit. */
