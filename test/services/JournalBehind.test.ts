@@ -2,29 +2,38 @@ import { assert, layer } from "@effect/vitest"
 import { Duration, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { randomUUID } from "node:crypto"
-import type { WebhookEvent } from "../../src/domain/Webhook.ts"
+import { parseWebhook } from "../../src/domain/Webhook.ts"
 import { insertStatement, type NewRow, type Writer } from "../../src/services/JournalStore.ts"
 import { JournalDb, TestApp } from "../support/TestApp.ts"
+import { bytesOf, commentEvent, webhookText } from "../support/Webhooks.ts"
 
 /** Pending events of one account this instance already holds, as while the broker is away. */
 const HELD = 20_000
 
+/** One new comment of `entryId`, parsed as the intake parses it. */
 const newRow = (entryId: string): NewRow => {
-  const eventId = `behind-${randomUUID()}`
-  const event: WebhookEvent = {
-    eventId,
-    object: "instagram",
-    entryId,
-    entryTimeText: "1700000000",
-    field: "comments",
-    mediaId: null,
-    value: { id: eventId },
-    valueRaw: JSON.stringify({ id: eventId }),
-    disposition: "deliver",
-    problem: null
-  }
-  return { event, receivedAt: new Date(), status: "pending", traceContext: null }
+  const parsed = parseWebhook(bytesOf(webhookText([[commentEvent(entryId)]])))
+  if (parsed._tag === "Failure") throw new Error(parsed.failure.message)
+  return { event: parsed.success.events[0]!, receivedAt: new Date(), status: "pending", traceContext: null }
 }
+
+/** An older pending event of `key` in the journal, under `holder` (null: none) until `leaseUntil` (SQL; `NULL`: released). */
+const olderPending = (
+  key: string,
+  holder: string | null,
+  { leaseUntil = "now() + interval '1 hour'", receivedAt = "now()" }: { readonly leaseUntil?: string; readonly receivedAt?: string } = {}
+) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`
+      INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, status, value_raw, lease_until, claimed_by)
+      VALUES (${`old-${key}`}, ${sql.literal(receivedAt)}, 'instagram', 'comments', ${key}, 'pending', '{}', ${sql.literal(leaseUntil)}, ${holder}::uuid)
+    `
+  })
+
+/** An instance seen now, and for the next hour. */
+const seenInstance = (id: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql`INSERT INTO delivery_instances (id, seen_at) VALUES (${id}::uuid, now() + interval '1 hour')`)
 
 interface PlanNode {
   readonly "Shared Hit Blocks"?: number
@@ -69,7 +78,7 @@ layer(Layer.mergeAll(JournalDb).pipe(Layer.provideMerge(TestApp.layer("journal_b
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const key = `held-${randomUUID()}`
-      yield* sql`INSERT INTO delivery_instances (id, seen_at) VALUES (${me}::uuid, now() + interval '1 hour')`
+      yield* seenInstance(me)
       yield* sql`
         INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, status, value_raw, lease_until, claimed_by)
         SELECT 'held-' || g || '-' || ${key}, now(), 'instagram', 'comments', ${key}, 'pending', '{}', now() + interval '1 hour', ${me}::uuid
@@ -85,57 +94,36 @@ layer(Layer.mergeAll(JournalDb).pipe(Layer.provideMerge(TestApp.layer("journal_b
 
   it.effect("waits behind an older event of a holder that is gone, or of one released at a shutdown", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
       const [gone, released] = [`gone-${randomUUID()}`, `released-${randomUUID()}`]
       // A holder that stopped renewing: never seen, so gone.
-      yield* sql`
-        INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, status, value_raw, lease_until, claimed_by)
-        VALUES (${`old-${gone}`}, now(), 'instagram', 'comments', ${gone}, 'pending', '{}', now() + interval '1 hour', ${randomUUID()}::uuid)
-      `
+      yield* olderPending(gone, randomUUID())
       // Released at a clean shutdown: the lease ended, the holder named and forgotten.
-      yield* sql`
-        INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, status, value_raw, lease_until, claimed_by)
-        VALUES (${`old-${released}`}, now(), 'instagram', 'comments', ${released}, 'pending', '{}', NULL, ${randomUUID()}::uuid)
-      `
+      yield* olderPending(released, randomUUID(), { leaseUntil: "NULL" })
       assert.isTrue(yield* behindOf(gone, writer))
       assert.isTrue(yield* behindOf(released, writer))
     }))
 
   it.effect("waits behind an event released by a holder still seen, or released with no holder by an earlier version", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
       const [stillSeen, unheld, holder] = [`seen-${randomUUID()}`, `unheld-${randomUUID()}`, randomUUID()]
       // Its shutdown released its events, but its instance row is still there (not yet forgotten).
-      yield* sql`INSERT INTO delivery_instances (id, seen_at) VALUES (${holder}::uuid, now() + interval '1 hour')`
-      yield* sql`
-        INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, status, value_raw, lease_until, claimed_by)
-        VALUES (${`old-${stillSeen}`}, now(), 'instagram', 'comments', ${stillSeen}, 'pending', '{}', NULL, ${holder}::uuid)
-      `
+      yield* seenInstance(holder)
+      yield* olderPending(stillSeen, holder, { leaseUntil: "NULL" })
       // An instance of an earlier version released it with no holder (a rolling upgrade).
-      yield* sql`
-        INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, status, value_raw, lease_until, claimed_by)
-        VALUES (${`old-${unheld}`}, now(), 'instagram', 'comments', ${unheld}, 'pending', '{}', NULL, NULL)
-      `
+      yield* olderPending(unheld, null, { leaseUntil: "NULL" })
       assert.isTrue(yield* behindOf(stillSeen, writer))
       assert.isTrue(yield* behindOf(unheld, writer))
     }))
 
   it.effect("does not wait behind a live instance's event written after this one started", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
       const [live, key] = [randomUUID(), `live-${randomUUID()}`]
-      yield* sql`INSERT INTO delivery_instances (id, seen_at) VALUES (${live}::uuid, now() + interval '1 hour')`
-      yield* sql`
-        INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, status, value_raw, lease_until, claimed_by)
-        VALUES (${`old-${key}`}, now(), 'instagram', 'comments', ${key}, 'pending', '{}', now() + interval '1 hour', ${live}::uuid)
-      `
+      yield* seenInstance(live)
+      yield* olderPending(key, live)
       assert.isFalse(yield* behindOf(key, writer))
       // An event that live instance wrote before this one started is waited for (a restart's case).
       const before = `before-${randomUUID()}`
-      yield* sql`
-        INSERT INTO webhook_events (event_id, received_at, object, field, entry_id, status, value_raw, lease_until, claimed_by)
-        VALUES (${`old-${before}`}, now() - interval '2 minutes', 'instagram', 'comments', ${before}, 'pending', '{}', now() + interval '1 hour', ${live}::uuid)
-      `
+      yield* olderPending(before, live, { receivedAt: "now() - interval '2 minutes'" })
       assert.isTrue(yield* behindOf(before, writer))
     }))
 })
