@@ -34,5 +34,5 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8000) + '/monitoring/health', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
 # Run node directly (not `npm start`) so SIGTERM reaches the process and shutdown is graceful;
-# the same flags as `npm start` (package.json: a 64 MB young generation, see the README).
+# the same flags as `npm start` (package.json: a 16 MB semi-space, see the README).
 CMD ["node", "--max-semi-space-size=16", "--heap-growing-percent=50", "src/main.ts"]
